@@ -1,0 +1,3 @@
+from pose3d.cli import main
+
+raise SystemExit(main())

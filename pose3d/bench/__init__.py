@@ -1,0 +1,1 @@
+"""Benchmarks: `pose3d bench ops|data|train`. Figures, never assertions."""
