@@ -16,6 +16,7 @@ import pose3d
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "env": ("pose3d.env_report", "print torch, CUDA and extension build information"),
+    "bench": ("pose3d.bench.cli", "benchmarks: ops, data, train"),
 }
 
 

@@ -9,16 +9,17 @@ import torch
 
 from pose3d.env_report import collect
 
-# Each module provides add_arguments(group) and run(args, device) -> str (Markdown tables).
-OP_BENCHMARKS = ["pose3d.bench.soft_argmax", "pose3d.bench.triangulate"]
+# op name -> module with run(args, device) -> str (Markdown tables with a title line)
+OP_BENCHMARKS = {
+    "soft_argmax": "pose3d.bench.soft_argmax",
+    "triangulate": "pose3d.bench.triangulate",
+}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--only", choices=["soft_argmax", "triangulate"], default=None)
+    parser.add_argument("--only", choices=sorted(OP_BENCHMARKS), default=None)
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
-    for name in OP_BENCHMARKS:
-        importlib.import_module(name).add_arguments(parser)
 
 
 def main(args: argparse.Namespace) -> int:
@@ -27,9 +28,9 @@ def main(args: argparse.Namespace) -> int:
     where = info["devices"][device.index or 0] if device.type == "cuda" else info["cpu"]
     print(f"# pose3d bench ops on {device.type}: {where}, torch {info['torch']}, "
           f"{info['cpu_threads']} CPU threads\n")
-    for name in OP_BENCHMARKS:
-        if args.only and not name.endswith(args.only):
+    for name, module_name in OP_BENCHMARKS.items():
+        if args.only and name != args.only:
             continue
-        print(importlib.import_module(name).run(args, device))
+        print(importlib.import_module(module_name).run(args, device))
         print()
     return 0

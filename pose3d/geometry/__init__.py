@@ -1,0 +1,1 @@
+"""pose3d.geometry"""
