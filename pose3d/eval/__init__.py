@@ -1,1 +1,1 @@
-"""pose3d.eval"""
+"""Metrics, evaluation reports and figures."""
