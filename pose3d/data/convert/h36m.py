@@ -16,6 +16,7 @@ Images under `imageSequence-undistorted` were undistorted, so their cameras get 
 
 from __future__ import annotations
 
+import pickle
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -88,7 +89,7 @@ def load_labels(path: Path) -> dict:
     try:
         labels = np.load(path, allow_pickle=True)
         labels = labels.item() if labels.dtype == object and labels.shape == () else labels
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, EOFError, pickle.UnpicklingError) as exc:
         raise ValueError(f"{path}: not a readable labels .npy file ({exc})") from exc
     if not isinstance(labels, dict):
         raise ValueError(f"{path}: expected a pickled dict with {LABEL_KEYS}, "
@@ -249,15 +250,13 @@ def _units(labels: dict, images: Path, options: H36MOptions,
 def _read_view(unit: _Unit, shot: _Shot, camera: Camera) -> tuple[np.ndarray, Camera]:
     """The full frame (RGB) of one view and its camera (dist dropped when undistorted)."""
     want = unit.options.images
-    undistorted = want == "undistorted"
+    undistorted = want != "distorted"
     path = image_path(unit.images, shot.subject, shot.action, camera.name, shot.frame,
                       undistorted)
-    if want == "auto":
-        undistorted = True
-        if not path.is_file():
-            undistorted = False
-            path = image_path(unit.images, shot.subject, shot.action, camera.name, shot.frame,
-                              False)
+    if want == "auto" and not path.is_file():
+        undistorted = False
+        path = image_path(unit.images, shot.subject, shot.action, camera.name, shot.frame,
+                          False)
     image = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if image is None:
         raise FileNotFoundError(
