@@ -7,18 +7,17 @@ from __future__ import annotations
 
 import io
 import json
-import tarfile
 from collections import defaultdict
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
+from convert_data import read_dataset, standing_pose
 
 from pose3d import cli
 from pose3d.data.convert import H36MOptions, convert_h36m
 from pose3d.data.convert.crop import crop_image
-from pose3d.data.schema import decode_sample
 from pose3d.geometry import Camera, h36m_cameras
 from pose3d.skeleton.mappings import H36M_TO_LEARNABLE_TRIANGULATION
 
@@ -33,16 +32,6 @@ FRAMES = {**{(s, "Walking-1"): (0, 1, 2) for s in SUBJECTS[:5]},
 MISSING_VIEW = ("S7", 1, 2)  # subject, frame, camera index: zero box, no image
 NO_VIEWS = ("S8", 2)  # every box zero
 UNDISTORTED = "S9"  # this subject's images live in imageSequence-undistorted
-
-
-def standing_pose(shift: float) -> np.ndarray:
-    """Our 17 joints [17, 3] world mm (z up), moved along x by `shift`."""
-    pose = np.array([
-        [0, 0, 900], [-100, 0, 900], [-100, 0, 500], [-100, 0, 100], [100, 0, 900],
-        [100, 0, 500], [100, 0, 100], [0, 0, 1100], [0, 0, 1350], [0, 0, 1450],
-        [0, 0, 1600], [180, 0, 1350], [200, 0, 1100], [200, 0, 850], [-180, 0, 1350],
-        [-200, 0, 1100], [-200, 0, 850]], dtype=np.float64)
-    return pose + [shift, 0.3 * shift, 0]
 
 
 def small_cameras(subject: str) -> list[Camera]:
@@ -103,22 +92,6 @@ def build_h36m(root: Path) -> dict:
     (root / "extra").mkdir(parents=True)
     np.save(root / "extra" / "human36m-multiview-labels-GTbboxes.npy", labels)
     return poses
-
-
-def read_dataset(out: Path) -> dict:
-    """Every sample of the converted set, decoded, by key."""
-    manifest = json.loads((out / "manifest.json").read_text())
-    samples = {}
-    for role in manifest["roles"].values():
-        for shard in role["shards"]:
-            files: dict[str, dict] = defaultdict(dict)
-            with tarfile.open(out / shard["file"]) as tar:
-                for m in tar.getmembers():
-                    key, _, ext = m.name.partition(".")
-                    files[key][ext] = tar.extractfile(m).read()
-            for key, f in files.items():
-                samples[key] = decode_sample({"__key__": key, **f})
-    return samples
 
 
 @pytest.fixture(scope="module")
