@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import json
-import tarfile
-from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
 
-from pose3d.data.schema import decode_sample
+from pose3d.data.loader import iterate_samples
 
 
 def standing_pose(shift: float) -> np.ndarray:
@@ -23,16 +20,9 @@ def standing_pose(shift: float) -> np.ndarray:
 
 
 def read_dataset(out: Path) -> dict:
-    """Every sample of the converted set, decoded, by key."""
-    manifest = json.loads((out / "manifest.json").read_text())
-    samples = {}
-    for role in manifest["roles"].values():
-        for shard in role["shards"]:
-            files: dict[str, dict] = defaultdict(dict)
-            with tarfile.open(out / shard["file"]) as tar:
-                for m in tar.getmembers():
-                    key, _, ext = m.name.partition(".")
-                    files[key][ext] = tar.extractfile(m).read()
-            for key, f in files.items():
-                samples[key] = decode_sample({"__key__": key, **f})
-    return samples
+    """Every sample of the converted set (all roles), decoded, by key; fails on a sample
+    the loader would reject."""
+    def fail(message: str) -> None:
+        raise AssertionError(message)
+
+    return {s.key: s for s in iterate_samples(str(out), on_error=fail)}

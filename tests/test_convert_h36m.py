@@ -18,19 +18,25 @@ from convert_data import read_dataset, standing_pose
 from pose3d import cli
 from pose3d.data.convert import H36MOptions, convert_h36m
 from pose3d.data.convert.crop import crop_image
+from pose3d.data.convert.h36m import select_rows
+from pose3d.data.loader import make_eval_loader
+from pose3d.data.shards import shards_for_role
 from pose3d.geometry import Camera, h36m_cameras
 from pose3d.skeleton.mappings import H36M_TO_LEARNABLE_TRIANGULATION
+from pose3d.train.config import load_config
 
 FRAME = 200  # source frame side (the real ones are 1000)
 OUT = 64
 SUBJECTS = ("S1", "S5", "S6", "S7", "S8", "S9", "S11")
 ACTIONS = ("Walking-1", "Greeting-2")
-# (subject, action) -> frame indices present; S9 Greeting-2 is a damaged sequence.
-FRAMES = {**{(s, "Walking-1"): (0, 1, 2) for s in SUBJECTS[:5]},
-          ("S9", "Walking-1"): (0, 1, 64, 65), ("S11", "Walking-1"): (0, 64, 65),
-          ("S9", "Greeting-2"): (0, 64)}
-MISSING_VIEW = ("S7", 1, 2)  # subject, frame, camera index: zero box, no image
-NO_VIEWS = ("S8", 2)  # every box zero
+# (subject, action) -> frame indices present (every 5th, as h36m-fetch extracts them);
+# S9 Greeting-2 is a damaged sequence.
+FRAMES = {**{(s, "Walking-1"): (0, 5, 10) for s in SUBJECTS[:5]},
+          ("S9", "Walking-1"): (0, 5, 10, 15), ("S11", "Walking-1"): (0, 5, 10),
+          ("S9", "Greeting-2"): (0, 5)}
+EVAL_STEP = 2  # the paper's 64 needs more frames than a test should write
+MISSING_VIEW = ("S7", 5, 2)  # subject, frame, camera index: zero box, no image
+NO_VIEWS = ("S8", 10)  # every box zero
 UNDISTORTED = "S9"  # this subject's images live in imageSequence-undistorted
 
 
@@ -71,7 +77,7 @@ def build_h36m(root: Path) -> dict:
     rows, poses = [], {}
     for (subject, action), frames in FRAMES.items():
         for f in frames:
-            pose = standing_pose(80.0 * (f % 4))
+            pose = standing_pose(80.0 * (f // 5 % 4))
             poses[subject, action, f] = pose
             boxes = np.zeros((4, 4), np.int16)
             for c, cam in enumerate(rigs[subject]):
@@ -104,7 +110,8 @@ def h36m_root(tmp_path_factory) -> tuple[Path, dict]:
 def converted(h36m_root, tmp_path_factory) -> tuple[Path, dict, dict]:
     root, poses = h36m_root
     out = tmp_path_factory.mktemp("h36m_out")
-    summary = convert_h36m(root, out, H36MOptions(image_size=OUT), progress=False)
+    options = H36MOptions(image_size=OUT, eval_frame_step=EVAL_STEP)
+    summary = convert_h36m(root, out, options, progress=False)
     assert summary.skipped == {"labeled": 0, "unlabeled": 1, "eval": 0}
     return out, read_dataset(out), poses
 
@@ -118,11 +125,11 @@ def test_roles_subjects_and_frames_follow_the_paper(converted):
     by_role = defaultdict(set)
     for s in samples.values():
         by_role[s.meta["role"]].add((s.meta["subject"], s.meta["action"], s.meta["frame"]))
-    # eval: every 64th frame, the damaged S9 Greeting-2 left out; S8 frame 2 has no view
-    assert by_role["eval"] == {("S9", "Walking-1", 0), ("S9", "Walking-1", 64),
-                               ("S11", "Walking-1", 0), ("S11", "Walking-1", 64)}
+    # eval: every 2nd frame held, the damaged S9 Greeting-2 left out; S8 frame 10 has no view
+    assert by_role["eval"] == {("S9", "Walking-1", 0), ("S9", "Walking-1", 10),
+                               ("S11", "Walking-1", 0), ("S11", "Walking-1", 10)}
     assert len(by_role["labeled"]) == 9
-    assert ("S8", "Walking-1", 2) not in by_role["unlabeled"]
+    assert ("S8", "Walking-1", 10) not in by_role["unlabeled"]
     assert len(by_role["unlabeled"]) == 5
     assert manifest["dataset"] == "h36m" and manifest["image_size"] == OUT
 
@@ -164,6 +171,32 @@ def test_a_missing_view_is_stored_invalid(converted):
     assert (s.images[cam] == 0).all()
 
 
+def test_the_loader_batches_converted_tuples(converted):
+    out, _, _ = converted
+    batches = list(make_eval_loader(shards_for_role(out, "unlabeled"), batch_size=4))
+    assert sum(len(b["key"]) for b in batches) == 5
+    batch = batches[0]
+    assert batch["images"].shape[1:] == (4, 3, OUT, OUT)
+    assert not batch["has_joints3d"].any()
+    subject, frame, cam = MISSING_VIEW
+    valid = {k: v for b in batches for k, v in zip(b["key"], b["valid"].tolist())}
+    assert valid[f"{subject}-Walking_1-0000-{frame:06d}"] == [c != cam for c in range(4)]
+
+
+def test_eval_keeps_every_64th_frame_the_table_holds():
+    frames = np.arange(0, 5 * 200, 5)  # h36m-fetch: every 5th recorded frame
+    table = np.zeros(2 * len(frames), dtype=[("subject_idx", np.int8), ("action_idx", np.int8),
+                                             ("frame_idx", np.int16)])
+    table["action_idx"][len(frames):] = 1
+    table["frame_idx"] = np.r_[frames, frames[::-1]]  # any row order
+    labels = {"subject_names": ["S9"], "action_names": ["Walking-1", "Greeting-2"],
+              "table": table}
+    rows = select_rows(labels, "eval", ["S9"], H36MOptions())
+    assert sorted(table["frame_idx"][rows]) == [0, 320, 640, 960]  # Greeting-2 is damaged
+    rows = select_rows(labels, "labeled", ["S9"], H36MOptions(frame_step=100))
+    assert sorted(table["frame_idx"][rows]) == [0, 0, 500, 500]
+
+
 def test_crop_image_follows_the_camera_pixel_map():
     ys, xs = np.mgrid[:300, :300]
     blob = np.exp(-((xs - 200.0) ** 2 + (ys - 120.0) ** 2) / (2 * 6.0**2))  # at u=200, v=120
@@ -184,7 +217,7 @@ def test_cli_converts_one_role_and_refuses_to_overwrite(h36m_root, tmp_path, cap
             "32", "--roles", "eval", "--subjects", "eval=S11", "--no-progress"]
     assert cli.main(args) == 0
     manifest = json.loads((tmp_path / "manifest.json").read_text())
-    assert list(manifest["roles"]) == ["eval"] and manifest["roles"]["eval"]["samples"] == 2
+    assert list(manifest["roles"]) == ["eval"] and manifest["roles"]["eval"]["samples"] == 1
     assert cli.main(args) == 2
     assert "--overwrite" in capsys.readouterr().err
     assert cli.main(args + ["--overwrite", "--eval-frame-step", "1"]) == 0
@@ -195,12 +228,26 @@ def test_cli_converts_one_role_and_refuses_to_overwrite(h36m_root, tmp_path, cap
 def test_workers_write_the_same_samples(h36m_root, converted, tmp_path):
     root, _ = h36m_root
     _, serial, _ = converted
-    convert_h36m(root, tmp_path, H36MOptions(image_size=OUT), workers=2, progress=False)
+    options = H36MOptions(image_size=OUT, eval_frame_step=EVAL_STEP)
+    convert_h36m(root, tmp_path, options, workers=2, progress=False)
     parallel = read_dataset(tmp_path)
     assert parallel.keys() == serial.keys()
     for key, s in serial.items():
         np.testing.assert_array_equal(parallel[key].images, s.images)
         np.testing.assert_array_equal(parallel[key].K, s.K)
+
+
+
+def test_config_has_the_papers_stage_settings():
+    repo = Path(__file__).resolve().parents[1]
+    cfg = load_config(repo / "launch" / "configs" / "h36m.yaml", ["stage=finetune"])
+    assert [cfg.optim[s].epochs for s in ("mv_pretrain", "sv_pretrain", "finetune")] == \
+        [6, 20, 9]
+    assert [cfg.optim[s].batch_size for s in ("mv_pretrain", "sv_pretrain", "finetune")] == \
+        [8, 8, 6]  # sv: 8 four-view tuples = the paper's 32 images
+    assert cfg.data.image_size == 256 and cfg.data.root == "data/h36m"
+    assert cfg.model.sv.backbone == cfg.model.mv.backbone == "resnet50"
+    assert cfg.model.sv.depth_bins == 64  # 256 px input -> 64^3 heatmaps
 
 
 # ------------------------------------------------------------------ bad input
@@ -241,11 +288,11 @@ def test_absent_subject_camera_or_image_is_named(h36m_root, tmp_path):
     with pytest.raises(ValueError, match="camera '12345678'"):
         convert_h36m(root, tmp_path / "b", H36MOptions(cameras=["12345678"]), progress=False)
     image = root / "processed" / "S5" / "Walking-1" / "imageSequence" / "55011271"
-    target = image / "img_000002.jpg"
+    target = image / "img_000006.jpg"
     hidden = target.with_suffix(".bak")
     target.rename(hidden)
     try:
-        with pytest.raises(FileNotFoundError, match="img_000002.jpg"):
+        with pytest.raises(FileNotFoundError, match="img_000006.jpg"):
             convert_h36m(root, tmp_path / "c", H36MOptions(splits={"labeled": ("S5",)}),
                          progress=False)
     finally:

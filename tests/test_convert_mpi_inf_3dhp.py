@@ -21,6 +21,7 @@ from pose3d.data.convert import MpiInf3dhpOptions, convert_mpi_inf_3dhp
 from pose3d.data.convert.mpi_inf_3dhp import read_calibration
 from pose3d.geometry import Camera
 from pose3d.skeleton.mappings import MPI_INF_3DHP_TO_H36M
+from pose3d.train.config import load_config
 
 FRAME = 200
 OUT = 48
@@ -195,6 +196,19 @@ def test_cli_picks_cameras_roles_and_frame_source(dataset, tmp_path):
     assert all(s.meta["camera_names"] == ["0", "8"] for s in samples.values())
     assert cli.main(args[:-3] + ["--frames", "images", "--subjects", "labeled=S1",
                                  "--overwrite", "--no-progress"]) == 2  # S1 has videos only
+
+
+
+def test_config_has_the_papers_stage_settings():
+    repo = Path(__file__).resolve().parents[1]
+    cfg = load_config(repo / "launch" / "configs" / "mpi_inf_3dhp.yaml", ["stage=finetune"])
+    assert [cfg.optim[s].epochs for s in ("mv_pretrain", "sv_pretrain", "finetune")] == \
+        [10, 7, 10]
+    assert [cfg.optim[s].batch_size for s in ("mv_pretrain", "sv_pretrain", "finetune")] == \
+        [8, 8, 6]  # sv: 8 four-view tuples = the paper's 32 images
+    assert cfg.data.image_size == 256 and cfg.data.root == "data/mpi_inf_3dhp"
+    assert cfg.model.sv.backbone == cfg.model.mv.backbone == "resnet50"
+    assert cfg.model.sv.depth_bins == 64  # 256 px input -> 64^3 heatmaps
 
 
 # ------------------------------------------------------------------ bad input

@@ -173,10 +173,23 @@ def _camera_indices(labels: dict, cameras: Sequence[str | int] | None) -> list[i
     return out
 
 
+def every_nth_of_each_sequence(table: np.ndarray, rows: np.ndarray, step: int) -> np.ndarray:
+    """The rows (sorted by subject, action, frame) at positions 0, step, 2*step ... within
+    each (subject, action) sequence: every n-th frame the table holds, however densely the
+    frames were extracted (h36m-fetch keeps every 5th recorded frame)."""
+    rec = table[rows]
+    order = np.lexsort((rec["frame_idx"], rec["action_idx"], rec["subject_idx"]))
+    rows, rec = rows[order], rec[order]
+    seq = rec["subject_idx"].astype(np.int64) * 1024 + rec["action_idx"]
+    starts = np.r_[0, np.flatnonzero(np.diff(seq)) + 1]
+    position = np.arange(len(rows)) - np.repeat(starts, np.diff(np.r_[starts, len(rows)]))
+    return rows[position % step == 0]
+
+
 def select_rows(labels: dict, role: str, subjects: Sequence[str],
                 options: H36MOptions) -> np.ndarray:
     """Row indices of the table for one role: its subjects, every n-th frame of each
-    sequence (frame_idx % n == 0), damaged sequences left out of eval."""
+    sequence, damaged sequences left out of eval."""
     names = [str(s) for s in labels["subject_names"]]
     absent = [s for s in subjects if s not in names]
     if absent:
@@ -184,8 +197,6 @@ def select_rows(labels: dict, role: str, subjects: Sequence[str],
                          f"(it has {', '.join(names)})")
     table = labels["table"]
     mask = np.isin(table["subject_idx"], [names.index(s) for s in subjects])
-    step = options.eval_frame_step if role == "eval" else options.frame_step
-    mask &= table["frame_idx"] % step == 0
     if role == "eval" and not options.with_damaged_actions:
         actions = [str(a) for a in labels["action_names"]]
         for subject, damaged in DAMAGED_ACTIONS.items():
@@ -193,7 +204,8 @@ def select_rows(labels: dict, role: str, subjects: Sequence[str],
                 bad = [actions.index(a) for a in damaged if a in actions]
                 mask &= ~((table["subject_idx"] == names.index(subject))
                           & np.isin(table["action_idx"], bad))
-    rows = np.flatnonzero(mask)
+    step = options.eval_frame_step if role == "eval" else options.frame_step
+    rows = every_nth_of_each_sequence(table, np.flatnonzero(mask), step)
     return rows[:options.max_frames] if options.max_frames else rows
 
 
