@@ -113,6 +113,7 @@ def converted(h36m_root, tmp_path_factory) -> tuple[Path, dict, dict]:
     options = H36MOptions(image_size=OUT, eval_frame_step=EVAL_STEP)
     summary = convert_h36m(root, out, options, progress=False)
     assert summary.skipped == {"labeled": 0, "unlabeled": 1, "eval": 0}
+    assert summary.missing_views == {"labeled": 0, "unlabeled": 1, "eval": 0}
     return out, read_dataset(out), poses
 
 

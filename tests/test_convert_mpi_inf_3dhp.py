@@ -132,7 +132,8 @@ def dataset(tmp_path_factory) -> tuple[Path, dict]:
 def converted(dataset, tmp_path_factory) -> tuple[Path, dict, dict]:
     root, poses = dataset
     out = tmp_path_factory.mktemp("3dhp_out")
-    convert_mpi_inf_3dhp(root, out, MpiInf3dhpOptions(**OPTIONS), progress=False)
+    summary = convert_mpi_inf_3dhp(root, out, MpiInf3dhpOptions(**OPTIONS), progress=False)
+    assert summary.missing_views == {"labeled": 0, "unlabeled": 1, "eval": 0}
     return out, read_dataset(out), poses
 
 

@@ -10,6 +10,7 @@ workers, the order of samples in the shards depends on timing; their content doe
 
 from __future__ import annotations
 
+import json
 import multiprocessing as mp
 import pickle
 import queue
@@ -21,6 +22,7 @@ from typing import Any
 
 from tqdm import tqdm
 
+from pose3d.data.schema import META_FILE
 from pose3d.data.shards import ShardSetWriter
 
 Producer = Callable[[Any], Iterable[dict | None]]
@@ -37,15 +39,17 @@ class ConversionUnit:
 
 @dataclass
 class ConversionSummary:
-    """Samples written and tuples skipped (no usable view) per role, and the manifest."""
+    """Per role: samples written, views stored as missing in them, tuples skipped because
+    no view was usable; and the manifest."""
 
     written: dict[str, int] = field(default_factory=dict)
+    missing_views: dict[str, int] = field(default_factory=dict)
     skipped: dict[str, int] = field(default_factory=dict)
     manifest: dict = field(default_factory=dict)
 
     def lines(self) -> list[str]:
-        return [f"{role}: {n} samples" + (f" ({self.skipped[role]} tuples without any view "
-                                          "skipped)" if self.skipped.get(role) else "")
+        return [f"{role}: {n} samples, {self.missing_views[role]} views missing, "
+                f"{self.skipped[role]} tuples without any view skipped"
                 for role, n in self.written.items()]
 
 
@@ -124,8 +128,8 @@ def write_dataset(out: Path, units: list[ConversionUnit], produce: Producer, *,
     `manifest_extra` goes into manifest.json (dataset name, splits, cameras ...)."""
     if workers < 0:
         raise ValueError(f"workers must be >= 0, got {workers}")
-    summary = ConversionSummary(written={u.role: 0 for u in units},
-                                skipped={u.role: 0 for u in units})
+    summary = ConversionSummary(**{name: {u.role: 0 for u in units}
+                                   for name in ("written", "missing_views", "skipped")})
     stream = _parallel(units, produce, workers) if workers > 1 else _serial(units, produce)
     total = sum(u.size for u in units)
     with closing(stream), \
@@ -138,6 +142,7 @@ def write_dataset(out: Path, units: list[ConversionUnit], produce: Producer, *,
                 continue
             writer.write(sample)
             summary.written[role] += 1
+            summary.missing_views[role] += json.loads(sample[META_FILE])["valid"].count(False)
         if not any(summary.written.values()):
             raise ValueError("nothing to write: no tuple with a usable view was found")
         summary.manifest = writer.close(**manifest_extra)
