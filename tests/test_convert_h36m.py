@@ -270,6 +270,9 @@ def test_missing_labels_file_is_named(tmp_path):
     (lambda d: d.update(table=d["table"][["subject_idx", "action_idx", "frame_idx",
                                           "keypoints"]]), "bbox_by_camera_tlbr"),
     (lambda d: d.update(cameras=d["cameras"][:2]), "cameras must be"),
+    (lambda d: d["table"]["bbox_by_camera_tlbr"].__setitem__(  # LTRB instead of TLBR
+        Ellipsis, d["table"]["bbox_by_camera_tlbr"][..., [1, 0, 3, 2]] + [0, 90, 0, 90]),
+     r"\(top, left, bottom, right\)"),
 ])
 def test_wrong_labels_layout_is_named(h36m_root, tmp_path, damage, message):
     root, _ = h36m_root

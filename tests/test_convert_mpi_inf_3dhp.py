@@ -258,6 +258,7 @@ def test_missing_files_are_named(dataset, tmp_path):
     (lambda m: m.pop("annot3"), "'annot3'"),
     (lambda m: m.update(annot2=m["annot2"][:4]), "camera 7 is not there"),
     (lambda m: m["annot2"].__setitem__((0, 0), m["annot2"][0, 0][:, :50]), r"\[frames, 56\]"),
+    (lambda m: m.update(annot3=m["annot3"][::-1]), "disagree by"),  # cameras out of order
 ])
 def test_wrong_annotation_layout_is_named(dataset, tmp_path, damage, message):
     root, seq = _sequence_copy(dataset, tmp_path)

@@ -82,7 +82,11 @@ def splits_from_args(defaults: dict[str, tuple[str, ...]], roles: list[str] | No
     return splits
 
 
-def _prepare_out(out: Path, overwrite: bool) -> None:
+def _prepare_out(root: Path, out: Path, overwrite: bool) -> None:
+    """Refuse to mix with an existing dataset in `out`; with overwrite, remove its shards and
+    manifest (only once the input root is known to exist)."""
+    if not root.is_dir():
+        raise FileNotFoundError(f"dataset root folder not found: {root}")
     old = sorted(out.glob("*.tar")) + ([out / MANIFEST] if (out / MANIFEST).exists() else [])
     if old and not overwrite:
         raise FileExistsError(f"{out} already holds a dataset ({old[0].name} ...); pass "
@@ -101,7 +105,7 @@ def _run(args: argparse.Namespace):
             frame_step=args.frame_step, eval_frame_step=args.eval_frame_step,
             cameras=args.cameras, bbox_scale=args.bbox_scale, images=args.images,
             with_damaged_actions=args.with_damaged_actions, max_frames=args.max_frames)
-        _prepare_out(args.out, args.overwrite)
+        _prepare_out(args.root, args.out, args.overwrite)
         return h36m.convert_h36m(args.root, args.out, options, labels=args.labels, **common)
     try:
         cameras = [int(c) for c in args.cameras]
@@ -113,7 +117,7 @@ def _run(args: argparse.Namespace):
         cameras=cameras, sequences=args.sequences, frame_step=args.frame_step,
         eval_frame_step=args.eval_frame_step, box_margin=args.box_margin, frames=args.frames,
         max_frames=args.max_frames)
-    _prepare_out(args.out, args.overwrite)
+    _prepare_out(args.root, args.out, args.overwrite)
     return mpi_inf_3dhp.convert_mpi_inf_3dhp(args.root, args.out, options, **common)
 
 

@@ -253,7 +253,29 @@ def _units(labels: dict, images: Path, options: H36MOptions,
                                        list(LEARNABLE_TRIANGULATION_TO_H36M)], boxes))
             units.append(ConversionUnit(role, len(shots),
                                         _Unit(role, shots, cameras, images, options)))
+    check_boxes_hold_joints([s for u in units for s in u.payload.shots], units)
     return units
+
+
+def check_boxes_hold_joints(shots: list[_Shot], units: list[ConversionUnit],
+                            samples: int = 64) -> None:
+    """Raise ValueError unless most boxes contain their projected pelvis, checked on a few
+    evenly spaced tuples: catches boxes in another order than TLBR, or cameras that do not
+    belong to the keypoints."""
+    cameras = {s: c for u in units for s, c in u.payload.cameras.items()}
+    inside = total = 0
+    for shot in shots[::max(1, len(shots) // samples)]:
+        for camera, box in zip(cameras[shot.subject], shot.boxes):
+            if box is None:
+                continue
+            u, v = camera.project(shot.keypoints[:1])[0]
+            inside += bool(box[0] <= u <= box[2] and box[1] <= v <= box[3])
+            total += 1
+    if total and inside < 0.5 * total:
+        raise ValueError(
+            f"only {inside} of {total} checked boxes contain the projected pelvis: the labels' "
+            "bbox_by_camera_tlbr should be (top, left, bottom, right) pixels and the cameras "
+            "world -> camera (x_cam = R X + t, mm)")
 
 
 # ------------------------------------------------------------------ one tuple

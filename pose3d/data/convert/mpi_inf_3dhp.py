@@ -158,8 +158,22 @@ def read_annotations(path: Path, cameras: Sequence[int]) -> tuple[np.ndarray, np
 def world_pose(annot3: np.ndarray, cameras: Sequence[Camera]) -> np.ndarray:
     """Camera-frame poses [C, ..., J, 3] mm -> one world pose [..., J, 3] mm (the mean of
     `R^T (x - t)` over the cameras)."""
+    return np.mean([(a - cam.t) @ cam.R for a, cam in zip(annot3, cameras)], axis=0)
+
+
+def check_annotations_match_cameras(directory: Path, annot3: np.ndarray,
+                                    cameras: Sequence[Camera], tolerance_mm: float = 50.0
+                                    ) -> None:
+    """Raise ValueError when the cameras' views of one frame [C, 1, J, 3] disagree about
+    where the body is in the world: annot3 not in camera coordinates, or a calibration that
+    does not belong to the sequence."""
     worlds = [(a - cam.t) @ cam.R for a, cam in zip(annot3, cameras)]
-    return np.mean(worlds, axis=0)
+    spread = max(float(np.abs(w - worlds[0]).max()) for w in worlds)
+    if spread > tolerance_mm:
+        raise ValueError(
+            f"{directory}: annot3 and camera.calibration disagree by {spread:.0f} mm in the "
+            "world (annot3 should be in each camera's frame, mm; the extrinsic world -> "
+            "camera)")
 
 
 # ------------------------------------------------------------------ frames
@@ -284,7 +298,9 @@ def _plan(root: Path, options: MpiInf3dhpOptions) -> list[ConversionUnit]:
                 if absent:
                     raise ValueError(f"{directory / CALIBRATION_FILE}: camera(s) {absent} not "
                                      f"there (it has {sorted(calibration)})")
-                annot2, _ = read_annotations(directory / ANNOT_FILE, options.cameras)
+                annot2, annot3 = read_annotations(directory / ANNOT_FILE, options.cameras)
+                check_annotations_match_cameras(
+                    directory, annot3[:, :1], [calibration[c] for c in options.cameras])
                 for c in options.cameras:  # fail now, not hours into the run
                     _FrameReader(directory, c, options.frames).close()
                 frames = list(range(0, annot2.shape[1], step))[:options.max_frames]
