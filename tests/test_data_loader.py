@@ -266,3 +266,14 @@ def test_shard_specs_resolve_or_fail_clearly(dataset, tmp_path):
         shards_for_role(dataset, "eval")
     with pytest.raises(ValueError, match="rank"):
         make_eval_loader(str(dataset), 2, rank=2, world_size=2)
+
+
+def test_uint8_batches_normalise_to_the_float_batches(dataset):
+    plain = next(iter(make_eval_loader(str(dataset), 2)))
+    raw = next(iter(make_eval_loader(str(dataset), 2, normalize=False)))
+    assert raw["images"].dtype == torch.uint8 and raw["images"].shape == plain["images"].shape
+    before = raw["images"].clone()
+    torch.testing.assert_close(schema.normalize_images(raw["images"]), plain["images"])
+    assert torch.equal(raw["images"], before)
+    with pytest.raises(ValueError, match="3, H, W"):
+        schema.normalize_images(torch.zeros(2, 4, 8, 8))
