@@ -120,6 +120,9 @@ def test_train_order_depends_on_seed_and_epoch_only(dataset):
                                        batches_per_epoch=4, shuffle_buffer=4))
     assert keys(0, 0) == keys(0, 0)
     assert keys(0, 0) != keys(0, 1) and keys(0, 0) != keys(1, 0)
+    loader = make_train_loader(str(dataset), 2, batches_per_epoch=4, shuffle_buffer=4)
+    loader.set_epoch(1)
+    assert _keys(loader) == keys(0, 1)
 
 
 def test_augment_moves_the_cameras_with_the_pixels(dataset):

@@ -307,6 +307,12 @@ class ShardLoader:
         self.num_batches = num_batches
         self.skipped: Counter = Counter()
 
+    def set_epoch(self, epoch: int) -> None:
+        """Reshuffle for `epoch` (like make_train_loader(..., epoch=epoch))."""
+        if not hasattr(self.dataset.source, "epoch"):
+            raise TypeError("only a training loader has epochs")
+        self.dataset.source.epoch = int(epoch)
+
     def __len__(self) -> int:
         if self.num_batches is None:
             raise TypeError("an eval loader has no fixed number of batches")
