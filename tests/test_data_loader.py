@@ -120,6 +120,9 @@ def test_train_order_depends_on_seed_and_epoch_only(dataset):
                                        batches_per_epoch=4, shuffle_buffer=4))
     assert keys(0, 0) == keys(0, 0)
     assert keys(0, 0) != keys(0, 1) and keys(0, 0) != keys(1, 0)
+    loader = make_train_loader(str(dataset), 2, batches_per_epoch=4, shuffle_buffer=4)
+    loader.set_epoch(1)
+    assert _keys(loader) == keys(0, 1)
 
 
 def test_augment_moves_the_cameras_with_the_pixels(dataset):
@@ -266,3 +269,14 @@ def test_shard_specs_resolve_or_fail_clearly(dataset, tmp_path):
         shards_for_role(dataset, "eval")
     with pytest.raises(ValueError, match="rank"):
         make_eval_loader(str(dataset), 2, rank=2, world_size=2)
+
+
+def test_uint8_batches_normalise_to_the_float_batches(dataset):
+    plain = next(iter(make_eval_loader(str(dataset), 2)))
+    raw = next(iter(make_eval_loader(str(dataset), 2, normalize=False)))
+    assert raw["images"].dtype == torch.uint8 and raw["images"].shape == plain["images"].shape
+    before = raw["images"].clone()
+    torch.testing.assert_close(schema.normalize_images(raw["images"]), plain["images"])
+    assert torch.equal(raw["images"], before)
+    with pytest.raises(ValueError, match="3, H, W"):
+        schema.normalize_images(torch.zeros(2, 4, 8, 8))

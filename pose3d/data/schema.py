@@ -33,6 +33,7 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
+import torch
 
 from pose3d.geometry import Camera
 from pose3d.skeleton import NUM_JOINTS
@@ -44,6 +45,19 @@ JPEG_QUALITY = 90
 # ImageNet statistics (RGB, on [0, 1] pixels): the backbones are ImageNet-pretrained.
 IMAGE_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
 IMAGE_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
+
+
+def normalize_images(images: torch.Tensor, inplace: bool = False) -> torch.Tensor:
+    """uint8 (or 0-255 float) RGB images [..., 3, H, W] -> float32 normalised with
+    IMAGE_MEAN / IMAGE_STD, on the images' device. inplace: reuse a float32 input."""
+    if images.ndim < 3 or images.shape[-3] != 3:
+        raise ValueError(f"images must be [..., 3, H, W], got {list(images.shape)}")
+    mean = torch.tensor(IMAGE_MEAN, device=images.device).view(3, 1, 1) * 255
+    inv_std = 1 / (torch.tensor(IMAGE_STD, device=images.device).view(3, 1, 1) * 255)
+    if images.dtype == torch.float32 and inplace:
+        return images.sub_(mean).mul_(inv_std)
+    return (images.float() - mean).mul_(inv_std)
+
 
 CAMERAS_FILE = "cameras.npz"
 JOINTS_FILE = "joints3d.npy"

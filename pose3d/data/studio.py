@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from pose3d.data import render, schema
+from pose3d.data import motion, render, schema
 from pose3d.geometry import Camera, h36m_cameras, square_box
 from pose3d.geometry.h36m_rig import SUBJECTS as H36M_SUBJECTS
 
@@ -189,8 +189,6 @@ def clip_poses(job: Job, config: StudioConfig,
         poses = bvh_clips[job.action]
         start = int(rng.integers(0, max(1, len(poses) - config.frames_per_clip + 1)))
         return np.asarray(poses[start:start + config.frames_per_clip], dtype=np.float64)
-    from pose3d.data import motion
-
     body = motion.sample_subject(stable_seed(config.seed, "body", job.subject))
     return motion.generate_clip(job.action, body, config.frames_per_clip, fps=config.fps,
                                 rng=rng)
