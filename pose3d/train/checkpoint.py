@@ -1,0 +1,147 @@
+"""Checkpoints: atomic writes, a `latest.pt` link, the last K kept, validated loads.
+
+A checkpoint is one `torch.save` dict: model, optimizer, scaler, step, epoch, step_in_epoch,
+rng (one state per rank), config, and `fingerprint` (the model's class and architecture), so
+that loading into another model fails with one clear line instead of a wall of key errors.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from pathlib import Path
+
+import torch
+from torch import nn
+
+LATEST = "latest.pt"
+_STEP_FILE = re.compile(r"^step_(\d{8})\.pt$")
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that is missing, unreadable or written for another model."""
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The plain module inside DDP and/or torch.compile wrappers."""
+    while True:
+        if hasattr(model, "module") and isinstance(model.module, nn.Module):
+            model = model.module
+        elif hasattr(model, "_orig_mod"):
+            model = model._orig_mod
+        else:
+            return model
+
+
+def fingerprint(model: nn.Module, arch: dict) -> dict:
+    """What must match for a checkpoint to load: class, architecture config, parameter shapes."""
+    model = unwrap(model)
+    shapes = ";".join(f"{k}:{tuple(v.shape)}" for k, v in model.state_dict().items())
+    return {"class": type(model).__name__, "arch": dict(arch),
+            "shapes": hashlib.sha1(shapes.encode()).hexdigest()[:16]}
+
+
+def _describe(fp: dict) -> str:
+    arch = ", ".join(f"{k}={v}" for k, v in sorted(fp.get("arch", {}).items()))
+    return f"{fp.get('class', '?')}({arch})"
+
+
+def check_fingerprint(found: dict | None, expected: dict, path: str | Path) -> None:
+    if not found:
+        raise CheckpointError(f"{path} is not a pose3d checkpoint (no model fingerprint)")
+    if found["class"] != expected["class"] or found["arch"] != expected["arch"] \
+            or found["shapes"] != expected["shapes"]:
+        raise CheckpointError(f"checkpoint {path} holds {_describe(found)}, but this run builds "
+                              f"{_describe(expected)}")
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_save(obj: object, path: str | Path) -> Path:
+    """torch.save to a temporary file beside `path`, fsync, then rename over `path`: a reader
+    (or a restart after a crash) sees the old file or the new one, never half of one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    _fsync_dir(path.parent)
+    return path
+
+
+def _point_latest(folder: Path, target: Path) -> None:
+    link = folder / LATEST
+    tmp = folder / f".{LATEST}.tmp-{os.getpid()}"
+    if tmp.is_symlink() or tmp.exists():
+        tmp.unlink()
+    os.symlink(target.name, tmp)
+    os.replace(tmp, link)
+
+
+def step_checkpoints(folder: str | Path) -> list[Path]:
+    """The `step_*.pt` files in `folder`, oldest step first."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    found = [p for p in folder.iterdir() if _STEP_FILE.match(p.name)]
+    return sorted(found, key=lambda p: int(_STEP_FILE.match(p.name).group(1)))
+
+
+def save(state: dict, folder: str | Path, step: int, keep: int = 3) -> Path:
+    """Write `state` as `folder/step_XXXXXXXX.pt`, point `latest.pt` at it, keep the last
+    `keep` step files."""
+    folder = Path(folder)
+    path = atomic_save(state, folder / f"step_{step:08d}.pt")
+    _point_latest(folder, path)
+    for old in step_checkpoints(folder)[:-keep]:
+        if old != path:
+            old.unlink(missing_ok=True)
+    return path
+
+
+def find_latest(folder: str | Path) -> Path | None:
+    """The newest checkpoint in `folder`: the highest step file (the `latest.pt` link can lag
+    one save behind if the process died between the rename and the link update)."""
+    files = step_checkpoints(folder)
+    return files[-1] if files else None
+
+
+def load(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
+    """Read a checkpoint file; CheckpointError (one line) when it is missing or unreadable."""
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        obj = torch.load(path, map_location=map_location, weights_only=False)
+    except Exception as exc:  # noqa: BLE001 - any unpickling failure means the same thing
+        raise CheckpointError(f"cannot read checkpoint {path}: {type(exc).__name__}: "
+                              f"{str(exc).splitlines()[0] if str(exc) else ''}") from None
+    if not isinstance(obj, dict) or "model" not in obj:
+        raise CheckpointError(f"{path} is not a pose3d checkpoint (no 'model' entry)")
+    return obj
+
+
+def load_model_weights(model: nn.Module, path: str | Path, expected: dict) -> dict:
+    """Load only the model weights of a checkpoint (to start a stage from another stage's
+    result), after checking its fingerprint. Returns the checkpoint dict."""
+    ckpt = load(path)
+    check_fingerprint(ckpt.get("fingerprint"), expected, path)
+    unwrap(model).load_state_dict(ckpt["model"])
+    return ckpt

@@ -1,0 +1,103 @@
+"""Rank-0 logging: Weights & Biases (online, offline or disabled), a metrics.jsonl file, and a
+tqdm bar. On other ranks every method is a no-op, so the loop calls them unconditionally.
+
+The W&B mode is `run.wandb`, unless the WANDB_MODE environment variable says otherwise. The
+W&B run id is kept in `<out_dir>/wandb_id.txt`, so a resumed run appends to the same W&B run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+from omegaconf import DictConfig
+from tqdm import tqdm
+
+from pose3d.train.config import WANDB_MODES, to_dict
+
+
+class _NoBar:
+    def update(self, n: int = 1) -> None:
+        pass
+
+    def set_postfix(self, *args, **kwargs) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def wandb_mode(cfg: DictConfig) -> str:
+    mode = os.environ.get("WANDB_MODE", cfg.run.wandb)
+    if mode == "dryrun":
+        mode = "offline"
+    if mode not in WANDB_MODES:
+        raise ValueError(f"W&B mode must be one of {', '.join(WANDB_MODES)}, got {mode!r}")
+    return mode
+
+
+class Logger:
+    """Logs scalars and images on rank 0 only."""
+
+    def __init__(self, cfg: DictConfig, out_dir: str | Path, is_main: bool) -> None:
+        self.active = is_main
+        self.out_dir = Path(out_dir)
+        self.run = None
+        self._jsonl = None
+        if not self.active:
+            return
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self._jsonl = open(self.out_dir / "metrics.jsonl", "a")  # noqa: SIM115 - closed in close()
+        mode = wandb_mode(cfg)
+        if mode != "disabled":
+            self.run = self._init_wandb(cfg, mode)
+
+    def _init_wandb(self, cfg: DictConfig, mode: str):
+        import wandb
+
+        id_file = self.out_dir / "wandb_id.txt"
+        run_id = id_file.read_text().strip() if id_file.exists() else wandb.util.generate_id()
+        id_file.write_text(run_id)
+        name = cfg.run.wandb_name or f"{Path(cfg.run.root).name}-{cfg.stage}"
+        return wandb.init(project=cfg.run.wandb_project, name=name, id=run_id, resume="allow",
+                          dir=str(self.out_dir), mode=mode, config=to_dict(cfg),
+                          settings=wandb.Settings(console="off", silent=True))
+
+    def log(self, scalars: dict[str, float], step: int) -> None:
+        if not self.active:
+            return
+        clean = {k: float(v) for k, v in scalars.items()}
+        self._jsonl.write(json.dumps({"step": step, "time": time.time(), **clean}) + "\n")
+        self._jsonl.flush()
+        if self.run is not None:
+            self.run.log(clean, step=step)
+
+    def log_image(self, key: str, image: np.ndarray, step: int, caption: str = "") -> None:
+        """`image`: uint8 [H, W, 3] RGB. Also saved as `<out_dir>/images/<key>_<step>.png`."""
+        if not self.active:
+            return
+        import cv2
+
+        folder = self.out_dir / "images"
+        folder.mkdir(exist_ok=True)
+        cv2.imwrite(str(folder / f"{key.replace('/', '_')}_{step:08d}.png"), image[..., ::-1])
+        if self.run is not None:
+            import wandb
+
+            self.run.log({key: wandb.Image(image, caption=caption)}, step=step)
+
+    def progress(self, total: int, initial: int, desc: str, enabled: bool = True):
+        if not (self.active and enabled):
+            return _NoBar()
+        return tqdm(total=total, initial=initial, desc=desc, dynamic_ncols=True, leave=False)
+
+    def close(self) -> None:
+        if self._jsonl is not None:
+            self._jsonl.close()
+            self._jsonl = None
+        if self.run is not None:
+            self.run.finish()
+            self.run = None

@@ -1,0 +1,266 @@
+"""The training loop: one function, read top to bottom (nanoGPT style).
+
+Every rank runs cfg.data.batches_per_epoch steps per epoch. Rank 0 logs and saves. A
+checkpoint is written every run.ckpt_every_steps steps and at the end of every epoch; a run
+restarted with run.resume=auto|latest continues from the newest one, at the same step.
+
+Test hooks (environment, used by the test suite to kill a worker or poison a loss):
+POSE3D_TEST_CRASH_AT_STEP=N (+ POSE3D_TEST_CRASH_MARKER=file, POSE3D_TEST_CRASH_RANK=r):
+rank r exits abruptly after step N, once (the marker file records that it did);
+POSE3D_TEST_NAN_AT_STEP=N: the loss of step N becomes NaN.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+
+from pose3d.train import checkpoint, distributed
+from pose3d.train.config import stage_optim, to_yaml
+from pose3d.train.distributed import DistInfo
+from pose3d.train.logger import Logger
+from pose3d.train.stage import StepContext, StepOutput, TrainStage, batch_to
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss became NaN or inf: the run stops, the last good checkpoint stays."""
+
+    def __init__(self, step: int, keys_by_rank: list[list[str] | None]) -> None:
+        self.step = step
+        self.keys = {r: k for r, k in enumerate(keys_by_rank) if k is not None}
+        where = "; ".join(f"rank {r}: {', '.join(map(str, k))}" for r, k in self.keys.items())
+        super().__init__(f"non-finite loss at step {step}; batch keys {where}")
+
+
+@dataclass
+class Position:
+    """Where training stands: optimiser steps done, the epoch, steps done in that epoch."""
+
+    step: int = 0
+    epoch: int = 0
+    step_in_epoch: int = 0
+
+
+def resume_path(cfg: DictConfig, ckpt_dir: Path) -> Path | None:
+    """The checkpoint to resume from, per run.resume (auto | latest | none | a path)."""
+    mode = cfg.run.resume
+    if mode in ("none", ""):
+        return None
+    if mode in ("auto", "latest"):
+        found = checkpoint.find_latest(ckpt_dir)
+        if found is None and mode == "latest":
+            raise checkpoint.CheckpointError(f"--resume latest: no checkpoint in {ckpt_dir}")
+        return found
+    return Path(mode)
+
+
+def autocast(cfg: DictConfig, device: torch.device):
+    """bf16 autocast on GPU (no loss scaling needed); full precision on CPU."""
+    if cfg.run.amp and device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def train_step(model: nn.Module, stage: TrainStage, batch: dict, ctx: StepContext,
+               cfg: DictConfig, scaler: torch.amp.GradScaler, step: int, info: DistInfo
+               ) -> StepOutput:
+    """Forward, the all-ranks NaN check, backward (DDP all-reduces the gradients here).
+    `step` is the number of this step (1-based), for the error message."""
+    with autocast(cfg, info.device):
+        out = stage.step(model, batch, ctx)
+    out.loss = _test_hooks(step, out.loss)
+    _check_finite(out.loss, step, batch, info)
+    scaler.scale(out.loss).backward()
+    return out
+
+
+def _check_finite(loss: torch.Tensor, step: int, batch: dict, info: DistInfo) -> None:
+    bad = not bool(torch.isfinite(loss.detach()).item())
+    if distributed.any_rank(bad, info.device):
+        keys = distributed.all_gather_objects(list(batch.get("key", [])) if bad else None)
+        raise NonFiniteLossError(step, keys)
+
+
+def _test_hooks(step: int, loss: torch.Tensor) -> torch.Tensor:
+    if os.environ.get("POSE3D_TEST_NAN_AT_STEP") == str(step):
+        loss = loss * float("nan")
+    return loss
+
+
+def _maybe_crash(step: int, info: DistInfo) -> None:
+    at, marker = os.environ.get("POSE3D_TEST_CRASH_AT_STEP"), os.environ.get(
+        "POSE3D_TEST_CRASH_MARKER")
+    if at != str(step) or not marker or info.rank != int(os.environ.get(
+            "POSE3D_TEST_CRASH_RANK", "1")) or Path(marker).exists():
+        return
+    Path(marker).write_text(f"crashed after step {step}\n")
+    os._exit(17)  # like a killed worker: no cleanup, no exception handling
+
+
+def _save(ckpt_dir: Path, model: nn.Module, optimizer, scaler, pos: Position, cfg: DictConfig,
+          fp: dict, info: DistInfo) -> None:
+    rng = distributed.all_gather_objects(distributed.rng_state())  # collective: every rank
+    if not info.is_main:
+        return
+    state = {"model": checkpoint.unwrap(model).state_dict(), "optimizer": optimizer.state_dict(),
+             "scaler": scaler.state_dict(), "step": pos.step, "epoch": pos.epoch,
+             "step_in_epoch": pos.step_in_epoch, "rng": rng, "world_size": info.world_size,
+             "config": to_yaml(cfg), "fingerprint": fp}
+    checkpoint.save(state, ckpt_dir, pos.step, keep=cfg.run.keep_checkpoints)
+
+
+def _restore(ckpt: dict, optimizer, scaler, info: DistInfo) -> Position:
+    optimizer.load_state_dict(ckpt["optimizer"])
+    scaler.load_state_dict(ckpt["scaler"])
+    rng = ckpt.get("rng") or []
+    if ckpt.get("world_size") == info.world_size and info.rank < len(rng):
+        distributed.set_rng_state(rng[info.rank])
+    return Position(ckpt["step"], ckpt["epoch"], ckpt["step_in_epoch"])
+
+
+class _Meter:
+    """Sums over a logging interval, averaged over ranks when read."""
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self.sums: dict[str, float] = {}
+        self.steps = 0
+        self.images = 0
+        self.data_s = 0.0
+        self.start = time.perf_counter()
+
+    def add(self, metrics: dict[str, torch.Tensor], images: int, data_s: float) -> None:
+        for k, v in metrics.items():
+            self.sums[k] = self.sums.get(k, 0.0) + float(v)
+        self.steps += 1
+        self.images += images
+        self.data_s += data_s
+
+    def read(self, device: torch.device) -> dict[str, float]:
+        """Mean metrics over ranks, global images/s and the data-wait fraction."""
+        elapsed = time.perf_counter() - self.start
+        keys = sorted(self.sums)
+        local = torch.tensor([self.sums[k] / max(self.steps, 1) for k in keys]
+                             + [self.data_s / max(elapsed, 1e-9), elapsed], device=device)
+        mean = distributed.all_reduce_mean(local).tolist()
+        images = distributed.all_reduce_sum(torch.tensor([float(self.images)], device=device))
+        out = dict(zip(keys, mean[:len(keys)]))
+        out["perf/data_wait_fraction"] = mean[len(keys)]
+        out["perf/images_per_s"] = float(images.item()) / max(mean[len(keys) + 1], 1e-9)
+        return out
+
+
+def train(cfg: DictConfig, stage: TrainStage) -> dict[str, float]:
+    """Run a training stage under torchrun (or as one process). Returns the last logged
+    metrics on rank 0 (an empty dict on the other ranks)."""
+    info = distributed.setup(cfg.run.device, cfg.run.dist_timeout_s)
+    try:
+        return _train(cfg, stage, info)
+    finally:
+        distributed.cleanup()
+
+
+def _train(cfg: DictConfig, stage: TrainStage, info: DistInfo) -> dict[str, float]:
+    out_dir = Path(cfg.run.out_dir)
+    ckpt_dir = out_dir / "checkpoints"
+    optim_cfg = stage_optim(cfg)
+
+    # Everything that can be wrong with the inputs fails here, before any work.
+    stage.check_inputs(cfg)
+    start_from = resume_path(cfg, ckpt_dir)
+    ckpt = checkpoint.load(start_from) if start_from else None
+    distributed.seed_everything(cfg.run.seed, info.rank)
+    model = stage.build_model(cfg)
+    fp = checkpoint.fingerprint(model, stage.arch(cfg))
+    if ckpt is not None:
+        checkpoint.check_fingerprint(ckpt.get("fingerprint"), fp, start_from)
+        model.load_state_dict(ckpt["model"])
+    elif stage.model_config(cfg).weights_path:
+        checkpoint.load_model_weights(model, stage.model_config(cfg).weights_path, fp)
+
+    model.to(info.device)
+    channels_last = cfg.run.channels_last and info.device.type == "cuda"
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+    optimizer = torch.optim.Adam(model.parameters(), lr=optim_cfg.lr,
+                                 weight_decay=cfg.optim.weight_decay)
+    scaler = torch.amp.GradScaler(info.device.type, enabled=False)  # bf16 needs no scaling
+    pos = _restore(ckpt, optimizer, scaler, info) if ckpt is not None else Position()
+    del ckpt
+    if info.distributed:
+        ids = [info.device.index] if info.device.type == "cuda" else None
+        model = DistributedDataParallel(model, device_ids=ids)
+    if cfg.run.compile:
+        model = torch.compile(model)
+    model.train()
+
+    logger = Logger(cfg, out_dir, info.is_main)
+    if info.is_main:
+        (out_dir / "config.yaml").write_text(to_yaml(cfg))
+    per_epoch = cfg.data.batches_per_epoch
+    total = optim_cfg.epochs * per_epoch
+    bar = logger.progress(total, pos.step, f"{stage.name}", cfg.run.progress)
+    ctx = StepContext(info.device, channels_last)
+    meter, last = _Meter(), {}
+    try:
+        for epoch in range(pos.epoch, optim_cfg.epochs):
+            skip = pos.step_in_epoch if epoch == pos.epoch else 0
+            pos.epoch, pos.step_in_epoch = epoch, skip
+            batches = iter(stage.train_loader(cfg, epoch, info))
+            for _ in range(skip):  # a mid-epoch resume: the batches already trained on
+                next(batches)
+            for i in range(skip, per_epoch):
+                t0 = time.perf_counter()
+                batch = next(batches, None)
+                if batch is None:
+                    raise RuntimeError(f"the {stage.name} loader ended after {i} of "
+                                       f"{per_epoch} batches in epoch {epoch}")
+                batch = batch_to(batch, info.device)
+                data_s = time.perf_counter() - t0
+
+                optimizer.zero_grad(set_to_none=True)
+                out = train_step(model, stage, batch, ctx, cfg, scaler, pos.step + 1, info)
+                if cfg.optim.grad_clip_norm > 0:
+                    scaler.unscale_(optimizer)
+                    nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip_norm)
+                scaler.step(optimizer)
+                scaler.update()
+                pos.step += 1
+                pos.step_in_epoch = i + 1
+                end_of_epoch = pos.step_in_epoch == per_epoch
+                bar.update()
+
+                meter.add({"train/loss": out.loss.detach(), **out.metrics},
+                          stage.num_images(batch), data_s)
+                if pos.step % cfg.run.log_every_steps == 0 or end_of_epoch:
+                    last = meter.read(info.device)
+                    last.update({"train/lr": optimizer.param_groups[0]["lr"],
+                                 "train/epoch": epoch + pos.step_in_epoch / per_epoch})
+                    logger.log(last, pos.step)
+                    bar.set_postfix(loss=f"{last['train/loss']:.4g}",
+                                    img_s=f"{last['perf/images_per_s']:.0f}")
+                    meter.reset()
+                if pos.step % cfg.run.image_every_steps == 0 and info.is_main:
+                    picture = stage.picture(batch, out)
+                    if picture is not None:
+                        logger.log_image("train/predictions", picture, pos.step,
+                                         caption=str(batch.get("key", [""])[0]))
+                if end_of_epoch:  # a checkpoint at the end of an epoch resumes at the next
+                    pos.epoch, pos.step_in_epoch = epoch + 1, 0
+                if end_of_epoch or pos.step % cfg.run.ckpt_every_steps == 0:
+                    _save(ckpt_dir, model, optimizer, scaler, pos, cfg, fp, info)
+                _maybe_crash(pos.step, info)
+    finally:
+        bar.close()
+        logger.close()
+    return last if info.is_main else {}

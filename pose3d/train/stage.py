@@ -1,0 +1,74 @@
+"""What a training stage supplies to the loop (pose3d.train.loop): a model, its data, its loss.
+
+The loop owns everything else (devices, DDP, precision, optimiser, checkpoints, logging), so
+a stage is a short class that reads like the method it implements.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from omegaconf import DictConfig
+from torch import Tensor, nn
+
+from pose3d.train.distributed import DistInfo
+
+
+@dataclass(frozen=True)
+class StepContext:
+    """What a stage's loss needs to know about where it runs."""
+
+    device: torch.device
+    channels_last: bool
+
+
+@dataclass
+class StepOutput:
+    loss: Tensor  # the scalar to minimise
+    metrics: dict[str, Tensor]  # scalars to log (detached), averaged over ranks by the loop
+    outputs: dict[str, Tensor]  # whatever `picture` needs (predictions), detached
+
+
+class TrainStage:
+    """Base class of the training stages (mv_pretrain, sv_pretrain, finetune)."""
+
+    name = "stage"
+
+    def model_config(self, cfg: DictConfig) -> DictConfig:
+        """The model sub-config this stage trains (cfg.model.sv or cfg.model.mv)."""
+        raise NotImplementedError
+
+    def arch(self, cfg: DictConfig) -> dict:
+        """The architecture facts a checkpoint must match (its fingerprint)."""
+        m = self.model_config(cfg)
+        return {k: m[k] for k in ("backbone", "deconv_channels", "num_deconv", "depth_bins")}
+
+    def check_inputs(self, cfg: DictConfig) -> None:
+        """Raise (one line) when the data this stage reads is missing: called before any work."""
+
+    def build_model(self, cfg: DictConfig) -> nn.Module:
+        raise NotImplementedError
+
+    def train_loader(self, cfg: DictConfig, epoch: int, dist: DistInfo) -> Iterable[dict]:
+        """Exactly cfg.data.batches_per_epoch batches on every rank."""
+        raise NotImplementedError
+
+    def step(self, model: nn.Module, batch: dict, ctx: StepContext) -> StepOutput:
+        raise NotImplementedError
+
+    def num_images(self, batch: dict) -> int:
+        """Images the model saw in this batch (for images/s)."""
+        return int(batch["valid"].sum()) if "valid" in batch else len(batch["images"])
+
+    def picture(self, batch: dict, out: StepOutput) -> np.ndarray | None:
+        """An RGB uint8 picture of the first sample's predictions, or None."""
+        return None
+
+
+def batch_to(batch: dict, device: torch.device) -> dict:
+    """Tensors of a batch to `device` (non-blocking from pinned memory); the rest as is."""
+    return {k: v.to(device, non_blocking=True) if isinstance(v, Tensor) else v
+            for k, v in batch.items()}
