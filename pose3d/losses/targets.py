@@ -33,8 +33,8 @@ def heatmap_targets(joints_world: Tensor, K: Tensor, R: Tensor, t: Tensor, space
     [B, V] camera mm) for cameras K [B, V, 3, 3], R [B, V, 3, 3], t [B, V, 3].
 
     Computed in float32 (float64 for float64 input) outside autocast. Views marked invalid by
-    `valid` [B, V], and views where the pose is not in front of the camera, get zeros (mask
-    them in the losses).
+    `valid` [B, V], views whose root is not in front of the camera and views with a
+    non-finite projection get zeros, root depth included (mask them in the losses).
     """
     if joints_world.dim() != 3 or joints_world.shape[-1] != 3:
         raise ValueError(f"joints_world must have shape [B, J, 3], got "

@@ -56,8 +56,8 @@ class MultiViewTriangulationModel(nn.Module):
         b, v = images.shape[:2]
         valid = _check_views(b, v, K, R, t, valid, images.device)
         coords, confidences = self.predict_2d(images.flatten(0, 1))
-        joints2d = coords.view(b, v, self.num_joints, 2) * self.stride
-        confidences = confidences.view(b, v, self.num_joints) * valid.unsqueeze(-1)
+        joints2d = coords.reshape(b, v, self.num_joints, 2) * self.stride
+        confidences = confidences.reshape(b, v, self.num_joints) * valid.unsqueeze(-1)
         # DLT on pixels and millimetres needs float32 even when the backbone ran in bf16.
         with torch.autocast(images.device.type, enabled=False):
             proj = projection_matrix(K.float(), R.float(), t.float())
