@@ -278,6 +278,8 @@ class _Pipeline(torch.utils.data.IterableDataset):
     def __iter__(self) -> Iterator[dict]:
         skips = _Skips()
         worker, workers = _worker_info()
+        if torch.utils.data.get_worker_info() is not None:
+            cv2.setNumThreads(1)  # one thread per worker, as torch does in workers
         rank = getattr(self.source, "rank", 0)
         stream_seed = f"{self.seed}/{getattr(self.source, 'epoch', 0)}/{rank}/{worker}"
         quota = None
