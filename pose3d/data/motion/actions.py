@@ -206,7 +206,7 @@ def picking_up(num_frames: int, fps: float, rng: np.random.Generator,
             return _wrist_clearance(body, one, hands)
 
         lo, hi = 0.2, 1.0  # at 1 the hips and knees reach their limits
-        for _ in range(14):  # clearance falls as the depth grows
+        for _ in range(10):  # clearance falls as the depth grows
             mid = (lo + hi) / 2
             lo, hi = (mid, hi) if clearance(mid) > target[c] else (lo, mid)
         depth[c] = (lo + hi) / 2

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from scipy.spatial.transform import Rotation, Slerp
+from scipy.spatial.transform import Rotation
 
 from pose3d.data.motion.kinematics import euler_to_matrix, forward_kinematics
 from pose3d.skeleton.bvh_map import bvh_joint_map, h36m17_from_bvh, rest_pose
@@ -173,6 +173,20 @@ def local_transforms(clip: BvhClip) -> tuple[np.ndarray, np.ndarray]:
     return rot, trans
 
 
+def _slerp(q0: np.ndarray, q1: np.ndarray, frac: np.ndarray) -> np.ndarray:
+    """Spherical interpolation of unit quaternions [..., 4] by frac [...]."""
+    dot = (q0 * q1).sum(-1)
+    q1 = np.where(dot[..., None] < 0, -q1, q1)
+    theta = np.arccos(np.clip(np.abs(dot), 0.0, 1.0))[..., None]
+    frac = frac[..., None]
+    small = theta < 1e-6
+    sin = np.where(small, 1.0, np.sin(theta))
+    w0 = np.where(small, 1 - frac, np.sin((1 - frac) * theta) / sin)
+    w1 = np.where(small, frac, np.sin(frac * theta) / sin)
+    q = w0 * q0 + w1 * q1
+    return q / np.linalg.norm(q, axis=-1, keepdims=True)
+
+
 def resample(rot: np.ndarray, trans: np.ndarray, src_fps: float,
              fps: float) -> tuple[np.ndarray, np.ndarray]:
     """Resample local rotations [T, J, 3, 3] (slerp) and translations [T, J, 3] (linear)
@@ -180,15 +194,15 @@ def resample(rot: np.ndarray, trans: np.ndarray, src_fps: float,
     if fps <= 0:
         raise ValueError(f"fps must be positive, got {fps}")
     num_frames, num_joints = rot.shape[:2]
-    src_t = np.arange(num_frames) / src_fps
-    dst_t = np.arange(int(np.floor(src_t[-1] * fps + 1e-6)) + 1) / fps
     if num_frames == 1:
-        return rot[:1], trans[:1]
-    out_rot = np.empty((len(dst_t), num_joints, 3, 3))
-    for j in range(num_joints):
-        out_rot[:, j] = Slerp(src_t, Rotation.from_matrix(rot[:, j]))(dst_t).as_matrix()
-    out_trans = np.stack([np.stack([np.interp(dst_t, src_t, trans[:, j, a]) for a in range(3)],
-                                   axis=-1) for j in range(num_joints)], axis=1)
+        return rot, trans
+    src = np.arange(int(np.floor((num_frames - 1) / src_fps * fps + 1e-6)) + 1) * src_fps / fps
+    i0 = np.minimum(src.astype(int), num_frames - 2)
+    frac = (src - i0)[:, None]  # [T', 1]
+    quat = Rotation.from_matrix(rot.reshape(-1, 3, 3)).as_quat().reshape(num_frames, -1, 4)
+    q = _slerp(quat[i0], quat[i0 + 1], np.broadcast_to(frac, (len(src), num_joints)))
+    out_rot = Rotation.from_quat(q.reshape(-1, 4)).as_matrix().reshape(len(src), -1, 3, 3)
+    out_trans = trans[i0] + frac[..., None] * (trans[i0 + 1] - trans[i0])
     return out_rot, out_trans
 
 
@@ -231,12 +245,13 @@ def unit_scale(height: float, unit: str | float | None = None) -> float:
 
 
 def _drop_leading_tpose(poses: np.ndarray, world: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Drop frame 0 when it jumps away from the rest of the clip (a T-pose calibration
+    """Drop frame 0 when the body's shape jumps from it to frame 1 (a T-pose calibration
     frame, common in CMU conversions). poses: [T, 17, 3], world: [T, J, 3] mm."""
     if len(poses) < 4:
         return poses, world
-    step = np.linalg.norm(np.diff(poses[:4], axis=0), axis=-1).mean(axis=-1)  # [3] mm
-    if step[0] > 50.0 and step[0] > 10 * max(step[1], step[2]):
+    shape = poses[:4] - poses[:4, ROOT:ROOT + 1]
+    step = np.linalg.norm(np.diff(shape, axis=0), axis=-1).mean(axis=-1)  # [3] mm
+    if step[0] > 30.0 and step[0] > 5 * max(step[1], step[2]):
         return poses[1:], world[1:]
     return poses, world
 
