@@ -130,13 +130,15 @@ def render_tuple(joints3d: np.ndarray, rig: Sequence[Camera], appearance: render
                  ) -> tuple[list[np.ndarray | None], list[Camera | None]]:
     """Render one pose [17, 3] world mm in every camera of `rig` (full frames, pinhole:
     pass camera.undistorted()). Returns per view the image uint8 [S, S, 3] and its camera
-    after crop and resize, or (None, None) when a joint is within MIN_DEPTH_MM of (or
-    behind) that camera."""
+    after crop and resize, or (None, None) when that camera would not see the whole body:
+    a joint outside its full frame, or within MIN_DEPTH_MM of (or behind) it."""
     images: list[np.ndarray | None] = []
     cameras: list[Camera | None] = []
     for full in rig:
         uv, depth = render.pinhole_project(full, joints3d)
-        if (depth < MIN_DEPTH_MM).any():
+        in_frame = full.image_size is None or (
+            (uv >= 0).all() and (uv < np.asarray(full.image_size)).all())
+        if (depth < MIN_DEPTH_MM).any() or not in_frame:
             images.append(None)
             cameras.append(None)
             continue
