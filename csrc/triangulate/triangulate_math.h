@@ -216,7 +216,6 @@ POSE3D_UNROLL
     fr.distinct = true;
     return fr;
   }
-POSE3D_UNROLL
   const T inv_W = T(1) / W;
 POSE3D_UNROLL
   for (int k = 0; k < 3; ++k) fr.m[k] = sum[k] * inv_W;
