@@ -165,6 +165,21 @@ def test_independent_of_world_frame():
     torch.testing.assert_close(scale * in_metres @ R.T + t, ours, rtol=1e-9, atol=1e-6)
 
 
+def test_simd_and_scalar_paths_agree():
+    # The CPU solves problems 8 at a time in SIMD lanes and a chunk's tail one at a time,
+    # with the scalar arithmetic of the CUDA kernel: both must give the same answers.
+    points2d, proj, conf, _ = random_problems(2, 4, 17, noise_px=2.0, seed=18)
+    inputs = tuple(t.float() for t in (points2d, proj, conf))
+    weights = torch.randn(2, 17, 3)
+    batched, grads = grads_of(triangulate, inputs, weights)
+    for b, j in [(0, 0), (0, 9), (1, 16)]:
+        one = (inputs[0][b:b + 1, :, j:j + 1], inputs[1][b:b + 1], inputs[2][b:b + 1, :, j:j + 1])
+        alone, alone_grads = grads_of(triangulate, one, weights[b:b + 1, j:j + 1])
+        torch.testing.assert_close(alone[0, 0], batched[b, j], rtol=1e-5, atol=1e-3)
+        torch.testing.assert_close(alone_grads[0][0, :, 0], grads[0][b, :, j], rtol=1e-3,
+                                   atol=1e-5)
+
+
 def test_references_agree_with_each_other():
     points2d, proj, conf, truth = random_problems(2, 3, 4, noise_px=0.0, seed=5)
     plain = triangulate_svd_reference(points2d, proj, conf, normalise=False)
@@ -189,6 +204,15 @@ def test_backward_matches_autograd_through_svd():
     torch.testing.assert_close(out, ref_out)
     for ours, ref in zip(grads, ref_grads):
         torch.testing.assert_close(ours, ref, rtol=1e-7, atol=1e-9)
+
+
+def test_double_backward_is_refused():
+    points2d, proj, conf, _ = random_problems(1, 3, 2, noise_px=1.0)
+    points2d.requires_grad_()
+    grad, = torch.autograd.grad(triangulate(points2d, proj, conf).sum(), points2d,
+                                create_graph=True)
+    with pytest.raises(RuntimeError):
+        grad.sum().backward()
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])

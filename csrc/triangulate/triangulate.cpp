@@ -79,8 +79,8 @@ struct Inputs {
   }
 };
 
-// Solves the problems of tuples [b0, b1) kLanes at a time and hands each solution to
-// fn(b, j, input, centres, solution).
+// Solves the problems of tuples [b0, b1) kLanes at a time (SIMD across problems) and hands
+// each solution to fn(b, j, input, centres, solution).
 template <typename S, typename T, typename Fn>
 void solve_tuples(const Inputs<S>& x, int64_t b0, int64_t b1, Fn&& fn) {
   using L = tri::Lanes<T, kLanes>;
@@ -92,19 +92,27 @@ void solve_tuples(const Inputs<S>& x, int64_t b0, int64_t b1, Fn&& fn) {
   const int64_t first = b0 * x.J, last = b1 * x.J;
   for (int64_t p = first; p < last; p += kLanes) {
     const int n = static_cast<int>(std::min<int64_t>(kLanes, last - p));
+    if (n < kLanes) {
+      // The tail, one problem at a time: the scalar path of the CUDA kernels, which the CPU
+      // thereby runs (and tests) too.
+      for (int64_t q = p; q < last; ++q) {
+        const int64_t b = q / x.J, j = q % x.J;
+        const tri::CentresFromTable<T> centres{table.data() + (b - b0) * x.V};
+        fn(b, j, x.problem(b, j), centres, tri::solve<S, T>(x.problem(b, j), centres));
+      }
+      break;
+    }
     L A[4][4], U[4][4];
     for (int lane = 0; lane < kLanes; ++lane) {
-      T M[4][4] = {{1, 0, 0, 0}, {0, 1, 0, 0}, {0, 0, 1, 0}, {0, 0, 0, 1}};  // idle lanes
-      if (lane < n) {
-        const int64_t b = (p + lane) / x.J, j = (p + lane) % x.J;
-        const tri::CentresFromTable<T> centres{table.data() + (b - b0) * x.V};
-        sys[lane] = tri::build_system<S, T>(x.problem(b, j), centres, M);
-      }
+      const int64_t b = (p + lane) / x.J, j = (p + lane) % x.J;
+      const tri::CentresFromTable<T> centres{table.data() + (b - b0) * x.V};
+      T M[4][4];
+      sys[lane] = tri::build_system<S, T>(x.problem(b, j), centres, M);
       for (int i = 0; i < 4; ++i)
         for (int k = 0; k < 4; ++k) A[i][k].v[lane] = M[i][k];
     }
     tri::jacobi_eigen4(A, U);
-    for (int lane = 0; lane < n; ++lane) {
+    for (int lane = 0; lane < kLanes; ++lane) {
       const int64_t b = (p + lane) / x.J, j = (p + lane) % x.J;
       T D[4][4], V[4][4];
       for (int i = 0; i < 4; ++i)
