@@ -93,11 +93,11 @@ void solve_tuples(const Inputs<S>& x, int64_t b0, int64_t b1, Fn&& fn) {
   for (int64_t p = first; p < last; p += kLanes) {
     const int n = static_cast<int>(std::min<int64_t>(kLanes, last - p));
     if (n < kLanes) {
-      // The tail, one problem at a time: the scalar path of the CUDA kernels, which the CPU
-      // thereby runs (and tests) too.
+      // The tail, one problem at a time with the CUDA kernels' per-thread code (scalar
+      // Jacobi, centres recomputed from proj), which the CPU thereby runs and tests too.
       for (int64_t q = p; q < last; ++q) {
         const int64_t b = q / x.J, j = q % x.J;
-        const tri::CentresFromTable<T> centres{table.data() + (b - b0) * x.V};
+        const tri::CentresFromProj<S, T> centres{x.proj + b * x.V * 12};
         fn(b, j, x.problem(b, j), centres, tri::solve<S, T>(x.problem(b, j), centres));
       }
       break;
