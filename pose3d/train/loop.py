@@ -263,4 +263,5 @@ def _train(cfg: DictConfig, stage: TrainStage, info: DistInfo) -> dict[str, floa
     finally:
         bar.close()
         logger.close()
+    distributed.barrier()  # no rank tears the group down while another still talks to it
     return last if info.is_main else {}
