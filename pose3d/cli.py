@@ -17,6 +17,8 @@ import pose3d
 COMMANDS: dict[str, tuple[str, str]] = {
     "env": ("pose3d.env_report", "print torch, CUDA and extension build information"),
     "bench": ("pose3d.bench.cli", "benchmarks: ops, data, train"),
+    "synth": ("pose3d.data.synth", "render the synthetic multi-view studio into shards"),
+    "convert": ("pose3d.data.convert.cli", "convert Human3.6M / MPI-INF-3DHP to shards"),
 }
 
 

@@ -8,6 +8,7 @@ import importlib
 # target -> module with add_arguments(parser) and main(args)
 TARGETS: dict[str, str] = {
     "ops": "pose3d.bench.ops",
+    "data": "pose3d.bench.data",
 }
 
 

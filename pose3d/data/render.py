@@ -1,0 +1,332 @@
+"""Rasterise a 17-joint body as shaded capsules into one camera's (already cropped) image.
+
+The body is a set of tapered capsules (one per bone) and a sphere for the head, drawn far
+to near by camera depth so that nearer limbs hide farther ones (self-occlusion). Limb
+colours follow the skeleton's sides: left warm, right cool, centre neutral, so the two
+sides can be told apart. The background is a room seen through the same camera: a
+checkered floor (z = 0) and a textured cylindrical wall, so all views of a tuple show one
+consistent studio. Optional occluder boxes are drawn over the body.
+
+Rendering happens directly at the model's input size: the caller composes the crop and
+resize into the camera first (Camera.crop_and_resize), which is much cheaper than drawing
+the full 1000 px frame and resizing it. Cameras must be pinhole (no distortion): the
+synthetic studio stores undistorted cameras.
+"""
+
+from __future__ import annotations
+
+import colorsys
+from dataclasses import dataclass
+from functools import lru_cache
+
+import cv2
+import numpy as np
+
+from pose3d.geometry import Camera
+from pose3d.skeleton import BONES, JOINT_NAMES, NUM_JOINTS
+from pose3d.skeleton.h36m import bone_side
+
+_J = {name: i for i, name in enumerate(JOINT_NAMES)}
+HEAD_BONE = (_J["neck"], _J["head"])
+SHIFT = 4  # sub-pixel bits for OpenCV drawing
+_SCALE = float(1 << SHIFT)
+SHADE_LEVELS = (1.0, 0.8, 0.6, 0.42, 0.25)  # capsule width fractions, outside in
+AMBIENT = 0.35
+BACKGROUND_MAX_SIZE = 96
+
+# Radius at the (parent, child) end of each bone, mm, for an average adult.
+_RADIUS_BY_NAME = {
+    ("pelvis", "right_hip"): (95, 85), ("pelvis", "left_hip"): (95, 85),
+    ("right_hip", "right_knee"): (80, 55), ("left_hip", "left_knee"): (80, 55),
+    ("right_knee", "right_ankle"): (55, 40), ("left_knee", "left_ankle"): (55, 40),
+    ("pelvis", "spine"): (120, 125), ("spine", "thorax"): (125, 135),
+    ("thorax", "neck"): (60, 50), ("neck", "head"): (0, 0),
+    ("thorax", "left_shoulder"): (70, 55), ("thorax", "right_shoulder"): (70, 55),
+    ("left_shoulder", "left_elbow"): (50, 40), ("right_shoulder", "right_elbow"): (50, 40),
+    ("left_elbow", "left_wrist"): (40, 32), ("right_elbow", "right_wrist"): (40, 32),
+}
+BONE_RADIUS_MM = np.array([_RADIUS_BY_NAME[(JOINT_NAMES[p], JOINT_NAMES[c])] for p, c in BONES],
+                          dtype=np.float64)  # [num_bones, 2]
+HEAD_RADIUS_MM = 100.0
+
+# Base colours (RGB) per side; each limb of a side gets its own hue around the base.
+_SIDE_HUES = {"left": (0.0, 0.09), "right": (0.55, 0.70), "centre": (0.10, 0.12)}
+
+
+@dataclass
+class Appearance:
+    """How one subject looks: colours [num_bones, 3] float (0-255 RGB), head colour [3],
+    girth (radius scale)."""
+
+    bone_colours: np.ndarray
+    head_colour: np.ndarray
+    girth: float = 1.0
+
+
+def _hsv_to_rgb(h: float, s: float, v: float) -> np.ndarray:
+    return 255.0 * np.array(colorsys.hsv_to_rgb(h % 1.0, s, v))
+
+
+def make_appearance(rng: np.random.Generator, girth: float = 1.0) -> Appearance:
+    """Per-limb colours: left limbs warm (reds to oranges), right cool (cyans to blues),
+    centre (torso, neck) a neutral desaturated tone; brightness and saturation vary a
+    little per subject."""
+    colours = []
+    limb_rank = {"left": 0, "right": 0, "centre": 0}
+    centre_hue = rng.uniform(*_SIDE_HUES["centre"])
+    centre_val = rng.uniform(0.45, 0.75)
+    for bone in BONES:
+        side = bone_side(bone)
+        if side == "centre":
+            colours.append(_hsv_to_rgb(centre_hue, rng.uniform(0.10, 0.25), centre_val))
+            continue
+        lo, hi = _SIDE_HUES[side]
+        k = limb_rank[side]
+        limb_rank[side] += 1
+        hue = lo + (hi - lo) * ((k * 0.37) % 1.0) + rng.uniform(-0.01, 0.01)
+        colours.append(_hsv_to_rgb(hue % 1.0, rng.uniform(0.65, 0.95), rng.uniform(0.75, 0.98)))
+    skin = _hsv_to_rgb(rng.uniform(0.04, 0.09), rng.uniform(0.25, 0.6), rng.uniform(0.45, 0.9))
+    return Appearance(np.stack(colours), skin, girth)
+
+
+@dataclass
+class Backdrop:
+    """A room: floor checker colours [2, 3] and tile size (mm), a wall texture [h, w, 3]
+    uint8 wrapped around a cylinder of `wall_radius` mm and `wall_height` mm, ceiling and
+    fog colours [3], fog distance (mm)."""
+
+    floor_colours: np.ndarray
+    tile_mm: float
+    floor_texture: np.ndarray
+    wall_texture: np.ndarray
+    wall_radius: float
+    wall_height: float
+    ceiling_colour: np.ndarray
+    fog_mm: float
+
+
+def _noise_texture(rng: np.random.Generator, shape: tuple[int, int], octaves: int = 3
+                   ) -> np.ndarray:
+    """Smooth value noise in [0, 1], float32 [h, w], wrapping horizontally."""
+    h, w = shape
+    out = np.zeros((h, w), np.float32)
+    amp, total = 1.0, 0.0
+    for o in range(octaves):
+        gh, gw = max(2, h >> (4 - o)), max(2, w >> (4 - o))
+        grid = rng.random((gh, gw)).astype(np.float32)
+        grid = np.concatenate([grid, grid[:, :1]], axis=1)  # wrap seamlessly in x
+        up = cv2.resize(grid, (w + w // gw, h), interpolation=cv2.INTER_CUBIC)[:, :w]
+        out += amp * up
+        total += amp
+        amp *= 0.5
+    out /= total
+    return (out - out.min()) / max(float(out.max() - out.min()), 1e-6)
+
+
+def make_backdrop(rng: np.random.Generator) -> Backdrop:
+    """A random room: floor checker or plain, wall noise or stripes, colours and fog."""
+    base = rng.uniform(40, 200, 3)
+    floor_colours = np.stack([base, np.clip(base * rng.uniform(0.6, 0.9), 0, 255)])
+    if rng.random() < 0.3:  # plain floor
+        floor_colours[1] = floor_colours[0]
+    wall_a, wall_b = rng.uniform(30, 230, 3), rng.uniform(30, 230, 3)
+    noise = _noise_texture(rng, (64, 256))[..., None]
+    if rng.random() < 0.35:  # vertical panels
+        stripes = (np.arange(256) // rng.integers(6, 24)) % 2
+        noise = 0.6 * noise + 0.4 * stripes[None, :, None]
+    wall = (wall_a * (1 - noise) + wall_b * noise).astype(np.uint8)
+    floor_tex = 0.75 + 0.5 * _noise_texture(rng, (64, 64), octaves=2)
+    return Backdrop(floor_colours, float(rng.uniform(400, 900)), floor_tex.astype(np.float32),
+                    wall, float(rng.uniform(7000, 10000)), float(rng.uniform(3000, 4500)),
+                    rng.uniform(120, 240, 3), float(rng.uniform(9000, 20000)))
+
+
+@lru_cache(maxsize=8)
+def _pixel_grid(size: int) -> np.ndarray:
+    """Homogeneous pixel centres [size*size, 3] float64, row-major."""
+    v, u = np.mgrid[0:size, 0:size].astype(np.float64)
+    return np.stack([u.ravel(), v.ravel(), np.ones(size * size)], axis=1)
+
+
+def render_background(camera: Camera, size: int, backdrop: Backdrop) -> np.ndarray:
+    """The room as seen by `camera` (pinhole, image size x size): uint8 [size, size, 3].
+    Above BACKGROUND_MAX_SIZE it is traced at half resolution and upsampled (the room is
+    smooth; the slight blur reads as depth of field behind a sharp body)."""
+    if size > BACKGROUND_MAX_SIZE:
+        half = size // 2
+        K = np.diag([half / size, half / size, 1.0]) @ camera.K
+        small = _trace_room(K, camera.R, camera.center, half, backdrop)
+        return cv2.resize(small, (size, size), interpolation=cv2.INTER_LINEAR)
+    return _trace_room(camera.K, camera.R, camera.center, size, backdrop)
+
+
+def _trace_room(K: np.ndarray, R: np.ndarray, centre: np.ndarray, size: int,
+                backdrop: Backdrop) -> np.ndarray:
+    rays = ((_pixel_grid(size) @ np.linalg.inv(K).T) @ R).astype(np.float32)
+    c = centre.astype(np.float32)
+    # Wall: cylinder |xy| = radius around the origin; the camera is inside it.
+    a = np.einsum("ij,ij->i", rays[:, :2], rays[:, :2])
+    b = 2 * (rays[:, :2] @ c[:2])
+    cc = np.float32(c[:2] @ c[:2] - backdrop.wall_radius ** 2)
+    lam = (np.sqrt(np.maximum(b * b - 4 * a * cc, 0)) - b) / np.maximum(2 * a, 1e-9)
+    dz = np.minimum(rays[:, 2], -1e-6)
+    lam_floor = -c[2] / dz  # negative or huge for rays that go up
+    on_floor = (rays[:, 2] < -1e-6) & (lam_floor < lam)
+    lam = np.where(on_floor, lam_floor, lam)
+    hit = c[None] + lam[:, None] * rays
+    dist = lam * np.sqrt(a + rays[:, 2] * rays[:, 2])
+    shape = (size, size)
+
+    # Wall texture by (azimuth, height); floor by checker of world xy times a noise texture.
+    th, tw = backdrop.wall_texture.shape[:2]
+    map_x = np.arctan2(hit[:, 1], hit[:, 0]) * np.float32(tw / (2 * np.pi)) + tw / 2
+    map_y = (1 - hit[:, 2] / np.float32(backdrop.wall_height)) * th
+    wall = cv2.remap(backdrop.wall_texture, map_x.reshape(shape), map_y.reshape(shape),
+                     cv2.INTER_LINEAR, borderMode=cv2.BORDER_WRAP).reshape(-1, 3)
+    wall = wall.astype(np.float32)
+    wall[hit[:, 2] > backdrop.wall_height] = backdrop.ceiling_colour
+    tiles = np.floor(hit[:, :2] * np.float32(1 / backdrop.tile_mm)).astype(np.int32)
+    checker = (tiles[:, 0] + tiles[:, 1]) & 1
+    texture = cv2.remap(backdrop.floor_texture, (hit[:, 0] / 37).reshape(shape),
+                        (hit[:, 1] / 37).reshape(shape), cv2.INTER_NEAREST,
+                        borderMode=cv2.BORDER_WRAP).reshape(-1, 1)
+    floor = backdrop.floor_colours.astype(np.float32)[checker] * texture
+    colour = np.where(on_floor[:, None], floor, wall)
+    fog = np.clip(dist * np.float32(1 / backdrop.fog_mm), 0, 0.7)[:, None]
+    colour += fog * (backdrop.ceiling_colour.astype(np.float32)[None] - colour)
+    return np.clip(colour, 0, 255).astype(np.uint8).reshape(size, size, 3)
+
+
+def _capsule_directions(p0: np.ndarray, p1: np.ndarray, r0: float, r1: float,
+                        steps: int = 6) -> tuple[np.ndarray, np.ndarray] | None:
+    """Unit directions [steps, 2] from each end's centre to its part of the outline of the
+    tapered capsule p0 (r0) -> p1 (r1), pixels; None when one end swallows the other."""
+    d = p1 - p0
+    length = float(np.hypot(d[0], d[1]))
+    if length <= abs(r0 - r1) + 1e-6:
+        return None
+    axis = np.arctan2(d[1], d[0])
+    # The tangents touch each end at axis +- (90 deg + beta); p1's cap spans forward.
+    half = np.pi / 2 + np.arcsin(np.clip((r1 - r0) / length, -1.0, 1.0))
+    a1 = axis + np.linspace(-half, half, steps)
+    a0 = axis + np.linspace(half, 2 * np.pi - half, steps)
+    return (np.stack([np.cos(a0), np.sin(a0)], 1), np.stack([np.cos(a1), np.sin(a1)], 1))
+
+
+_DISC = np.stack([np.cos(np.linspace(0, 2 * np.pi, 24, endpoint=False)),
+                  np.sin(np.linspace(0, 2 * np.pi, 24, endpoint=False))], 1)
+_LEVELS = np.array(SHADE_LEVELS)
+
+
+def _shades(colour: np.ndarray) -> list[tuple[float, float, float]]:
+    """Lambert-like brightness of the cylinder band at each shade level (1 = rim)."""
+    inner = np.clip(_LEVELS - 0.1, 0, 1)
+    gain = AMBIENT + (1 - AMBIENT) * np.sqrt(1 - inner * inner)
+    return [tuple(c) for c in np.clip(gain[:, None] * colour[None], 0, 255).tolist()]
+
+
+def _draw_capsule(image: np.ndarray, p0, p1, r0: float, r1: float, colour: np.ndarray,
+                  light: np.ndarray) -> None:
+    """Nested capsules, rim (dark) to axis (bright), shifted towards the light. The outline
+    angles of the rim are reused inside (a close match, and it keeps this cheap)."""
+    dirs = _capsule_directions(p0, p1, r0, r1)
+    offsets = light[None] * ((1 - _LEVELS) * 0.35 * (r0 + r1) / 2)[:, None]  # [L, 2]
+    if dirs is None:
+        centre, r = (p0, r0) if r0 >= r1 else (p1, r1)
+        polys = centre + offsets[:, None] + (_LEVELS * r)[:, None, None] * _DISC[None]
+    else:
+        ends0 = p0 + (_LEVELS * r0)[:, None, None] * dirs[0][None]
+        ends1 = p1 + (_LEVELS * r1)[:, None, None] * dirs[1][None]
+        polys = np.concatenate([ends1, ends0], axis=1) + offsets[:, None]
+    polys = np.round(polys * _SCALE).astype(np.int32)
+    for poly, shade in zip(polys, _shades(colour)):
+        cv2.fillConvexPoly(image, poly, shade, lineType=cv2.LINE_AA, shift=SHIFT)
+
+
+def _draw_sphere(image: np.ndarray, centre, radius: float, colour: np.ndarray,
+                 light: np.ndarray) -> None:
+    for level, shade in zip(SHADE_LEVELS, _shades(colour)):
+        c = centre + light * (1 - level) * 0.35 * radius
+        cv2.circle(image, (int(round(c[0] * _SCALE)), int(round(c[1] * _SCALE))),
+                   max(1, int(round(radius * level * _SCALE))), shade,
+                   thickness=-1, lineType=cv2.LINE_AA, shift=SHIFT)
+
+
+def pinhole_project(camera: Camera, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """World mm [N, 3] -> pixels [N, 2], camera depth mm [N], ignoring distortion (numpy:
+    no torch round trip, for the renderer's many small projections)."""
+    cam = points @ camera.R.T + camera.t
+    uvw = cam @ camera.K.T
+    return uvw[:, :2] / uvw[:, 2:3], cam[:, 2]
+
+
+def draw_body(image: np.ndarray, joints3d: np.ndarray, camera: Camera,
+              appearance: Appearance, light_angle: float = -2.3) -> np.ndarray:
+    """Draw the body [17, 3] world mm into `image` (uint8 [S, S, 3], modified in place and
+    returned), far parts first. Parts behind the camera are skipped."""
+    joints3d = np.asarray(joints3d, dtype=np.float64)
+    if joints3d.shape != (NUM_JOINTS, 3):
+        raise ValueError(f"joints3d must be [{NUM_JOINTS}, 3], got {list(joints3d.shape)}")
+    uv, depth = pinhole_project(camera, joints3d)
+    focal = float(camera.K[0, 0] + camera.K[1, 1]) / 2
+    light = np.array([np.cos(light_angle), np.sin(light_angle)])
+    parts = []  # (depth, draw function args)
+    for b, (p, c) in enumerate(BONES):
+        if (p, c) == HEAD_BONE:
+            continue
+        parts.append(((depth[p] + depth[c]) / 2, "capsule", b))
+    neck, top = joints3d[HEAD_BONE[0]], joints3d[HEAD_BONE[1]]
+    head_centre = neck + 0.55 * (top - neck)
+    head_uv, head_depth = pinhole_project(camera, head_centre[None])
+    parts.append((float(head_depth[0]), "head", -1))
+    for z, kind, b in sorted(parts, key=lambda part: -part[0]):
+        if z <= 1.0:
+            continue
+        if kind == "head":
+            radius = HEAD_RADIUS_MM * appearance.girth * focal / z
+            _draw_sphere(image, head_uv[0], radius, appearance.head_colour, light)
+            continue
+        p, c = BONES[b]
+        if depth[p] <= 1.0 or depth[c] <= 1.0:
+            continue
+        r0, r1 = BONE_RADIUS_MM[b] * appearance.girth * focal / depth[[p, c]]
+        _draw_capsule(image, uv[p], uv[c], r0, r1, appearance.bone_colours[b], light)
+    return image
+
+
+def draw_occluders(image: np.ndarray, rng: np.random.Generator, count: int) -> np.ndarray:
+    """Draw `count` random boxes (side 15-40% of the image, placed near the centre where
+    the body is), each a flat colour with a vertical gradient; in place."""
+    size = image.shape[0]
+    for _ in range(count):
+        w, h = (rng.uniform(0.15, 0.4, 2) * size).astype(int) + 1
+        cx, cy = rng.uniform(0.2, 0.8, 2) * size
+        x0, y0 = int(cx - w / 2), int(cy - h / 2)
+        x1, y1 = min(size, x0 + w), min(size, y0 + h)
+        x0, y0 = max(0, x0), max(0, y0)
+        if x1 <= x0 or y1 <= y0:
+            continue
+        colour = rng.uniform(20, 235, 3)
+        ramp = np.linspace(1.0, rng.uniform(0.5, 0.9), y1 - y0)[:, None, None]
+        image[y0:y1, x0:x1] = np.clip(colour * ramp, 0, 255).astype(np.uint8)
+    return image
+
+
+def render_view(joints3d: np.ndarray, camera: Camera, appearance: Appearance,
+                backdrop: Backdrop, *, occluders: int = 0,
+                rng: np.random.Generator | None = None) -> np.ndarray:
+    """One view: room, body, occluders. camera: pinhole, already cropped and resized to a
+    square image (its image_size); joints3d [17, 3] world mm. Returns uint8 [S, S, 3] RGB."""
+    if camera.image_size is None or camera.image_size[0] != camera.image_size[1]:
+        raise ValueError(f"render_view needs a square camera image_size, got "
+                         f"{camera.image_size}")
+    if np.any(camera.dist != 0):
+        raise ValueError("render_view draws pinhole images: pass camera.undistorted()")
+    if occluders and rng is None:
+        raise ValueError("occluders need an rng")
+    size = int(camera.image_size[0])
+    image = render_background(camera, size, backdrop)
+    draw_body(image, joints3d, camera, appearance)
+    if occluders:
+        draw_occluders(image, rng, occluders)
+    return image

@@ -1,0 +1,84 @@
+"""The multi-view model F_mv: algebraic triangulation (DESIGN.md step 1).
+
+Per view: ResNet trunk -> deconv head -> J 2D heatmaps -> 2D soft-argmax, and a confidence
+head (pooling + MLP + sigmoid) per joint. Confidence-weighted DLT over the valid views gives
+the 3D pose in world mm. 2D joints are returned in input-image pixels with the convention of
+the single-view model: u = x * stride (x the heatmap coordinate).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from pose3d.geometry import projection_matrix
+from pose3d.models.backbone import TRUNK_STRIDE, build_backbone, check_images
+from pose3d.models.heads import ConfidenceHead, DeconvHead
+from pose3d.ops.soft_argmax import soft_argmax_2d
+from pose3d.ops.triangulate import triangulate
+from pose3d.skeleton import NUM_JOINTS
+
+
+class MultiViewTriangulationModel(nn.Module):
+    """Views [B, V, 3, H, W] + cameras -> world joints [B, J, 3] mm by weighted DLT."""
+
+    def __init__(self, backbone: str = "resnet50", num_joints: int = NUM_JOINTS,
+                 deconv_channels: int = 256, num_deconv: int = 3,
+                 weights_path: str | Path | None = None, confidence_hidden: int = 256) -> None:
+        super().__init__()
+        if num_joints <= 0:
+            raise ValueError(f"num_joints must be positive, got {num_joints}")
+        self.num_joints = num_joints
+        self.trunk = build_backbone(backbone, weights_path)
+        self.head = DeconvHead(self.trunk.out_channels, num_joints, num_deconv, deconv_channels)
+        self.confidence = ConfidenceHead(self.trunk.out_channels, num_joints, confidence_hidden)
+        self.stride = TRUNK_STRIDE / 2 ** num_deconv
+
+    def predict_2d(self, images: Tensor) -> tuple[Tensor, Tensor]:
+        """Images [N, 3, H, W] -> (2D joints [N, J, 2] heatmap pixels, confidences [N, J]),
+        both float32."""
+        features = self.trunk(images)
+        heatmaps = self.head(features).float().contiguous()
+        return soft_argmax_2d(heatmaps), self.confidence(features)
+
+    def forward(self, images: Tensor, K: Tensor, R: Tensor, t: Tensor,
+                valid: Tensor | None = None) -> dict[str, Tensor]:
+        """images [B, V, 3, H, W]; cameras of the input images K [B, V, 3, 3], R [B, V, 3, 3],
+        t [B, V, 3] (world mm -> camera mm); valid [B, V] bool (default: all views).
+
+        Returns joints3d [B, J, 3] world mm, joints2d [B, V, J, 2] input pixels,
+        confidences [B, V, J] (0 for invalid views), valid3d [B, J] bool (at least two valid
+        views and a finite solution). All float32, also under autocast.
+        """
+        check_images(images, "[B, V, 3, H, W]")
+        b, v = images.shape[:2]
+        valid = _check_views(b, v, K, R, t, valid, images.device)
+        coords, confidences = self.predict_2d(images.flatten(0, 1))
+        joints2d = coords.reshape(b, v, self.num_joints, 2) * self.stride
+        confidences = confidences.reshape(b, v, self.num_joints) * valid.unsqueeze(-1)
+        # DLT on pixels and millimetres needs float32 even when the backbone ran in bf16.
+        with torch.autocast(images.device.type, enabled=False):
+            proj = projection_matrix(K.float(), R.float(), t.float())
+            joints3d, solved = triangulate(joints2d, proj, confidences, return_valid=True)
+        valid3d = solved & (valid.sum(dim=1) >= 2).unsqueeze(-1)
+        return {"joints3d": joints3d, "joints2d": joints2d, "confidences": confidences,
+                "valid3d": valid3d}
+
+
+def _check_views(b: int, v: int, K: Tensor, R: Tensor, t: Tensor, valid: Tensor | None,
+                 device: torch.device) -> Tensor:
+    """Check the cameras and view mask against B x V views; return valid [B, V] bool."""
+    for name, x, tail in (("K", K, (3, 3)), ("R", R, (3, 3)), ("t", t, (3,))):
+        if not isinstance(x, Tensor) or tuple(x.shape) != (b, v, *tail):
+            got = list(x.shape) if isinstance(x, Tensor) else type(x).__name__
+            raise ValueError(f"{name} must have shape {[b, v, *tail]} to match the images, "
+                             f"got {got}")
+    if valid is None:
+        return torch.ones(b, v, dtype=torch.bool, device=device)
+    if not isinstance(valid, Tensor) or tuple(valid.shape) != (b, v) or valid.dtype != torch.bool:
+        got = (f"{list(valid.shape)} {valid.dtype}" if isinstance(valid, Tensor)
+               else type(valid).__name__)
+        raise ValueError(f"valid must be a bool tensor of shape {[b, v]}, got {got}")
+    return valid

@@ -1,0 +1,116 @@
+import filecmp
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+from pose3d import cli
+from pose3d.data import motion
+from pose3d.data.loader import iterate_samples, make_eval_loader
+from pose3d.data.shards import load_manifest
+from pose3d.data.studio import StudioConfig
+from pose3d.data.synth import synthesize
+
+ACTIONS = motion.ACTIONS[:2]
+
+
+def _tiny(**overrides) -> StudioConfig:
+    base = dict(roles={"labeled": ("S1",), "unlabeled": ("S7",), "eval": ("S9",)},
+                actions=ACTIONS, clips_per_action=1, frames_per_clip=4, frame_step=2,
+                image_size=32)
+    return StudioConfig(**{**base, **overrides})
+
+
+def test_synthesize_writes_roles_manifest_and_preview(tmp_path):
+    manifest = synthesize(tmp_path, _tiny(), samples_per_shard=3, progress=False, preview=2)
+    per_subject = len(ACTIONS) * 1 * 2  # actions x clips x (4 frames / step 2)
+    for role, subject in (("labeled", "S1"), ("unlabeled", "S7"), ("eval", "S9")):
+        info = manifest["roles"][role]
+        assert info["subjects"] == [subject] and info["samples"] == per_subject
+        assert sum(s["samples"] for s in info["shards"]) == per_subject
+        assert all((tmp_path / s["file"]).is_file() for s in info["shards"])
+    assert load_manifest(tmp_path) == json.loads(json.dumps(manifest))
+    assert len(manifest["cameras"]["S9"]) == 4 and manifest["image_size"] == 32
+    assert manifest["actions"] == list(ACTIONS) and manifest["dataset"] == "synthetic"
+
+    samples = list(iterate_samples(str(tmp_path)))
+    assert len({s.key for s in samples}) == len(samples) == 3 * per_subject
+    for s in samples:
+        assert (s.joints3d is None) == (s.meta["role"] == "unlabeled")
+        assert s.images.shape == (4, 32, 32, 3) and s.valid.all()
+    preview = cv2.imread(str(tmp_path / "preview.png"))
+    assert preview is not None and preview.shape[0] == 2 * 192 and preview.shape[1] == 4 * 192
+
+
+def test_output_does_not_depend_on_the_number_of_workers(tmp_path):
+    config = _tiny(roles={"labeled": ("S1", "S5")})
+    synthesize(tmp_path / "one", config, samples_per_shard=5, progress=False)
+    synthesize(tmp_path / "two", config, workers=2, samples_per_shard=5, progress=False)
+    names = sorted(p.name for p in (tmp_path / "one").iterdir())
+    assert names == sorted(p.name for p in (tmp_path / "two").iterdir())
+    for name in names:
+        if name.endswith(".tar"):  # tar headers hold write times: compare the contents
+            one, two = ([(s.key, s.images.tobytes(), s.K.tobytes())
+                         for s in iterate_samples(str(tmp_path / run / name))]
+                        for run in ("one", "two"))
+            assert one == two
+        else:
+            assert filecmp.cmp(tmp_path / "one" / name, tmp_path / "two" / name, shallow=False)
+
+
+def test_random_rig_and_any_subject_names(tmp_path):
+    config = _tiny(roles={"labeled": ("alice",), "eval": ("bob",)}, cameras="random:3",
+                   occluders=1.0)
+    manifest = synthesize(tmp_path, config, progress=False)
+    assert len(manifest["cameras"]["alice"]) == 3
+    batch = next(iter(make_eval_loader(str(tmp_path), 2)))
+    assert batch["images"].shape[1] == 3 and batch["valid"].all()
+
+
+def test_bvh_clips_replace_procedural_motion(tmp_path, mocap_dir):
+    paths = sorted(str(p) for p in mocap_dir.glob("*.bvh"))[:1]
+    config = _tiny(roles={"labeled": ("S1",)}, actions=None, bvh=tuple(paths))
+    manifest = synthesize(tmp_path, config, progress=False)
+    name = manifest["actions"][0]
+    assert len(manifest["actions"]) == 1 and name in paths[0]
+    sample = next(iterate_samples(str(tmp_path)))
+    assert sample.meta["action"] == name
+    # A BVH person is person sized: about 1.5-2 m from ankles to head top.
+    height = sample.joints3d[10, 2] - sample.joints3d[[3, 6], 2].min()
+    assert 1200 < height < 2100
+
+
+@pytest.mark.parametrize("overrides,message", [
+    (dict(roles={"labeled": ("S2",)}), "no calibration for 'S2'"),
+    (dict(cameras="random:1"), "random:N"),
+    (dict(cameras="kinect"), "random:N"),
+    (dict(roles={"train": ("S1",)}), "unknown roles"),
+    (dict(frame_step=0), "frame_step"),
+    (dict(occluders=2.0), "probability"),
+])
+def test_bad_configs_are_rejected(overrides, message):
+    with pytest.raises(ValueError, match=message):
+        _tiny(**overrides)
+
+
+def test_unknown_action_is_rejected(tmp_path):
+    with pytest.raises(ValueError, match="unknown actions"):
+        synthesize(tmp_path, _tiny(actions=("moonwalk",)), progress=False)
+
+
+def test_synth_command(tmp_path, capsys):
+    out = tmp_path / "data"
+    code = cli.main(["synth", "--out", str(out), "--labeled", "S5", "--unlabeled", "",
+                     "--eval", "S11", "--actions", ACTIONS[0], "--clips-per-action", "1",
+                     "--frames-per-clip", "3", "--frame-step", "1", "--image-size", "24",
+                     "--samples-per-shard", "2", "--no-progress", "--occluders"])
+    assert code == 0
+    manifest = load_manifest(out)
+    assert set(manifest["roles"]) == {"labeled", "eval"}
+    assert manifest["roles"]["eval"]["samples"] == 3
+    assert len(manifest["roles"]["eval"]["shards"]) == 2
+    assert manifest["config"]["occluders"] == pytest.approx(0.3)
+    assert "labeled: 3 tuples in 2 shards" in capsys.readouterr().out
+    sample = next(iterate_samples(str(out)))
+    assert np.asarray(sample.images).shape[1] == 24
