@@ -188,6 +188,7 @@ def _train(cfg: DictConfig, stage: TrainStage, info: DistInfo) -> dict[str, floa
     elif stage.model_config(cfg).weights_path:
         checkpoint.load_model_weights(model, stage.model_config(cfg).weights_path, fp)
 
+    stage.prepare(cfg, model)
     model.to(info.device)
     channels_last = cfg.run.channels_last and info.device.type == "cuda"
     if channels_last:

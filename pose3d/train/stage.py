@@ -52,6 +52,10 @@ class TrainStage:
     def build_model(self, cfg: DictConfig) -> nn.Module:
         raise NotImplementedError
 
+    def prepare(self, cfg: DictConfig, model: nn.Module) -> None:
+        """Read what the loss needs from the built model (heatmap space, stride), before the
+        loop wraps it in DDP / torch.compile."""
+
     def train_loader(self, cfg: DictConfig, epoch: int, dist: DistInfo) -> Iterable[dict]:
         """Exactly cfg.data.batches_per_epoch batches on every rank."""
         raise NotImplementedError
