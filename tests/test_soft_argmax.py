@@ -1,0 +1,250 @@
+import pytest
+import torch
+
+from pose3d.ops.soft_argmax import (
+    soft_argmax_2d,
+    soft_argmax_2d_reference,
+    soft_argmax_3d,
+    soft_argmax_3d_reference,
+)
+
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+# (B, J, D, H, W): odd sizes; rows that are whole 16-byte packs; a plane of several CPU chunks
+SHAPES = [(2, 3, 5, 6, 7), (1, 2, 4, 8, 16), (1, 1, 2, 300, 8)]
+
+
+def logits(shape, scale=4.0, dtype=torch.float32, device="cpu", seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return (torch.randn(shape, generator=g, dtype=torch.float64) * scale).to(dtype).to(device)
+
+
+def assert_coords_close(actual, expected, rtol=1e-5):
+    # relative to the coordinate range, so that coordinates near 0 are not held to 1e-5 of 0
+    torch.testing.assert_close(actual.double(), expected.double(), rtol=rtol, atol=rtol)
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_fp32_matches_float64_reference(shape):
+    x = logits(shape)
+    out = soft_argmax_3d(x)
+    assert out.shape == (*shape[:2], 3) and out.dtype == torch.float32
+    assert_coords_close(out, soft_argmax_3d_reference(x.double()))
+
+
+def test_float64_matches_reference_exactly():
+    x = logits(SHAPES[0], dtype=torch.float64)
+    out = soft_argmax_3d(x)
+    assert out.dtype == torch.float64
+    torch.testing.assert_close(out, soft_argmax_3d_reference(x), rtol=1e-12, atol=1e-12)
+
+
+def test_coordinates_are_x_y_z_along_w_h_d():
+    x = torch.full((1, 1, 4, 5, 6), -1e4)
+    x[0, 0, 1, 2, 3] = 1e4  # d=1, h=2, w=3
+    torch.testing.assert_close(soft_argmax_3d(x)[0, 0], torch.tensor([3.0, 2.0, 1.0]))
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_low_precision_accumulates_in_float32(dtype):
+    x = logits(SHAPES[1], dtype=dtype)
+    out = soft_argmax_3d(x)
+    assert out.dtype == torch.float32
+    assert_coords_close(out, soft_argmax_3d_reference(x.double()))
+
+
+def test_non_contiguous_input():
+    x = logits((2, 3, 6, 7, 5)).permute(0, 1, 2, 4, 3)
+    assert not x.is_contiguous()
+    assert_coords_close(soft_argmax_3d(x), soft_argmax_3d_reference(x.double()))
+
+
+def test_gradcheck_float64():
+    x = logits((2, 2, 3, 4, 5), scale=2.0, dtype=torch.float64).requires_grad_()
+    assert torch.autograd.gradcheck(soft_argmax_3d, (x,))
+    y = logits((2, 2, 4, 5), scale=2.0, dtype=torch.float64).requires_grad_()
+    assert torch.autograd.gradcheck(soft_argmax_2d, (y,))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_backward_matches_reference(dtype):
+    x = logits(SHAPES[2], dtype=dtype).requires_grad_()
+    grad_out = logits((1, 1, 3), seed=1)
+    (fused,) = torch.autograd.grad(soft_argmax_3d(x), x, grad_out)
+    x64 = x.detach().double().requires_grad_()
+    (ref,) = torch.autograd.grad(soft_argmax_3d_reference(x64), x64, grad_out.double())
+    assert fused.dtype == dtype
+    tol = 1e-5 if dtype == torch.float32 else 1e-2
+    torch.testing.assert_close(fused.double(), ref, rtol=tol, atol=tol * ref.abs().max())
+
+
+def test_2d_matches_reference_and_3d_with_one_plane():
+    x = logits((2, 3, 9, 16))
+    out = soft_argmax_2d(x)
+    assert out.shape == (2, 3, 2)
+    assert_coords_close(out, soft_argmax_2d_reference(x.double()))
+    torch.testing.assert_close(out, soft_argmax_3d(x.unsqueeze(2))[..., :2])
+
+
+def test_torch_ops_entry_points():
+    x = logits(SHAPES[0])
+    torch.testing.assert_close(torch.ops.pose3d.soft_argmax_3d(x), soft_argmax_3d(x))
+    coords, stats = torch.ops.pose3d.soft_argmax_3d_forward(x)
+    flat = x.reshape(*x.shape[:2], -1).double()
+    torch.testing.assert_close(stats[..., 0], flat.amax(-1).float())
+    torch.testing.assert_close((stats[..., 0] + stats[..., 1]).double(), flat.logsumexp(-1))
+
+
+@pytest.mark.parametrize("scale", [1e4])
+def test_stable_for_huge_logits(scale):
+    x = logits((2, 3, 4, 5, 8), scale=scale).requires_grad_()
+    out = soft_argmax_3d(x)
+    assert torch.isfinite(out).all()
+    assert_coords_close(out, soft_argmax_3d_reference(x.detach().double()))
+    (grad,) = torch.autograd.grad(out.sum(), x)
+    assert torch.isfinite(grad).all()
+    x64 = x.detach().double().requires_grad_()
+    (ref,) = torch.autograd.grad(soft_argmax_3d_reference(x64).sum(), x64)
+    torch.testing.assert_close(grad.double(), ref, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("value", [0.0, 1e4, -1e4])
+def test_constant_volume_gives_the_centre(value):
+    D, H, W = 3, 4, 6
+    x = torch.full((1, 2, D, H, W), value, requires_grad=True)
+    out = soft_argmax_3d(x)
+    expected = torch.tensor([(W - 1) / 2, (H - 1) / 2, (D - 1) / 2]).expand(1, 2, 3)
+    torch.testing.assert_close(out, expected)
+    (grad,) = torch.autograd.grad(out[..., 0].sum(), x)
+    # d E[x] / d logit = p (x - E[x]) with p uniform
+    col = torch.arange(W, dtype=torch.float32) - (W - 1) / 2
+    torch.testing.assert_close(grad, (col / (D * H * W)).expand_as(grad))
+
+
+@pytest.mark.parametrize(("fn", "bad", "error", "match"), [
+    (soft_argmax_3d, torch.zeros(2, 3, 4, 4), ValueError, r"\[B, J, D, H, W\]"),
+    (soft_argmax_3d, torch.zeros(2, 0, 4, 4, 4), ValueError, "empty"),
+    (soft_argmax_3d, torch.zeros(1, 1, 2, 2, 2, dtype=torch.int32), TypeError, "float32"),
+    (soft_argmax_3d, [[0.0]], TypeError, "torch.Tensor"),
+    (soft_argmax_2d, torch.zeros(2, 3, 1, 4, 4), ValueError, r"\[B, J, H, W\]"),
+    (torch.ops.pose3d.soft_argmax_3d, torch.zeros(2, 3, 4), ValueError, r"\[B, J, D, H, W\]"),
+    (torch.ops.pose3d.soft_argmax_3d, torch.zeros(1, 1, 0, 2, 2), ValueError, "empty"),
+    (torch.ops.pose3d.soft_argmax_3d, torch.zeros(1, 1, 2, 2, 2, dtype=torch.int64), TypeError,
+     "float32"),
+    (torch.ops.pose3d.soft_argmax_2d, torch.zeros(2, 3, 4), ValueError, r"\[B, J, H, W\]"),
+])
+def test_bad_input_raises_a_clear_error(fn, bad, error, match):
+    with pytest.raises(error, match=match):
+        fn(bad)
+
+
+def test_backward_op_checks_shapes():
+    x = logits((2, 3, 2, 2, 4))
+    coords, stats = torch.ops.pose3d.soft_argmax_3d_forward(x)
+    with pytest.raises(ValueError, match="grad_coords must be"):
+        torch.ops.pose3d.soft_argmax_3d_backward(torch.zeros(2, 3, 2), x, coords, stats)
+    with pytest.raises(ValueError, match="stats must be"):
+        torch.ops.pose3d.soft_argmax_3d_backward(coords, x, coords, stats[:1])
+
+
+def test_saves_no_full_size_tensor_for_backward():
+    x = logits((2, 3, 4, 5, 8)).requires_grad_()
+    saved = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t) or t, lambda t: t):
+        soft_argmax_3d(x)
+    assert saved, "nothing saved: the backward could not recompute the probabilities"
+    for t in saved:
+        assert t.data_ptr() == x.data_ptr() or t.numel() <= 2 * 3 * 3, t.shape
+
+
+def _opcheck_samples(device="cpu"):
+    x = logits((2, 3, 3, 4, 8), device=device)
+    xg = x.clone().requires_grad_()
+    coords, stats = torch.ops.pose3d.soft_argmax_3d_forward(x)
+    grad = torch.randn_like(coords)
+    return [
+        (torch.ops.pose3d.soft_argmax_3d_forward.default, (x,)),
+        (torch.ops.pose3d.soft_argmax_3d_forward.default, (xg,)),
+        (torch.ops.pose3d.soft_argmax_3d_backward.default, (grad, x, coords, stats)),
+        (torch.ops.pose3d.soft_argmax_3d.default, (xg,)),
+        (torch.ops.pose3d.soft_argmax_2d.default, (xg[:, :, 0],)),
+        (torch.ops.pose3d.soft_argmax_3d_forward.default, (x.bfloat16(),)),
+    ]
+
+
+@pytest.mark.parametrize("case", range(6))
+def test_opcheck(case):
+    op, args = _opcheck_samples()[case]
+    torch.library.opcheck(op, args)
+
+
+def test_compile_fullgraph_forward_and_backward():
+    def loss(h):
+        return (soft_argmax_3d(h) ** 2).sum() + soft_argmax_2d(h[:, :, 0]).sum()
+
+    x = logits((2, 3, 4, 5, 8)).requires_grad_()
+    compiled = torch.compile(loss, fullgraph=True, backend="aot_eager")
+    (g_compiled,) = torch.autograd.grad(compiled(x), x)
+    (g_eager,) = torch.autograd.grad(loss(x), x)
+    torch.testing.assert_close(g_compiled, g_eager)
+
+
+@pytest.mark.slow
+def test_compile_fullgraph_inductor():
+    x = logits((2, 3, 4, 5, 8)).requires_grad_()
+    compiled = torch.compile(lambda h: soft_argmax_3d(h * 2.0).sum(), fullgraph=True)
+    (g_compiled,) = torch.autograd.grad(compiled(x), x)
+    (g_eager,) = torch.autograd.grad(soft_argmax_3d(x * 2.0).sum(), x)
+    torch.testing.assert_close(g_compiled, g_eager)
+
+
+def test_bfloat16_autocast_trains_through_the_op():
+    conv = torch.nn.Conv3d(2, 3, kernel_size=1)
+    x = logits((2, 2, 4, 4, 8))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        heatmaps = conv(x)  # [B=2, J=3, D, H, W]
+        coords = soft_argmax_3d(heatmaps)
+    assert heatmaps.dtype == torch.bfloat16 and coords.dtype == torch.float32
+    coords.sum().backward()
+    assert conv.weight.grad is not None and torch.isfinite(conv.weight.grad).all()
+
+
+# --- CUDA: run only where there is a GPU ---------------------------------------------------
+
+@cuda
+@pytest.mark.parametrize("shape", [*SHAPES, (32, 17, 8, 16, 16), (1, 1, 64, 64, 64)])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16, torch.float16])
+def test_cuda_matches_cpu_and_reference(shape, dtype):
+    x = logits(shape, dtype=dtype)
+    xc = x.cuda().requires_grad_()
+    out = soft_argmax_3d(xc)
+    assert out.dtype == (torch.float64 if dtype == torch.float64 else torch.float32)
+    rtol = 1e-10 if dtype == torch.float64 else 1e-5
+    assert_coords_close(out.cpu(), soft_argmax_3d_reference(x.double()), rtol=rtol)
+    assert_coords_close(out.cpu(), soft_argmax_3d(x), rtol=rtol)
+
+    grad_out = logits((*shape[:2], 3), seed=1, dtype=out.dtype)
+    (g_cuda,) = torch.autograd.grad(out, xc, grad_out.cuda())
+    xr = x.detach().requires_grad_()
+    (g_cpu,) = torch.autograd.grad(soft_argmax_3d(xr), xr, grad_out)
+    assert g_cuda.dtype == dtype
+    tol = {torch.float64: 1e-10, torch.float32: 1e-5}.get(dtype, 1e-2)
+    torch.testing.assert_close(g_cuda.cpu().double(), g_cpu.double(), rtol=tol,
+                               atol=tol * g_cpu.double().abs().max())
+
+
+@cuda
+def test_cuda_unaligned_and_huge_logits():
+    base = logits((1 * 2 * 4 * 4 * 8 + 1,), scale=1e4)
+    x = base[1:].view(1, 2, 4, 4, 8)  # storage offset of one element: no 16-byte loads
+    out = soft_argmax_3d(x.cuda())
+    assert torch.isfinite(out).all()
+    assert_coords_close(out.cpu(), soft_argmax_3d_reference(x.double()))
+
+
+@cuda
+def test_cuda_gradcheck_and_opcheck():
+    x = logits((2, 2, 3, 4, 4), scale=2.0, dtype=torch.float64, device="cuda").requires_grad_()
+    assert torch.autograd.gradcheck(soft_argmax_3d, (x,))
+    for op, args in _opcheck_samples("cuda"):
+        torch.library.opcheck(op, args)
