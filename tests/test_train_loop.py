@@ -4,9 +4,6 @@ DDP gradients, and a two-process torchrun run that loses a worker and still fini
 import argparse
 import json
 import os
-import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,6 +11,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 from toy_stage import ToyNet, ToyStage, toy_batch
+from train_helpers import REPO, TINY, free_port, torchrun
 
 from pose3d.train import checkpoint
 from pose3d.train.cli import EXIT_BAD_INPUT, EXIT_NON_FINITE, add_arguments, main
@@ -21,9 +19,6 @@ from pose3d.train.config import load_config
 from pose3d.train.distributed import DistInfo
 from pose3d.train.loop import train_step
 from pose3d.train.stage import StepContext
-
-REPO = Path(__file__).resolve().parents[1]
-TINY = str(REPO / "launch/configs/tiny.yaml")
 
 
 def run_toy(root: Path, *overrides: str, stage: ToyStage | None = None) -> int:
@@ -98,12 +93,6 @@ def test_checkpoint_of_another_model_fails_before_any_work(tmp_path, capsys):
     assert stage.loaded_batches == [] and not (tmp_path / "b" / "sv_pretrain").exists()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _grads_worker(rank: int, world: int, port: int, out: str) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     dist.init_process_group("gloo", rank=rank, world_size=world)
@@ -122,7 +111,7 @@ def _grads_worker(rank: int, world: int, port: int, out: str) -> None:
 
 def test_two_process_gradients_equal_one_process_gradients(tmp_path):
     out = str(tmp_path / "grads.pt")
-    mp.spawn(_grads_worker, args=(2, _free_port(), out), nprocs=2, join=True)
+    mp.spawn(_grads_worker, args=(2, free_port(), out), nprocs=2, join=True)
     two = torch.load(out)
 
     torch.manual_seed(0)
@@ -133,17 +122,6 @@ def test_two_process_gradients_equal_one_process_gradients(tmp_path):
                load_config(TINY), scaler, 1, info)
     for name, p in model.named_parameters():
         torch.testing.assert_close(two[name], p.grad, rtol=1e-5, atol=1e-7)
-
-
-def torchrun(nproc: int, script: list[str], env: dict, max_restarts: int = 0,
-             timeout: float = 240) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}",
-           f"--max-restarts={max_restarts}", "--rdzv-backend=c10d",
-           f"--rdzv-endpoint=127.0.0.1:{_free_port()}", *script]
-    full_env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{REPO / 'tests'}",
-                "OMP_NUM_THREADS": "1", **env}
-    return subprocess.run(cmd, cwd=REPO, env=full_env, capture_output=True, text=True,
-                          timeout=timeout)
 
 
 @pytest.mark.slow

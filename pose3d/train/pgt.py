@@ -76,6 +76,8 @@ class PseudoGroundTruth:
     name = "pgt"
 
     def check_inputs(self, cfg: DictConfig) -> list[str]:
+        if not Path(cfg.data.root).is_dir():
+            raise FileNotFoundError(f"data.root: no such shard folder {cfg.data.root}")
         urls = resolve_shards(cfg.data.root, cfg.data.unlabeled_role)
         check_image_size(cfg.data.root, cfg)
         if not Path(cfg.pgt.checkpoint).is_file():

@@ -14,6 +14,7 @@ all of a tuple's predictions without any communication.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 
 import numpy as np
@@ -59,17 +60,19 @@ def _first_tuple_picture(batch: dict, pred2d: Tensor, target_world: Tensor | Non
 class _ShardStage(TrainStage):
     """A training stage that reads tuples from shard folders."""
 
-    def shard_folders(self, cfg: DictConfig) -> list[tuple[str, str | None]]:
-        """(folder, role or None for every role) pairs this stage trains on."""
-        return [(cfg.data.root, cfg.data.labeled_role)]
+    def shard_folders(self, cfg: DictConfig) -> dict[str, tuple[str, str | None]]:
+        """config key -> (folder, role or None for every role) this stage trains on."""
+        return {"data.root": (cfg.data.root, cfg.data.labeled_role)}
 
     def check_inputs(self, cfg: DictConfig) -> None:
-        for folder, role in self.shard_folders(cfg):
+        for key, (folder, role) in self.shard_folders(cfg).items():
+            if not os.path.isdir(folder):
+                raise FileNotFoundError(f"{key}: no such shard folder {folder}")
             resolve_shards(folder, role)
             check_image_size(folder, cfg)
 
     def train_loader(self, cfg: DictConfig, epoch: int, dist: DistInfo) -> Iterable[dict]:
-        shards = [p for folder, role in self.shard_folders(cfg)
+        shards = [p for folder, role in self.shard_folders(cfg).values()
                   for p in resolve_shards(folder, role)]
         return make_train_loader(
             shards, stage_optim(cfg).batch_size, num_workers=cfg.data.num_workers,
@@ -186,8 +189,9 @@ class Finetune(SingleViewPretrain):
 
     name = "finetune"
 
-    def shard_folders(self, cfg: DictConfig) -> list[tuple[str, str | None]]:
-        return [(cfg.data.root, cfg.data.labeled_role), (cfg.data.pgt_root, None)]
+    def shard_folders(self, cfg: DictConfig) -> dict[str, tuple[str, str | None]]:
+        return {"data.root": (cfg.data.root, cfg.data.labeled_role),
+                "data.pgt_root": (cfg.data.pgt_root, None)}
 
     def consistency_weight(self, cfg: DictConfig) -> float:
         return cfg.loss.lambda_mv
