@@ -4,11 +4,14 @@ torchrun, the P-GT shards and report, and bad input failing in one line before a
 import argparse
 import json
 import math
+import os
+import subprocess
+import sys
 
 import pytest
 import torch
 from train_data import write_tiny_dataset
-from train_helpers import TINY, torchrun
+from train_helpers import REPO, TINY, torchrun
 
 from pose3d.data.loader import iterate_samples
 from pose3d.data.shards import load_manifest
@@ -129,3 +132,22 @@ def test_pgt_with_a_single_view_checkpoint_is_one_line_before_any_work(dataset, 
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "holds SingleViewModel" in err and "this run builds" in err
     assert not (tmp_path / "pgt_shards").exists() and not (tmp_path / "pgt").exists()
+
+
+def test_loader_workers_start_after_opencv_ran_in_the_trainer(dataset):
+    # Without fork_safe_opencv a large resize (a W&B picture) leaves OpenCV's thread pool in
+    # the main process and the next epoch's forked DataLoader workers hang on its lock.
+    code = f"""
+import cv2, numpy as np
+from pose3d.train.loop import fork_safe_opencv
+from pose3d.data.loader import make_train_loader
+fork_safe_opencv()
+for _ in range(3):
+    cv2.resize(np.zeros((2000, 2000, 3), np.uint8), (1000, 1000))
+for batch in make_train_loader({str(dataset)!r}, 1, num_workers=2, batches_per_epoch=2):
+    pass
+print("done")
+"""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert proc.returncode == 0 and "done" in proc.stdout, proc.stderr[-2000:]

@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import torch
 from omegaconf import DictConfig
 from torch import nn
@@ -160,9 +161,17 @@ class _Meter:
         return out
 
 
+def fork_safe_opencv() -> None:
+    """Keep OpenCV single-threaded in this process. The loader forks DataLoader workers
+    every epoch, and a child forked after OpenCV started its thread pool (a resize for a
+    W&B picture is enough) hangs on that pool's lock."""
+    cv2.setNumThreads(0)
+
+
 def train(cfg: DictConfig, stage: TrainStage) -> dict[str, float]:
     """Run a training stage under torchrun (or as one process). Returns the last logged
     metrics on rank 0 (an empty dict on the other ranks)."""
+    fork_safe_opencv()
     info = distributed.setup(cfg.run.device, cfg.run.dist_timeout_s)
     try:
         return _train(cfg, stage, info)

@@ -38,6 +38,7 @@ from pose3d.train import checkpoint, distributed
 from pose3d.train.config import stage_optim, to_yaml
 from pose3d.train.distributed import DistInfo
 from pose3d.train.logger import Logger
+from pose3d.train.loop import fork_safe_opencv
 from pose3d.train.stage import batch_to
 from pose3d.train.stages import MultiViewPretrain, build_multi_view, check_image_size
 
@@ -87,6 +88,7 @@ class PseudoGroundTruth:
 
     def run(self, cfg: DictConfig) -> dict:
         urls = self.check_inputs(cfg)
+        fork_safe_opencv()
         info = distributed.setup(cfg.run.device, cfg.run.dist_timeout_s)
         try:
             return self._run(cfg, info, urls)
