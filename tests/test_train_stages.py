@@ -11,7 +11,7 @@ import sys
 import pytest
 import torch
 from train_data import write_tiny_dataset
-from train_helpers import REPO, TINY, torchrun
+from train_helpers import REPO, TINY, free_port, torchrun
 
 from pose3d.data.loader import iterate_samples
 from pose3d.data.shards import load_manifest
@@ -44,17 +44,25 @@ def run_cli(*args: str) -> int:
     return main(parser.parse_args(["--config", TINY, *args]))
 
 
-def run_stage_torchrun(data, root, stage, *extra):
-    proc = torchrun(2, ["-m", "pose3d.train", "--config", TINY,
-                        *overrides(data, root, stage, *extra)], {})
+def run_stage_torchrun(data, root, stage, *extra, launcher=None):
+    """Two gloo workers: through torchrun directly, or through a launch/ script."""
+    args = overrides(data, root, stage, *extra)
+    if launcher is None:
+        proc = torchrun(2, ["-m", "pose3d.train", "--config", TINY, *args], {})
+    else:
+        env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHON": sys.executable,
+               "OMP_NUM_THREADS": "1", "NPROC": "2", "NPROC_PER_NODE": "2", "NNODES": "1",
+               "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port()), "MAX_RESTARTS": "0"}
+        proc = subprocess.run(["bash", str(REPO / "launch" / launcher), TINY, *args], cwd=REPO,
+                              env=env, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc
 
 
 @pytest.mark.slow
 def test_every_stage_runs_in_two_processes(dataset, tmp_path):
-    for stage in ("mv_pretrain", "sv_pretrain"):
-        run_stage_torchrun(dataset, tmp_path, stage)
+    for stage, launcher in (("mv_pretrain", "multi_node.sh"), ("sv_pretrain", "single_node.sh")):
+        run_stage_torchrun(dataset, tmp_path, stage, launcher=launcher)
         last = checkpoint.load(tmp_path / stage / "checkpoints" / "latest.pt")
         assert (last["step"], last["epoch"], last["world_size"]) == (2, 1, 2)
         assert len(last["rng"]) == 2  # one RNG state per rank
@@ -64,8 +72,7 @@ def test_every_stage_runs_in_two_processes(dataset, tmp_path):
     report = json.loads((tmp_path / "pgt" / "pgt_report.json").read_text())
     assert report["tuples"] == 6 and report["labeled"] + report["dropped"] == 6
     assert report["scored"] == report["labeled"] > 0 and math.isfinite(report["mpjpe_mm"])
-    assert "pgt:" in proc.stdout  # rank 0 alone prints the summary
-    assert proc.stdout.count("pgt:") == 1
+    assert proc.stdout.count("pgt:") == 1  # rank 0 alone prints the summary
     pgt_root = tmp_path / "pgt_shards"
     manifest = load_manifest(pgt_root)
     assert manifest["roles"]["unlabeled"]["samples"] == report["labeled"]
@@ -73,8 +80,11 @@ def test_every_stage_runs_in_two_processes(dataset, tmp_path):
     assert len({s.key for s in samples}) == report["labeled"]
     assert all(s.pgt is not None and s.joints3d is None for s in samples)
 
-    sv_weights = tmp_path / "sv_pretrain" / "checkpoints" / "latest.pt"
-    run_stage_torchrun(dataset, tmp_path, "finetune", f"model.sv.weights_path={sv_weights}")
+    # finetune starts from sv_pretrain's latest checkpoint by default
+    cfg = load_config(TINY, overrides(dataset, tmp_path, "finetune"))
+    assert make_stage("finetune").init_weights(cfg) == str(
+        tmp_path / "sv_pretrain" / "checkpoints" / "latest.pt")
+    run_stage_torchrun(dataset, tmp_path, "finetune")
     last = checkpoint.load(tmp_path / "finetune" / "checkpoints" / "latest.pt")
     assert last["step"] == 2
     rows = [json.loads(r) for r in (tmp_path / "finetune" / "metrics.jsonl").read_text()

@@ -49,6 +49,9 @@ class ModelConfig:
 class ModelsConfig:
     sv: ModelConfig = field(default_factory=ModelConfig)
     mv: ModelConfig = field(default_factory=ModelConfig)
+    # finetune starts from Base (sv_pretrain's result) unless model.sv.weights_path says
+    # otherwise; "" starts it from scratch
+    finetune_init: str = "${run.root}/sv_pretrain/checkpoints/latest.pt"
 
 
 @dataclass

@@ -194,8 +194,8 @@ def _train(cfg: DictConfig, stage: TrainStage, info: DistInfo) -> dict[str, floa
     if ckpt is not None:
         checkpoint.check_fingerprint(ckpt.get("fingerprint"), fp, start_from)
         model.load_state_dict(ckpt["model"])
-    elif stage.model_config(cfg).weights_path:
-        checkpoint.load_model_weights(model, stage.model_config(cfg).weights_path, fp)
+    elif stage.init_weights(cfg):
+        checkpoint.load_model_weights(model, stage.init_weights(cfg), fp)
 
     stage.prepare(cfg, model)
     model.to(info.device)

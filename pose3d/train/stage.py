@@ -46,6 +46,10 @@ class TrainStage:
         m = self.model_config(cfg)
         return {k: m[k] for k in ("backbone", "deconv_channels", "num_deconv", "depth_bins")}
 
+    def init_weights(self, cfg: DictConfig) -> str:
+        """A pose3d checkpoint whose model weights a fresh run starts from ("" for none)."""
+        return self.model_config(cfg).weights_path
+
     def check_inputs(self, cfg: DictConfig) -> None:
         """Raise (one line) when the data this stage reads is missing: called before any work."""
 

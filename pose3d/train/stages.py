@@ -25,6 +25,7 @@ from torch import Tensor, nn
 from pose3d.data.loader import make_train_loader
 from pose3d.data.shards import load_manifest, resolve_shards
 from pose3d.geometry import HeatmapSpace, heatmap_to_world, project
+from pose3d.train.checkpoint import CheckpointError
 from pose3d.train.config import ConfigError, stage_optim
 from pose3d.train.distributed import DistInfo
 from pose3d.train.stage import StepContext, StepOutput, TrainStage
@@ -195,6 +196,17 @@ class Finetune(SingleViewPretrain):
 
     def consistency_weight(self, cfg: DictConfig) -> float:
         return cfg.loss.lambda_mv
+
+    def init_weights(self, cfg: DictConfig) -> str:
+        return cfg.model.sv.weights_path or cfg.model.finetune_init
+
+    def check_inputs(self, cfg: DictConfig) -> None:
+        super().check_inputs(cfg)
+        init = self.init_weights(cfg)
+        if init and not os.path.isfile(init):
+            raise CheckpointError(f"finetune starts from {init}, which does not exist (run "
+                                  f"stage=sv_pretrain first, or set model.sv.weights_path, or "
+                                  f"model.finetune_init='' to start from scratch)")
 
     def targets(self, batch: dict) -> tuple[Tensor, Tensor]:
         from pose3d.losses import pose_targets
