@@ -15,6 +15,7 @@ def _state(model: nn.Module, step: int, arch: dict) -> dict:
 
 def test_save_points_latest_and_keeps_the_last_k(tmp_path):
     model = nn.Linear(3, 2)
+    (tmp_path / ".step_00000001.pt.tmp-999999").write_bytes(b"half a checkpoint")  # a crash
     for step in (2, 4, 6, 8):
         checkpoint.save(_state(model, step, {"a": 1}), tmp_path, step, keep=2)
     names = [p.name for p in checkpoint.step_checkpoints(tmp_path)]

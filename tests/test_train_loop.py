@@ -146,3 +146,10 @@ def test_torchrun_worker_killed_mid_run_resumes_and_finishes_with_wandb_offline(
         assert key in data, key
     run_ids = {r.name.rsplit("-", 1)[-1] for r in runs}
     assert len(run_ids) == 1  # the restarted workers append to the same W&B run
+
+
+@pytest.mark.slow
+def test_compiled_model_saves_plain_state_dict_keys(tmp_path):
+    assert run_toy(tmp_path, "run.compile=true", "optim.sv_pretrain.epochs=1") == 0
+    ckpt = checkpoint.load(tmp_path / "sv_pretrain" / "checkpoints" / "latest.pt")
+    assert sorted(ckpt["model"]) == sorted(ToyNet(16).state_dict())  # no _orig_mod. prefix
