@@ -73,13 +73,15 @@ def autocast(cfg: DictConfig, device: torch.device):
 def train_step(model: nn.Module, stage: TrainStage, batch: dict, ctx: StepContext,
                cfg: DictConfig, scaler: torch.amp.GradScaler, step: int, info: DistInfo
                ) -> StepOutput:
-    """Forward, the all-ranks NaN check, backward (DDP all-reduces the gradients here).
+    """Forward, backward (DDP all-reduces the gradients here), then the all-ranks check of
+    the loss: NonFiniteLossError before the optimiser can take a NaN step. Checking after
+    backward lets the host queue the backward pass while the forward pass still runs.
     `step` is the number of this step (1-based), for the error message."""
     with autocast(cfg, info.device):
         out = stage.step(model, batch, ctx)
     out.loss = _test_hooks(step, out.loss)
-    _check_finite(out.loss, step, batch, info)
     scaler.scale(out.loss).backward()
+    _check_finite(out.loss, step, batch, info)
     return out
 
 
@@ -128,13 +130,14 @@ def _restore(ckpt: dict, optimizer, scaler, info: DistInfo) -> Position:
 
 
 class _Meter:
-    """Sums over a logging interval, averaged over ranks when read."""
+    """Sums over a logging interval, kept on the device (no host sync per step) and
+    averaged over ranks when read."""
 
     def __init__(self) -> None:
         self.reset()
 
     def reset(self) -> None:
-        self.sums: dict[str, float] = {}
+        self.sums: dict[str, torch.Tensor] = {}
         self.steps = 0
         self.images = 0
         self.data_s = 0.0
@@ -142,7 +145,8 @@ class _Meter:
 
     def add(self, metrics: dict[str, torch.Tensor], images: int, data_s: float) -> None:
         for k, v in metrics.items():
-            self.sums[k] = self.sums.get(k, 0.0) + float(v)
+            v = v.detach().float()
+            self.sums[k] = self.sums[k] + v if k in self.sums else v
         self.steps += 1
         self.images += images
         self.data_s += data_s
@@ -151,9 +155,10 @@ class _Meter:
         """Mean metrics over ranks, global images/s and the data-wait fraction."""
         elapsed = time.perf_counter() - self.start
         keys = sorted(self.sums)
-        local = torch.tensor([self.sums[k] / max(self.steps, 1) for k in keys]
-                             + [self.data_s / max(elapsed, 1e-9), elapsed], device=device)
-        mean = distributed.all_reduce_mean(local).tolist()
+        means = [self.sums[k].to(device) / max(self.steps, 1) for k in keys]
+        extra = torch.tensor([self.data_s / max(elapsed, 1e-9), elapsed], device=device)
+        mean = distributed.all_reduce_mean(torch.cat([torch.stack(means), extra])
+                                           if means else extra).tolist()
         images = distributed.all_reduce_sum(torch.tensor([float(self.images)], device=device))
         out = dict(zip(keys, mean[:len(keys)]))
         out["perf/data_wait_fraction"] = mean[len(keys)]
@@ -235,6 +240,7 @@ def _train(cfg: DictConfig, stage: TrainStage, info: DistInfo) -> dict[str, floa
                 if batch is None:
                     raise RuntimeError(f"the {stage.name} loader ended after {i} of "
                                        f"{per_epoch} batches in epoch {epoch}")
+                images = stage.num_images(batch)  # counted on the host: no device sync
                 batch = batch_to(batch, info.device)
                 data_s = time.perf_counter() - t0
 
@@ -250,8 +256,7 @@ def _train(cfg: DictConfig, stage: TrainStage, info: DistInfo) -> dict[str, floa
                 end_of_epoch = pos.step_in_epoch == per_epoch
                 bar.update()
 
-                meter.add({"train/loss": out.loss.detach(), **out.metrics},
-                          stage.num_images(batch), data_s)
+                meter.add({"train/loss": out.loss.detach(), **out.metrics}, images, data_s)
                 if pos.step % cfg.run.log_every_steps == 0 or end_of_epoch:
                     last = meter.read(info.device)
                     last.update({"train/lr": optimizer.param_groups[0]["lr"],
