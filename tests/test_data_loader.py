@@ -190,7 +190,7 @@ def damaged(dataset, tmp_path):
         return None if name == f"{first_key[src[2]]}.view3.jpg" else data
 
     def drop_cameras(name, data):
-        return None if name == f"{first_key[src[3]]}.cameras.npz" else data
+        return None if name == f"{first_key[src[3]]}.cameras.npy" else data
 
     paths = []
     for i, edit in enumerate([None, corrupt_jpeg, drop_view, drop_cameras]):

@@ -109,8 +109,8 @@ def _raw(rng):
 @pytest.mark.parametrize("damage,message", [
     (lambda s: s.pop("view1.jpg"), "view 1 is marked valid"),
     (lambda s: s.__setitem__("view0.jpg", s["view0.jpg"][:40]), "corrupt JPEG"),
-    (lambda s: s.pop("cameras.npz"), "no cameras.npz"),
-    (lambda s: s.__setitem__("cameras.npz", b"garbage"), "unreadable cameras"),
+    (lambda s: s.pop("cameras.npy"), "no cameras.npy"),
+    (lambda s: s.__setitem__("cameras.npy", b"garbage"), "unreadable cameras"),
     (lambda s: s.pop("meta.json"), "no meta.json"),
     (lambda s: s.__setitem__("meta.json", b"{not json"), "unreadable meta"),
     (lambda s: s.__setitem__("joints3d.npy", b"\x93NUMPY"), "unreadable array"),
@@ -122,14 +122,26 @@ def test_decode_names_the_problem(rng, damage, message):
         schema.decode_sample(raw)
 
 
-def test_decode_rejects_cameras_of_the_wrong_view_count(rng):
+@pytest.mark.parametrize("cameras,message", [
+    (np.zeros(2, schema.CAMERA_DTYPE), "3 camera records"),  # the sample has 3 views
+    (np.zeros((3, 3, 3), np.float32), "3 camera records"),
+    (np.full(3, np.nan, schema.CAMERA_DTYPE), "non-finite"),
+])
+def test_decode_rejects_malformed_cameras(rng, cameras, message):
     raw = _raw(rng)
     buf = io.BytesIO()
-    np.savez(buf, K=np.zeros((2, 3, 3)), R=np.zeros((2, 3, 3)), t=np.zeros((2, 3)),
-             dist=np.zeros((2, 5)))
-    raw["cameras.npz"] = buf.getvalue()
-    with pytest.raises(schema.SampleError, match="camera K"):
+    np.save(buf, cameras)
+    raw["cameras.npy"] = buf.getvalue()
+    with pytest.raises(schema.SampleError, match=message):
         schema.decode_sample(raw)
+
+
+def test_cameras_file_reads_with_plain_numpy(rng):
+    images, cameras = _views(rng, 2)
+    raw = schema.encode_sample(images, cameras, None, _meta())
+    records = np.load(io.BytesIO(raw["cameras.npy"]))
+    np.testing.assert_allclose(records["K"][1], cameras[1].K, rtol=1e-6)
+    assert records["t"].shape == (2, 3)
 
 
 def test_decode_rejects_a_newer_schema(rng):

@@ -7,10 +7,12 @@
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
+#include <algorithm>
 #include <array>
 #include <tuple>
 #include <vector>
 
+#include "triangulate_lanes.h"
 #include "triangulate_math.h"
 
 namespace pose3d {
@@ -59,23 +61,72 @@ namespace {
 template <typename scalar_t>
 using compute_t = scalar_t;
 
-// Problems per parallel chunk: enough to amortise the camera-centre table of a tuple.
+// Problems solved side by side in one Jacobi batch (vectorised across problems).
+constexpr int kLanes = 8;
+// Tuples per parallel chunk, at least.
 constexpr int64_t kGrainProblems = 256;
 
-template <typename T, typename S>
-void fill_centres(const S* proj_b, int64_t V, std::vector<tri::Centre<T>>& table) {
-  table.resize(V);
-  for (int64_t v = 0; v < V; ++v) {
-    table[v].ok = tri::camera_centre<S, T>(proj_b + 12 * v, table[v].C, table[v].Minv);
+template <typename S>
+struct Inputs {
+  const S* points;
+  const S* proj;
+  const S* conf;
+  int64_t V, J;
+
+  tri::ProblemInput<S> problem(int64_t b, int64_t j) const {
+    return {points + (b * V * J + j) * 2, proj + b * V * 12, conf + b * V * J + j, 2 * J, J,
+            static_cast<int>(V)};
+  }
+};
+
+// Solves the problems of tuples [b0, b1) kLanes at a time (SIMD across problems) and hands
+// each solution to fn(b, j, input, centres, solution).
+template <typename S, typename T, typename Fn>
+void solve_tuples(const Inputs<S>& x, int64_t b0, int64_t b1, Fn&& fn) {
+  using L = tri::Lanes<T, kLanes>;
+  std::vector<tri::Centre<T>> table((b1 - b0) * x.V);
+  for (int64_t i = 0; i < (b1 - b0) * x.V; ++i) {
+    table[i].ok = tri::camera_centre<S, T>(x.proj + (b0 * x.V + i) * 12, table[i].C, table[i].Minv);
+  }
+  tri::System<T> sys[kLanes];
+  const int64_t first = b0 * x.J, last = b1 * x.J;
+  for (int64_t p = first; p < last; p += kLanes) {
+    const int n = static_cast<int>(std::min<int64_t>(kLanes, last - p));
+    if (n < kLanes) {
+      // The tail, one problem at a time with the CUDA kernels' per-thread code (scalar
+      // Jacobi, centres recomputed from proj), which the CPU thereby runs and tests too.
+      for (int64_t q = p; q < last; ++q) {
+        const int64_t b = q / x.J, j = q % x.J;
+        const tri::CentresFromProj<S, T> centres{x.proj + b * x.V * 12};
+        fn(b, j, x.problem(b, j), centres, tri::solve<S, T>(x.problem(b, j), centres));
+      }
+      break;
+    }
+    L A[4][4], U[4][4];
+    for (int lane = 0; lane < kLanes; ++lane) {
+      const int64_t b = (p + lane) / x.J, j = (p + lane) % x.J;
+      const tri::CentresFromTable<T> centres{table.data() + (b - b0) * x.V};
+      T M[4][4];
+      sys[lane] = tri::build_system<S, T>(x.problem(b, j), centres, M);
+      for (int i = 0; i < 4; ++i)
+        for (int k = 0; k < 4; ++k) A[i][k].v[lane] = M[i][k];
+    }
+    tri::jacobi_eigen4(A, U);
+    for (int lane = 0; lane < kLanes; ++lane) {
+      const int64_t b = (p + lane) / x.J, j = (p + lane) % x.J;
+      T D[4][4], V[4][4];
+      for (int i = 0; i < 4; ++i)
+        for (int k = 0; k < 4; ++k) {
+          D[i][k] = A[i][k].v[lane];
+          V[i][k] = U[i][k].v[lane];
+        }
+      const tri::CentresFromTable<T> centres{table.data() + (b - b0) * x.V};
+      fn(b, j, x.problem(b, j), centres, tri::finish(sys[lane], D, V));
+    }
   }
 }
 
-template <typename S>
-tri::ProblemInput<S> problem_input(const S* pts, const S* proj, const S* conf, int64_t b,
-                                   int64_t j, int64_t V, int64_t J) {
-  return {pts + (b * V * J + j) * 2, proj + b * V * 12, conf + b * V * J + j, 2 * J, J,
-          static_cast<int>(V)};
-}
+int64_t grain_tuples(int64_t J) { return std::max<int64_t>(1, kGrainProblems / std::max<int64_t>(J, 1)); }
 
 std::tuple<at::Tensor, at::Tensor> triangulate_cpu(const at::Tensor& points2d_in,
                                                    const at::Tensor& proj_in,
@@ -89,24 +140,16 @@ std::tuple<at::Tensor, at::Tensor> triangulate_cpu(const at::Tensor& points2d_in
   if (B * J == 0) return {points3d, valid};
   AT_DISPATCH_FLOATING_TYPES(points2d.scalar_type(), "triangulate_cpu", [&] {
     using T = compute_t<scalar_t>;
-    const scalar_t* pts = points2d.const_data_ptr<scalar_t>();
-    const scalar_t* P = proj.const_data_ptr<scalar_t>();
-    const scalar_t* conf = confidences.const_data_ptr<scalar_t>();
+    const Inputs<scalar_t> x{points2d.const_data_ptr<scalar_t>(), proj.const_data_ptr<scalar_t>(),
+                             confidences.const_data_ptr<scalar_t>(), V, J};
     scalar_t* out = points3d.mutable_data_ptr<scalar_t>();
     bool* ok = valid.mutable_data_ptr<bool>();
-    const int64_t grain = std::max<int64_t>(1, kGrainProblems / std::max<int64_t>(J, 1));
-    at::parallel_for(0, B, grain, [&](int64_t b0, int64_t b1) {
-      std::vector<tri::Centre<T>> table;
-      for (int64_t b = b0; b < b1; ++b) {
-        fill_centres<T>(P + b * V * 12, V, table);
-        const tri::CentresFromTable<T> centres{table.data()};
-        for (int64_t j = 0; j < J; ++j) {
-          const auto in = problem_input(pts, P, conf, b, j, V, J);
-          const tri::Solution<T> sol = tri::solve<scalar_t, T>(in, centres);
-          for (int k = 0; k < 3; ++k) out[(b * J + j) * 3 + k] = static_cast<scalar_t>(sol.point[k]);
-          ok[b * J + j] = sol.valid;
-        }
-      }
+    at::parallel_for(0, B, grain_tuples(J), [&](int64_t b0, int64_t b1) {
+      solve_tuples<scalar_t, T>(x, b0, b1, [&](int64_t b, int64_t j, const auto&, const auto&,
+                                               const tri::Solution<T>& sol) {
+        for (int k = 0; k < 3; ++k) out[(b * J + j) * 3 + k] = static_cast<scalar_t>(sol.point[k]);
+        ok[b * J + j] = sol.valid;
+      });
     });
   });
   return {points3d, valid};
@@ -131,30 +174,25 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> triangulate_backward_cpu(
   }
   AT_DISPATCH_FLOATING_TYPES(points2d.scalar_type(), "triangulate_backward_cpu", [&] {
     using T = compute_t<scalar_t>;
+    const Inputs<scalar_t> x{points2d.const_data_ptr<scalar_t>(), proj.const_data_ptr<scalar_t>(),
+                             confidences.const_data_ptr<scalar_t>(), V, J};
     const scalar_t* g = grad.const_data_ptr<scalar_t>();
-    const scalar_t* pts = points2d.const_data_ptr<scalar_t>();
-    const scalar_t* P = proj.const_data_ptr<scalar_t>();
-    const scalar_t* conf = confidences.const_data_ptr<scalar_t>();
     scalar_t* gpts = grad_points2d.mutable_data_ptr<scalar_t>();
     scalar_t* gP = grad_proj.mutable_data_ptr<scalar_t>();
     scalar_t* gconf = grad_confidences.mutable_data_ptr<scalar_t>();
-    const int64_t grain = std::max<int64_t>(1, kGrainProblems / std::max<int64_t>(J, 1));
     // Parallel over tuples: the J problems of a tuple add into the same grad_proj[b], which
-    // one thread then owns (no atomics, a deterministic sum).
-    at::parallel_for(0, B, grain, [&](int64_t b0, int64_t b1) {
-      std::vector<tri::Centre<T>> table;
-      std::vector<T> acc(V * 12);
-      for (int64_t b = b0; b < b1; ++b) {
-        fill_centres<T>(P + b * V * 12, V, table);
-        const tri::CentresFromTable<T> centres{table.data()};
-        std::fill(acc.begin(), acc.end(), T(0));
-        for (int64_t j = 0; j < J; ++j) {
-          const auto in = problem_input(pts, P, conf, b, j, V, J);
-          const tri::ProblemGrads<scalar_t, T> out{gpts + (b * V * J + j) * 2, acc.data(),
-                                                   gconf + b * V * J + j, 2 * J, J};
-          tri::solve_backward<true, scalar_t, T>(in, centres, g + (b * J + j) * 3, out);
-        }
-        for (int64_t i = 0; i < V * 12; ++i) gP[b * V * 12 + i] = static_cast<scalar_t>(acc[i]);
+    // one thread owns (no atomics, a deterministic sum).
+    at::parallel_for(0, B, grain_tuples(J), [&](int64_t b0, int64_t b1) {
+      std::vector<T> acc((b1 - b0) * V * 12, T(0));
+      solve_tuples<scalar_t, T>(x, b0, b1, [&](int64_t b, int64_t j, const auto& in,
+                                               const auto& centres, const tri::Solution<T>& sol) {
+        const tri::ProblemGrads<scalar_t, T> out{gpts + (b * V * J + j) * 2,
+                                                 acc.data() + (b - b0) * V * 12,
+                                                 gconf + b * V * J + j, 2 * J, J};
+        tri::solve_backward<true, scalar_t, T>(in, centres, sol, g + (b * J + j) * 3, out);
+      });
+      for (int64_t i = 0; i < (b1 - b0) * V * 12; ++i) {
+        gP[b0 * V * 12 + i] = static_cast<scalar_t>(acc[i]);
       }
     });
   });

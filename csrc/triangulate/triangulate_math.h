@@ -44,7 +44,7 @@ constexpr double kMinGap = 1e-6;        // (l_1 - l_0) / trace > kMinGap: the an
 constexpr double kMinW = 1e-5;          // |Y_3| > kMinW: the point is not at infinity
 constexpr double kMinSpread = 1e-5;     // s > kMinSpread |m|: the cameras are not all one
 constexpr double kMinCamVolume = 1e-6;  // |det P[:, :3]| / (row norms) > this: a finite centre
-constexpr int kMaxSweeps = 8;           // cyclic Jacobi sweeps (4x4 converges in 3-5)
+constexpr int kMaxSweeps = 8;           // cap on cyclic Jacobi sweeps (4x4 needs 3-4)
 
 template <typename T>
 POSE3D_HD T tsqrt(T x) {
@@ -57,7 +57,11 @@ POSE3D_HD T tsqrt(T x) {
 
 template <typename T>
 POSE3D_HD T tabs(T x) {
-  return x < T(0) ? -x : x;
+#if defined(__CUDA_ARCH__)
+  return ::fabs(x);
+#else
+  return std::fabs(x);
+#endif
 }
 
 template <typename T>
@@ -68,6 +72,21 @@ POSE3D_HD bool tfinite(T x) {
   return std::isfinite(x);
 #endif
 }
+
+// The Jacobi solver is written once for a scalar T (one problem: each CUDA thread) and for
+// the CPU's SIMD lane type (triangulate_lanes.h: several problems in lockstep), which
+// overloads these helpers. A comparison gives a mask: bool for a scalar.
+template <typename T>
+struct ScalarOf {
+  using type = T;
+};
+
+template <typename T>
+POSE3D_HD T select(bool mask, T a, T b) {
+  return mask ? a : b;
+}
+
+POSE3D_HD bool any_lane(bool mask) { return mask; }
 
 // Where the inputs of one problem live. Element v of a view-indexed quantity is at
 // base + v * stride; proj is [V, 3, 4] contiguous from `proj`.
@@ -103,6 +122,7 @@ POSE3D_HD bool camera_centre(const S* P, T C[3], T Minv[9]) {
   Minv[3] = B * r;  Minv[4] = (a * i - c * g) * r;  Minv[5] = (c * d - a * f) * r;
   Minv[6] = Cf * r; Minv[7] = (b * g - a * h) * r;  Minv[8] = (a * e - b * d) * r;
   const T p0 = P[3], p1 = P[7], p2 = P[11];
+POSE3D_UNROLL
   for (int k = 0; k < 3; ++k) C[k] = -(Minv[3 * k] * p0 + Minv[3 * k + 1] * p1 + Minv[3 * k + 2] * p2);
   return tfinite(C[0]) && tfinite(C[1]) && tfinite(C[2]);
 }
@@ -112,7 +132,9 @@ POSE3D_HD bool camera_centre(const S* P, T C[3], T Minv[9]) {
 template <typename T>
 POSE3D_HD void camera_centre_backward(const T C[3], const T Minv[9], const T gC[3], T gP[12]) {
   T z[3];
+POSE3D_UNROLL
   for (int k = 0; k < 3; ++k) z[k] = Minv[k] * gC[0] + Minv[3 + k] * gC[1] + Minv[6 + k] * gC[2];
+POSE3D_UNROLL
   for (int r = 0; r < 3; ++r) {
     gP[4 * r + 0] -= z[r] * C[0];
     gP[4 * r + 1] -= z[r] * C[1];
@@ -122,14 +144,23 @@ POSE3D_HD void camera_centre_backward(const T C[3], const T Minv[9], const T gC[
 }
 
 // Camera centres recomputed from proj on demand (the CUDA kernels: arithmetic is cheaper
-// than a table in global memory).
+// than a table in global memory). A centre provider answers `centre(v, C)` (false: none)
+// and adds a centre's gradient to its view's gP in `centre_backward(v, C, gC, gP)`.
 template <typename S, typename T>
 struct CentresFromProj {
   const S* proj;
-  POSE3D_HD bool get(int v, T C[3], T Minv[9]) const { return camera_centre<S, T>(proj + 12 * v, C, Minv); }
+  POSE3D_HD bool centre(int v, T C[3]) const {
+    T Minv[9];
+    return camera_centre<S, T>(proj + 12 * v, C, Minv);
+  }
+  POSE3D_HD void centre_backward(int v, const T C[3], const T gC[3], T gP[12]) const {
+    T C2[3], Minv[9];
+    camera_centre<S, T>(proj + 12 * v, C2, Minv);
+    camera_centre_backward(C, Minv, gC, gP);
+  }
 };
 
-// Camera centres looked up in a table of `Centre`s built once per tuple (the CPU kernels).
+// Camera centres looked up in a table built once per tuple (the CPU kernels).
 template <typename T>
 struct Centre {
   T C[3];
@@ -140,11 +171,15 @@ struct Centre {
 template <typename T>
 struct CentresFromTable {
   const Centre<T>* table;
-  POSE3D_HD bool get(int v, T C[3], T Minv[9]) const {
+  POSE3D_HD bool centre(int v, T C[3]) const {
     const Centre<T>& e = table[v];
-    for (int k = 0; k < 3; ++k) C[k] = e.C[k];
-    for (int k = 0; k < 9; ++k) Minv[k] = e.Minv[k];
+    C[0] = e.C[0];
+    C[1] = e.C[1];
+    C[2] = e.C[2];
     return e.ok;
+  }
+  POSE3D_HD void centre_backward(int v, const T C[3], const T gC[3], T gP[12]) const {
+    camera_centre_backward(C, table[v].Minv, gC, gP);
   }
 };
 
@@ -153,6 +188,7 @@ template <typename T>
 struct Frame {
   T m[3];
   T s;
+  T inv_s;       // 1 / s (rows divide by s; a multiply is cheaper)
   T weight;      // sum of the weights of the views with a finite centre
   bool from_centres;  // false: fewer than two finite centres, plain frame m = 0, s = 1
   bool distinct;      // the centres are not all one point
@@ -161,13 +197,14 @@ struct Frame {
 template <typename S, typename T, typename Centres>
 POSE3D_HD Frame<T> make_frame(const ProblemInput<S>& in, const Centres& centres) {
   Frame<T> fr;
-  T C[3], Minv[9], sum[3] = {T(0), T(0), T(0)}, W = T(0);
+  T C[3], sum[3] = {T(0), T(0), T(0)}, W = T(0);
   int n = 0;
   for (int v = 0; v < in.views; ++v) {
     const T w = confidence<S, T>(in, v);
-    if (w > T(0) && centres.get(v, C, Minv)) {
+    if (w > T(0) && centres.centre(v, C)) {
       W += w;
       ++n;
+POSE3D_UNROLL
       for (int k = 0; k < 3; ++k) sum[k] += w * C[k];
     }
   }
@@ -175,22 +212,26 @@ POSE3D_HD Frame<T> make_frame(const ProblemInput<S>& in, const Centres& centres)
   fr.from_centres = n >= 2;
   if (!fr.from_centres) {
     fr.m[0] = fr.m[1] = fr.m[2] = T(0);
-    fr.s = T(1);
+    fr.s = fr.inv_s = T(1);
     fr.distinct = true;
     return fr;
   }
-  for (int k = 0; k < 3; ++k) fr.m[k] = sum[k] / W;
+  const T inv_W = T(1) / W;
+POSE3D_UNROLL
+  for (int k = 0; k < 3; ++k) fr.m[k] = sum[k] * inv_W;
   T s2 = T(0);
   for (int v = 0; v < in.views; ++v) {
     const T w = confidence<S, T>(in, v);
-    if (w > T(0) && centres.get(v, C, Minv)) {
+    if (w > T(0) && centres.centre(v, C)) {
+POSE3D_UNROLL
       for (int k = 0; k < 3; ++k) s2 += w * (C[k] - fr.m[k]) * (C[k] - fr.m[k]);
     }
   }
-  fr.s = tsqrt(s2 / W);
+  fr.s = tsqrt(s2 * inv_W);
   const T mnorm = tsqrt(fr.m[0] * fr.m[0] + fr.m[1] * fr.m[1] + fr.m[2] * fr.m[2]);
   fr.distinct = fr.s > T(kMinSpread) * mnorm && fr.s > T(0);
   if (!fr.distinct) fr.s = T(1);  // keeps the arithmetic finite; the problem is invalid
+  fr.inv_s = T(1) / fr.s;
   return fr;
 }
 
@@ -201,60 +242,74 @@ POSE3D_HD void dlt_row(const ProblemInput<S>& in, const Frame<T>& fr, int v, int
                        T r[4], T rn[4]) {
   const S* P = in.proj + 12 * v;
   const T u = static_cast<T>(in.points[v * in.points_stride + k]);
+POSE3D_UNROLL
   for (int i = 0; i < 4; ++i) r[i] = c * (u * static_cast<T>(P[8 + i]) - static_cast<T>(P[4 * k + i]));
   rn[0] = r[0];
   rn[1] = r[1];
   rn[2] = r[2];
-  rn[3] = (r[0] * fr.m[0] + r[1] * fr.m[1] + r[2] * fr.m[2] + r[3]) / fr.s;
+  rn[3] = (r[0] * fr.m[0] + r[1] * fr.m[1] + r[2] * fr.m[2] + r[3]) * fr.inv_s;
 }
 
-// One Jacobi rotation zeroing A[p][q] (Golub & Van Loan's symmetric Schur step), applied to
+// Cyclic Jacobi on a symmetric 4x4 matrix. T is a scalar (one problem) or a SIMD lane type
+// (several problems in lockstep); every step is branch-free per lane, a lane whose entry is
+// negligible getting the identity rotation.
+//
+// One rotation zeroes A[p][q] (Golub & Van Loan's symmetric Schur step) and is applied to
 // the columns of U. Indices are template arguments so that the arrays stay in registers.
 template <int p, int q, typename T>
 POSE3D_HD bool jacobi_rotate(T (&A)[4][4], T (&U)[4][4]) {
-  const T apq = A[p][q];
-  const T app = A[p][p], aqq = A[q][q];
-  const T eps = T(sizeof(T) == 4 ? 1.2e-7 : 2.3e-16);
-  // Drop an entry whose rotation would be below rounding: the angle is under eps, or the
-  // entry is negligible next to both diagonal entries (the relative criterion, which keeps
-  // small eigenvalues accurate).
-  if (apq == T(0) || tabs(apq) <= eps * tabs(aqq - app) ||
-      tabs(apq) <= T(1e-2) * eps * tsqrt(tabs(app * aqq))) {
-    A[p][q] = A[q][p] = T(0);
-    return false;
-  }
-  const T theta = (aqq - app) / (T(2) * apq);
-  T t = T(1) / (tabs(theta) + tsqrt(T(1) + theta * theta));
-  if (theta < T(0)) t = -t;
-  const T c = T(1) / tsqrt(T(1) + t * t), s = t * c;
+  using Scalar = typename ScalarOf<T>::type;
+  const T zero(Scalar(0)), one(Scalar(1));
+  const T eps(Scalar(sizeof(Scalar) == 4 ? 1.2e-7 : 2.3e-16));
+  const T apq = A[p][q], app = A[p][p], aqq = A[q][q];
+  const T diff = aqq - app;
+  // Rotate only where the rotation angle (about apq / diff) is above rounding: below it the
+  // eigenvectors are converged to working precision.
+  const auto rotate = tabs(apq) > eps * tabs(diff);
+  const T theta = diff / (T(Scalar(2)) * select(rotate, apq, one));
+  const T t0 = one / (tabs(theta) + tsqrt(one + theta * theta));
+  const T t = select(rotate, select(theta < zero, -t0, t0), zero);
+  const T c = one / tsqrt(one + t * t), s = t * c;
 POSE3D_UNROLL
-  for (int k = 0; k < 4; ++k) {
-    if (k == p || k == q) continue;
-    const T akp = A[k][p], akq = A[k][q];
-    A[k][p] = A[p][k] = c * akp - s * akq;
-    A[k][q] = A[q][k] = s * akp + c * akq;
+  for (int r = 0; r < 4; ++r) {
+    if (r == p || r == q) continue;
+    const T arp = A[r][p], arq = A[r][q];
+    A[r][p] = A[p][r] = c * arp - s * arq;
+    A[r][q] = A[q][r] = s * arp + c * arq;
   }
   A[p][p] = app - t * apq;
   A[q][q] = aqq + t * apq;
-  A[p][q] = A[q][p] = T(0);
+  A[p][q] = A[q][p] = zero;
 POSE3D_UNROLL
-  for (int k = 0; k < 4; ++k) {
-    const T ukp = U[k][p], ukq = U[k][q];
-    U[k][p] = c * ukp - s * ukq;
-    U[k][q] = s * ukp + c * ukq;
+  for (int r = 0; r < 4; ++r) {
+    const T urp = U[r][p], urq = U[r][q];
+    U[r][p] = c * urp - s * urq;
+    U[r][q] = s * urp + c * urq;
   }
-  return true;
+  return any_lane(rotate);
 }
 
-// Eigen-decomposition of a symmetric 4x4 A in place: afterwards A is diagonal (the
-// eigenvalues) and the columns of U are the eigenvectors.
+// Whether A[p][q] still needs a rotation in some lane (the criterion of jacobi_rotate).
+template <int p, int q, typename T>
+POSE3D_HD bool jacobi_pending(const T (&A)[4][4]) {
+  using Scalar = typename ScalarOf<T>::type;
+  const T eps(Scalar(sizeof(Scalar) == 4 ? 1.2e-7 : 2.3e-16));
+  return any_lane(tabs(A[p][q]) > eps * tabs(A[q][q] - A[p][p]));
+}
+
+// Eigen-decomposition in place: afterwards the diagonal of A holds the eigenvalues and the
+// columns of U the eigenvectors. Sweeps until no lane has an entry left to rotate (checked
+// without rotating, which is much cheaper than a sweep that finds nothing to do).
 template <typename T>
 POSE3D_HD void jacobi_eigen4(T (&A)[4][4], T (&U)[4][4]) {
+  using Scalar = typename ScalarOf<T>::type;
 POSE3D_UNROLL
   for (int i = 0; i < 4; ++i)
 POSE3D_UNROLL
-    for (int j = 0; j < 4; ++j) U[i][j] = i == j ? T(1) : T(0);
+    for (int j = 0; j < 4; ++j) U[i][j] = T(Scalar(i == j ? 1 : 0));
   for (int sweep = 0; sweep < kMaxSweeps; ++sweep) {
+    // (0,1)|(2,3), (0,2)|(1,3), (0,3)|(1,2): each pair touches disjoint planes, so their
+    // angles can be computed side by side.
     bool rotated = jacobi_rotate<0, 1>(A, U);
     rotated |= jacobi_rotate<2, 3>(A, U);
     rotated |= jacobi_rotate<0, 2>(A, U);
@@ -262,75 +317,132 @@ POSE3D_UNROLL
     rotated |= jacobi_rotate<0, 3>(A, U);
     rotated |= jacobi_rotate<1, 2>(A, U);
     if (!rotated) break;
+    if (!(jacobi_pending<0, 1>(A) || jacobi_pending<2, 3>(A) || jacobi_pending<0, 2>(A) ||
+          jacobi_pending<1, 3>(A) || jacobi_pending<0, 3>(A) || jacobi_pending<1, 2>(A))) {
+      break;
+    }
   }
 }
 
-// Everything the forward computes about one problem; the backward recomputes it.
+// The normalised system of one problem, before its eigen-decomposition.
+template <typename T>
+struct System {
+  Frame<T> frame;
+  T scale;  // trace of the normalised A^T A, which the stored matrix is divided by
+  bool ok;  // enough views, distinct cameras, finite
+};
+
+// Builds the normalised, trace-scaled A^T A of one problem into M (an invalid problem gets
+// the identity, so that the arithmetic stays finite).
+template <typename S, typename T, typename Centres>
+POSE3D_HD System<T> build_system(const ProblemInput<S>& in, const Centres& centres,
+                                 T (&M)[4][4]) {
+  System<T> sys;
+  sys.frame = make_frame<S, T>(in, centres);
+  T N[4][4];
+POSE3D_UNROLL
+  for (int i = 0; i < 4; ++i)
+POSE3D_UNROLL
+    for (int j = 0; j < 4; ++j) N[i][j] = T(0);
+  int used = 0;
+  for (int v = 0; v < in.views; ++v) {
+    const T c = confidence<S, T>(in, v);
+    if (!(c > T(0))) continue;
+    ++used;
+POSE3D_UNROLL
+    for (int k = 0; k < 2; ++k) {
+      T r[4], rn[4];
+      dlt_row<S, T>(in, sys.frame, v, k, c, r, rn);
+POSE3D_UNROLL
+      for (int i = 0; i < 4; ++i)
+POSE3D_UNROLL
+        for (int j = i; j < 4; ++j) N[i][j] += rn[i] * rn[j];
+    }
+  }
+  sys.scale = N[0][0] + N[1][1] + N[2][2] + N[3][3];
+  sys.ok = used >= 2 && sys.frame.distinct && sys.scale > T(0) && tfinite(sys.scale);
+  const T inv = sys.ok ? T(1) / sys.scale : T(0);
+POSE3D_UNROLL
+  for (int i = 0; i < 4; ++i)
+POSE3D_UNROLL
+    for (int j = 0; j < 4; ++j) {
+      const T x = j >= i ? N[i][j] : N[j][i];
+      M[i][j] = sys.ok ? x * inv : (i == j ? T(1) : T(0));
+    }
+  return sys;
+}
+
+// Everything the forward computes about one problem; the backward starts from it.
 template <typename T>
 struct Solution {
   Frame<T> frame;
   T scale;        // trace of the normalised A^T A
   T lambda[4];    // eigenvalues of (normalised A^T A) / scale
   T U[4][4];      // eigenvectors (columns)
-  int smallest;   // column of the smallest eigenvalue
-  T Y[4];         // that eigenvector, signed so that Y[3] >= 0
+  T lambda0;      // the smallest eigenvalue
+  int smallest;   // its column
+  T Y[4];         // its eigenvector, signed so that Y[3] >= 0
   T point[3];     // world point m + s Y[:3] / Y[3], or 0 where invalid
   bool valid;
 };
 
-template <typename S, typename T, typename Centres>
-POSE3D_HD Solution<T> solve(const ProblemInput<S>& in, const Centres& centres) {
+// The solution of one problem from its system and its eigen-decomposition (eigenvalues on
+// the diagonal of D, eigenvectors in the columns of U).
+template <typename T>
+POSE3D_HD Solution<T> finish(const System<T>& sys, const T (&D)[4][4], const T (&U)[4][4]) {
   Solution<T> sol;
-  sol.frame = make_frame<S, T>(in, centres);
-  T M[4][4];
-POSE3D_UNROLL
-  for (int i = 0; i < 4; ++i)
-POSE3D_UNROLL
-    for (int j = 0; j < 4; ++j) M[i][j] = T(0);
-  int used = 0;
-  for (int v = 0; v < in.views; ++v) {
-    const T c = confidence<S, T>(in, v);
-    if (!(c > T(0))) continue;
-    ++used;
-    for (int k = 0; k < 2; ++k) {
-      T r[4], rn[4];
-      dlt_row<S, T>(in, sol.frame, v, k, c, r, rn);
-POSE3D_UNROLL
-      for (int i = 0; i < 4; ++i)
-POSE3D_UNROLL
-        for (int j = i; j < 4; ++j) M[i][j] += rn[i] * rn[j];
-    }
-  }
-  sol.scale = M[0][0] + M[1][1] + M[2][2] + M[3][3];
-  bool ok = used >= 2 && sol.frame.distinct && sol.scale > T(0) && tfinite(sol.scale);
-  const T inv = ok ? T(1) / sol.scale : T(0);
-POSE3D_UNROLL
-  for (int i = 0; i < 4; ++i)
-POSE3D_UNROLL
-    for (int j = i; j < 4; ++j) M[i][j] = M[j][i] = M[i][j] * inv;
-  jacobi_eigen4(M, sol.U);
-  int i0 = 0;
+  sol.frame = sys.frame;
+  sol.scale = sys.scale;
 POSE3D_UNROLL
   for (int i = 0; i < 4; ++i) {
-    sol.lambda[i] = M[i][i];
-    if (M[i][i] < M[i0][i0]) i0 = i;
+    sol.lambda[i] = D[i][i];
+POSE3D_UNROLL
+    for (int j = 0; j < 4; ++j) sol.U[i][j] = U[i][j];
+  }
+  // Smallest and second-smallest eigenvalue; constant indices only, so that nothing here
+  // forces the arrays out of registers.
+  int i0 = 0;
+  T l0 = sol.lambda[0];
+POSE3D_UNROLL
+  for (int i = 1; i < 4; ++i) {
+    if (sol.lambda[i] < l0) {
+      l0 = sol.lambda[i];
+      i0 = i;
+    }
   }
   sol.smallest = i0;
+  sol.lambda0 = l0;
   T second = T(1e30);
 POSE3D_UNROLL
   for (int i = 0; i < 4; ++i)
     if (i != i0 && sol.lambda[i] < second) second = sol.lambda[i];
-  const T sign = sol.U[3][i0] < T(0) ? T(-1) : T(1);
 POSE3D_UNROLL
-  for (int i = 0; i < 4; ++i) sol.Y[i] = sign * sol.U[i][i0];
-  ok = ok && second - sol.lambda[i0] > T(kMinGap) && sol.Y[3] > T(kMinW);
+  for (int c = 0; c < 4; ++c)
+POSE3D_UNROLL
+    for (int i = 0; i < 4; ++i)
+      if (c == i0) sol.Y[i] = sol.U[i][c];
+  if (sol.Y[3] < T(0))
+POSE3D_UNROLL
+    for (int i = 0; i < 4; ++i) sol.Y[i] = -sol.Y[i];
+  bool ok = sys.ok && second - l0 > T(kMinGap) && sol.Y[3] > T(kMinW);
+  const T s_over_w = ok ? sol.frame.s / sol.Y[3] : T(0);
+POSE3D_UNROLL
   for (int k = 0; k < 3; ++k) {
-    sol.point[k] = ok ? sol.frame.m[k] + sol.frame.s * sol.Y[k] / sol.Y[3] : T(0);
+    sol.point[k] = ok ? sol.frame.m[k] + s_over_w * sol.Y[k] : T(0);
     ok = ok && tfinite(sol.point[k]);
   }
   sol.valid = ok;
   if (!ok) sol.point[0] = sol.point[1] = sol.point[2] = T(0);
   return sol;
+}
+
+// One problem start to end (the CUDA kernels: one problem per thread).
+template <typename S, typename T, typename Centres>
+POSE3D_HD Solution<T> solve(const ProblemInput<S>& in, const Centres& centres) {
+  T M[4][4], U[4][4];
+  const System<T> sys = build_system<S, T>(in, centres, M);
+  jacobi_eigen4(M, U);
+  return finish(sys, M, U);
 }
 
 // Where one problem's gradients go: grad_points2d and grad_confidences are written at
@@ -345,11 +457,12 @@ struct ProblemGrads {
   int64_t conf_stride;
 };
 
-// The backward of one problem given the gradient of its world point, written through `out`.
+// The backward of one problem (its forward `sol` recomputed by the caller) given the
+// gradient of its world point, written through `out`.
 template <bool kAccumulate, typename S, typename T, typename G, typename A, typename Centres>
 POSE3D_HD void solve_backward(const ProblemInput<S>& in, const Centres& centres,
-                              const S* grad_point, ProblemGrads<G, A> out) {
-  const Solution<T> sol = solve<S, T>(in, centres);
+                              const Solution<T>& sol, const S* grad_point,
+                              ProblemGrads<G, A> out) {
   const Frame<T>& fr = sol.frame;
   if (!sol.valid) {
     for (int v = 0; v < in.views; ++v) {
@@ -357,6 +470,7 @@ POSE3D_HD void solve_backward(const ProblemInput<S>& in, const Centres& centres,
       out.points[v * out.points_stride + 1] = G(0);
       out.conf[v * out.conf_stride] = G(0);
       if (!kAccumulate)
+POSE3D_UNROLL
         for (int i = 0; i < 12; ++i) out.proj[12 * v + i] = A(0);
     }
     return;
@@ -365,13 +479,15 @@ POSE3D_HD void solve_backward(const ProblemInput<S>& in, const Centres& centres,
                    static_cast<T>(grad_point[2])};
   // p = m + s q, q = Y[:3] / Y[3].
   T q[3], gY[4], gm[3], gs = T(0);
+  const T inv_w = T(1) / sol.Y[3];
+POSE3D_UNROLL
   for (int k = 0; k < 3; ++k) {
-    q[k] = sol.Y[k] / sol.Y[3];
+    q[k] = sol.Y[k] * inv_w;
     gm[k] = gp[k];
     gs += gp[k] * q[k];
-    gY[k] = fr.s * gp[k] / sol.Y[3];
+    gY[k] = fr.s * gp[k] * inv_w;
   }
-  gY[3] = -fr.s * gs / sol.Y[3];
+  gY[3] = -fr.s * gs * inv_w;
   // w = -(M - l0 I)^+ gY over the other eigenpairs; gradient of (M~ / scale) is w Y^T.
   T w[4] = {T(0), T(0), T(0), T(0)};
   const int i0 = sol.smallest;
@@ -381,7 +497,7 @@ POSE3D_UNROLL
     T dot = T(0);
 POSE3D_UNROLL
     for (int i = 0; i < 4; ++i) dot += gY[i] * sol.U[i][k];
-    const T f = dot / (sol.lambda[i0] - sol.lambda[k]);
+    const T f = dot / (sol.lambda0 - sol.lambda[k]);
 POSE3D_UNROLL
     for (int i = 0; i < 4; ++i) w[i] += f * sol.U[i][k];
   }
@@ -390,37 +506,44 @@ POSE3D_UNROLL
   for (int v = 0; v < in.views; ++v) {
     const T c = confidence<S, T>(in, v);
     if (!(c > T(0))) continue;
+POSE3D_UNROLL
     for (int k = 0; k < 2; ++k) {
       T r[4], rn[4];
       dlt_row<S, T>(in, fr, v, k, c, r, rn);
       const T yr = sol.Y[0] * rn[0] + sol.Y[1] * rn[1] + sol.Y[2] * rn[2] + sol.Y[3] * rn[3];
       const T wr = w[0] * rn[0] + w[1] * rn[1] + w[2] * rn[2] + w[3] * rn[3];
       const T g3 = (w[3] * yr + sol.Y[3] * wr) * inv_scale;  // gradient of rn[3]
-      for (int i = 0; i < 3; ++i) gm[i] += g3 * r[i] / fr.s;
-      gs -= g3 * rn[3] / fr.s;
+POSE3D_UNROLL
+      for (int i = 0; i < 3; ++i) gm[i] += g3 * r[i] * fr.inv_s;
+      gs -= g3 * rn[3] * fr.inv_s;
     }
   }
   // Pass 2: per view, rows -> points, proj, confidence; frame -> centres -> proj, confidence.
-  T C[3], Minv[9];
+  T C[3];
   for (int v = 0; v < in.views; ++v) {
     const T c = confidence<S, T>(in, v);
     T gP[12];
+POSE3D_UNROLL
     for (int i = 0; i < 12; ++i) gP[i] = T(0);
     T gc = T(0), gu[2] = {T(0), T(0)};
     if (c > T(0)) {
       const S* P = in.proj + 12 * v;
+POSE3D_UNROLL
       for (int k = 0; k < 2; ++k) {
         T r[4], rn[4], gr[4];
         dlt_row<S, T>(in, fr, v, k, c, r, rn);
         const T yr = sol.Y[0] * rn[0] + sol.Y[1] * rn[1] + sol.Y[2] * rn[2] + sol.Y[3] * rn[3];
         const T wr = w[0] * rn[0] + w[1] * rn[1] + w[2] * rn[2] + w[3] * rn[3];
         T grn[4];
+POSE3D_UNROLL
         for (int i = 0; i < 4; ++i) grn[i] = (w[i] * yr + sol.Y[i] * wr) * inv_scale;
-        for (int i = 0; i < 3; ++i) gr[i] = grn[i] + grn[3] * fr.m[i] / fr.s;
-        gr[3] = grn[3] / fr.s;
+POSE3D_UNROLL
+        for (int i = 0; i < 3; ++i) gr[i] = grn[i] + grn[3] * fr.m[i] * fr.inv_s;
+        gr[3] = grn[3] * fr.inv_s;
         // r = c (u P[2] - P[k])
         const T u = static_cast<T>(in.points[v * in.points_stride + k]);
         T gdot = T(0);
+POSE3D_UNROLL
         for (int i = 0; i < 4; ++i) {
           const T p2 = static_cast<T>(P[8 + i]), pk = static_cast<T>(P[4 * k + i]);
           gc += gr[i] * (u * p2 - pk);
@@ -430,23 +553,26 @@ POSE3D_UNROLL
         }
         gu[k] = c * gdot;
       }
-      if (fr.from_centres && centres.get(v, C, Minv)) {
+      if (fr.from_centres && centres.centre(v, C)) {
         // m = sum w C / W, s^2 = sum w |C - m|^2 / W, with w = c.
         T d[3], d2 = T(0), gmd = T(0), gC[3];
+POSE3D_UNROLL
         for (int i = 0; i < 3; ++i) {
           d[i] = C[i] - fr.m[i];
           d2 += d[i] * d[i];
           gmd += gm[i] * d[i];
         }
+POSE3D_UNROLL
         for (int i = 0; i < 3; ++i) gC[i] = c / fr.weight * (gm[i] + gs * d[i] / fr.s);
         gc += (gmd + gs * (d2 - fr.s * fr.s) / (T(2) * fr.s)) / fr.weight;
-        camera_centre_backward(C, Minv, gC, gP);
+        centres.centre_backward(v, C, gC, gP);
       }
     }
     out.points[v * out.points_stride] = G(gu[0]);
     out.points[v * out.points_stride + 1] = G(gu[1]);
     out.conf[v * out.conf_stride] = G(gc);
     A* gPv = out.proj + 12 * v;
+POSE3D_UNROLL
     for (int i = 0; i < 12; ++i) gPv[i] = kAccumulate ? gPv[i] + A(gP[i]) : A(gP[i]);
   }
 }

@@ -54,14 +54,22 @@ class CorruptSampleWarning(UserWarning):
 
 class _Skips:
     """Skipped samples by reason, in one process; `take()` hands over the counts since the
-    last call (they travel to the main process inside batches)."""
+    last call (they travel to the main process inside batches). The first MAX_WARNINGS
+    skips are each announced; later ones are only counted."""
+
+    MAX_WARNINGS = 20
 
     def __init__(self) -> None:
         self.pending: Counter = Counter()
+        self.warned = 0
 
     def add(self, reason: str, message: str) -> None:
         self.pending[reason] += 1
-        warnings.warn(message, CorruptSampleWarning, stacklevel=2)
+        self.warned += 1
+        if self.warned <= self.MAX_WARNINGS:
+            if self.warned == self.MAX_WARNINGS:
+                message += " (further skips in this process are counted, not shown)"
+            warnings.warn(message, CorruptSampleWarning, stacklevel=2)
 
     def take(self) -> dict[str, int]:
         out, self.pending = dict(self.pending), Counter()
@@ -278,8 +286,6 @@ class _Pipeline(torch.utils.data.IterableDataset):
     def __iter__(self) -> Iterator[dict]:
         skips = _Skips()
         worker, workers = _worker_info()
-        if torch.utils.data.get_worker_info() is not None:
-            cv2.setNumThreads(1)  # one thread per worker, as torch does in workers
         rank = getattr(self.source, "rank", 0)
         stream_seed = f"{self.seed}/{getattr(self.source, 'epoch', 0)}/{rank}/{worker}"
         quota = None

@@ -17,6 +17,7 @@ import glob
 import json
 import os
 import random
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -52,6 +53,7 @@ class ShardSetWriter:
         self._subjects: dict[str, set[str]] = {}
         self.image_size: int | None = None
         self._closed = False
+        self._mtime = int(time.time())
 
     def write(self, sample: dict) -> None:
         meta = json.loads(sample[schema.META_FILE])
@@ -73,8 +75,10 @@ class ShardSetWriter:
     def _emit(self, role: str, sample: dict) -> None:
         if role not in self._writers:
             pattern = str(self.out_dir / f"{role}-%06d.tar")
+            # A whole-second mtime keeps tarfile from adding a PAX header to every member
+            # (a float mtime needs one), which halves the header parsing when reading.
             self._writers[role] = wds.ShardWriter(pattern, maxcount=self.samples_per_shard,
-                                                  verbose=0)
+                                                  verbose=0, mtime=self._mtime)
             self._counts[role] = {}
         writer = self._writers[role]
         writer.write(sample)

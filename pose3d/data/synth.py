@@ -16,7 +16,6 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-import cv2
 import numpy as np
 from tqdm import tqdm
 
@@ -31,8 +30,6 @@ _STATE: dict = {}
 
 def _init_worker(config: StudioConfig, bvh_clips: dict | None) -> None:
     _STATE["config"], _STATE["bvh"] = config, bvh_clips
-    if multiprocessing.parent_process() is not None:
-        cv2.setNumThreads(1)  # the processes are the parallelism
 
 
 def _render_job(job: Job) -> list[dict]:

@@ -40,8 +40,7 @@ class MultiViewTriangulationModel(nn.Module):
         """Images [N, 3, H, W] -> (2D joints [N, J, 2] heatmap pixels, confidences [N, J]),
         both float32."""
         features = self.trunk(images)
-        heatmaps = self.head(features).float().contiguous()
-        return soft_argmax_2d(heatmaps), self.confidence(features)
+        return soft_argmax_2d(self.head(features)), self.confidence(features)
 
     def forward(self, images: Tensor, K: Tensor, R: Tensor, t: Tensor,
                 valid: Tensor | None = None) -> dict[str, Tensor]:

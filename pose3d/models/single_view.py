@@ -52,14 +52,14 @@ class SingleViewModel(nn.Module):
         return HeatmapSpace(self.stride, self.depth_bins, self.depth_range_mm)
 
     def forward(self, images: Tensor, return_heatmaps: bool = False) -> dict[str, Tensor]:
-        """Returns coords [N, J, 3] float32 voxels; with `return_heatmaps` also the logits
-        heatmaps [N, J, D, H/s, W/s] float32."""
+        """Returns coords [N, J, 3] float32 voxels; with `return_heatmaps` also the logit
+        heatmaps [N, J, D, H/s, W/s] (in the head's dtype: bf16 under autocast)."""
         check_images(images)
         maps = self.head(self.trunk(images))
         n, _, h, w = maps.shape
-        # float32 and contiguous: the soft-argmax sums 64^3 terms per joint, too many for bf16,
-        # and a channels_last output is not a [J, D, H, W] layout.
-        heatmaps = maps.float().reshape(n, self.num_joints, self.depth_bins, h, w).contiguous()
+        # No cast or copy: the op reads bf16 and any strides (channels_last included) and
+        # accumulates in float32, so the volume is read once as the head wrote it.
+        heatmaps = maps.reshape(n, self.num_joints, self.depth_bins, h, w)
         out = {"coords": soft_argmax_3d(heatmaps)}
         if return_heatmaps:
             out["heatmaps"] = heatmaps

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor
+from torch.autograd.function import once_differentiable
 
 from pose3d.extension import load
 
@@ -56,6 +57,7 @@ def _setup_context(ctx, inputs: tuple[Tensor, Tensor, Tensor], output) -> None:
     ctx.save_for_backward(*inputs)
 
 
+@once_differentiable  # the backward op has no derivative of its own: fail loudly, not silently
 def _backward(ctx, grad_points3d: Tensor, _grad_valid) -> tuple[Tensor, Tensor, Tensor]:
     points2d, proj, confidences = ctx.saved_tensors
     return torch.ops.pose3d.triangulate_backward.default(grad_points3d, points2d, proj,
@@ -82,7 +84,8 @@ def _check_inputs(points2d: Tensor, proj: Tensor, confidences: Tensor | None) ->
                          f"got {tuple(confidences.shape)}")
     devices = {x.device for x in (points2d, proj, confidences) if x is not None}
     if len(devices) > 1:
-        raise ValueError(f"triangulate: inputs must be on one device, got {sorted(map(str, devices))}")
+        raise ValueError("triangulate: inputs must be on one device, got "
+                         f"{sorted(map(str, devices))}")
 
 
 def triangulate(points2d: Tensor, proj: Tensor, confidences: Tensor | None = None,
@@ -120,7 +123,8 @@ def _camera_centres(proj: Tensor) -> tuple[Tensor, Tensor]:
     """Camera centres [..., 3] of proj [..., 3, 4] and whether each is finite [...] bool
     (False for an affine or zero camera). Differentiable where finite."""
     r0, r1, r2 = proj[..., 0, :3], proj[..., 1, :3], proj[..., 2, :3]
-    c12, c20, c01 = torch.linalg.cross(r1, r2), torch.linalg.cross(r2, r0), torch.linalg.cross(r0, r1)
+    cross = torch.linalg.cross
+    c12, c20, c01 = cross(r1, r2), cross(r2, r0), cross(r0, r1)
     det = (r0 * c12).sum(-1)
     volume = r0.norm(dim=-1) * r1.norm(dim=-1) * r2.norm(dim=-1)
     ok = det.abs() > _MIN_CAMERA_VOLUME * volume
