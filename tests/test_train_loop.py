@@ -109,6 +109,7 @@ def _grads_worker(rank: int, world: int, port: int, out: str) -> None:
     dist.destroy_process_group()
 
 
+@pytest.mark.slow
 def test_two_process_gradients_equal_one_process_gradients(tmp_path):
     out = str(tmp_path / "grads.pt")
     mp.spawn(_grads_worker, args=(2, free_port(), out), nprocs=2, join=True)
