@@ -19,6 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "bench": ("pose3d.bench.cli", "benchmarks: ops, data, train"),
     "synth": ("pose3d.data.synth", "render the synthetic multi-view studio into shards"),
     "convert": ("pose3d.data.convert.cli", "convert Human3.6M / MPI-INF-3DHP to shards"),
+    "train": ("pose3d.train.cli", "train a stage: mv_pretrain, pgt, sv_pretrain, finetune"),
 }
 
 

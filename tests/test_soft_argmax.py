@@ -108,6 +108,20 @@ def test_stable_for_huge_logits(scale):
     torch.testing.assert_close(grad.double(), ref, rtol=1e-4, atol=1e-4)
 
 
+def test_nan_logit_gives_nan_for_its_joint_only():
+    x = logits((1, 2, 3, 4, 8))
+    x[0, 1, 2, 3, 5] = float("nan")
+    out = soft_argmax_3d(x)
+    assert torch.isnan(out[0, 1]).all() and torch.isfinite(out[0, 0]).all()
+
+
+def test_minus_infinity_logits_get_no_mass():
+    x = torch.full((1, 1, 2, 3, 8), float("-inf"))
+    x[0, 0, 1, 2, 4] = 0.0
+    x[0, 0, 0, 0, 0] = 0.0
+    torch.testing.assert_close(soft_argmax_3d(x)[0, 0], torch.tensor([2.0, 1.0, 0.5]))
+
+
 @pytest.mark.parametrize("value", [0.0, 1e4, -1e4])
 def test_constant_volume_gives_the_centre(value):
     D, H, W = 3, 4, 6

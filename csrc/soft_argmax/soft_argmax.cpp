@@ -1,9 +1,9 @@
 // soft_argmax_3d: op schemas, the public composite ops and the CPU kernels.
 //
-// Forward reads each [D, H, W] logit volume once: it walks the volume in chunks of rows that
-// fit in L1, takes the chunk max, then sums exp(logit - max) and its first moments along
-// x, y, z in a second pass over the cached chunk, and folds the chunk into running
-// (max, sum, sx, sy, sz) by rescaling when the max grows. Backward recomputes the
+// Forward reads each [D, H, W] logit volume once: it walks the volume in chunks of rows and,
+// in one pass over a chunk, takes its max and sums exp(logit - running max) with the first
+// moments along x, y, z, then folds the chunk into the running (max, sum, sx, sy, sz),
+// rescaling when the max grows. Backward recomputes the
 // probabilities from the logits and the saved (max, log sum); no probability volume is kept.
 #include "soft_argmax.h"
 
@@ -21,6 +21,11 @@
 #include <limits>
 #include <tuple>
 #include <vector>
+
+#if defined(__linux__)
+#include <sys/mman.h>
+#include <unistd.h>
+#endif
 
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
 // One binary for every x86-64 machine that still runs the hot loops 8 or 16 lanes wide
@@ -41,30 +46,53 @@ namespace pose3d::soft_argmax {
 namespace {
 
 // Rows of a volume are processed in chunks of about this many logits (8 KiB of float32),
-// so that the second pass over a chunk and its index tables (ChunkLayout) stay in L1.
+// so that a chunk and its index tables (ChunkLayout) stay in L1 if a chunk must be redone.
 constexpr int64_t kChunkElements = 2048;
 
-// exp(x) for x <= 0, in plain arithmetic so that loops calling it vectorise (std::exp does
-// not without -ffast-math). Degree-7 Taylor polynomial on |r| <= ln2/2 after the usual
-// range reduction: relative error about 1e-7. Returns 0 below -87 (under FLT_MIN).
-POSE3D_INLINE float exp_nonpos(float x) {
-  const bool under = x < -87.0f;
-  x = under ? -87.0f : x;
-  const float n = (x * 1.44269504f + 12582912.0f) - 12582912.0f;  // round(x / ln 2)
-  const float r = (x - n * 0.693359375f) + n * 2.12194440e-4f;    // x - n ln 2, two parts
-  float p = 1.0f / 5040.0f;
-  p = p * r + 1.0f / 720.0f;
+// A chunk is summed relative to the running max of the chunks before it, in the same pass
+// that finds its own max, as long as its max exceeds that reference by at most this much
+// (exp(64) * 2048 * 96 stays far below FLT_MAX); else it is summed again relative to its
+// own max. With ordinary logits that never happens, and each logit is read from memory once.
+constexpr double kHeadroom = 64.0;
+
+// exp(x) for x <= 88, in plain arithmetic so that loops calling it vectorise (std::exp does
+// not without -ffast-math). Degree-6 Taylor polynomial on |r| <= ln2/2 after the usual range
+// reduction: relative error about 2e-7. x is first raised to `floor` (kExpFloor, from
+// exp_floor()): below it the result is exp(-87) ~ 1.6e-38 instead of 0, nothing next to the
+// max's exp(0) = 1. NaN stays NaN.
+constexpr float kExpFloor = -87.0f;
+
+POSE3D_INLINE float exp_bounded(float x, float floor) {
+  x = x < floor ? floor : x;
+  // 1.5 * 2^23 + x / ln 2 rounds to an integer n that sits in the low bits of y
+  const float y = x * 1.44269504f + 12582912.0f;
+  const float n = y - 12582912.0f;
+  const float r = (x - n * 0.693359375f) + n * 2.12194440e-4f;  // x - n ln 2, in two parts
+  float p = 1.0f / 720.0f;
   p = p * r + 1.0f / 120.0f;
   p = p * r + 1.0f / 24.0f;
   p = p * r + 1.0f / 6.0f;
   p = p * r + 0.5f;
   p = p * r + 1.0f;
   p = p * r + 1.0f;
-  const float two_n = std::bit_cast<float>((static_cast<int32_t>(n) + 127) << 23);
-  return under ? 0.0f : p * two_n;
+  // 2^n: exponent field n + 127, with bits(1.5 * 2^23) = 0x4B400000
+  const uint32_t biased = std::bit_cast<uint32_t>(y) - (0x4B400000u - 127u);
+  return p * std::bit_cast<float>(biased << 23);
 }
 
-POSE3D_INLINE double exp_nonpos(double x) { return std::exp(x); }
+POSE3D_INLINE double exp_bounded(double x, double /*floor*/) { return std::exp(x); }
+
+// kExpFloor hidden from the optimiser. Were it a known constant, gcc would fold the whole of
+// exp_bounded on the clamped path into a constant and branch to it, and a loop with a branch
+// no longer vectorises on AVX2 or SSE2 (AVX-512 masks hid it).
+template <typename T>
+POSE3D_INLINE T exp_floor() {
+  T floor = static_cast<T>(kExpFloor);
+#if defined(__GNUC__) && defined(__x86_64__)
+  asm("" : "+x"(floor));
+#endif
+  return floor;
+}
 
 // Column (x) and row-in-chunk indices of every logit of a chunk of rows, as T, so that the
 // hot loops are flat, branch-free and vectorise without per-row reductions.
@@ -82,22 +110,22 @@ struct ChunkLayout {
   }
 };
 
-// Sums of exp(logit - max) over a chunk and their moments along its columns and rows,
-// relative to the chunk max.
+// The max of a chunk, and the sums of exp(logit - ref) over it and their moments along its
+// columns and rows.
 template <typename T>
 struct Moments {
   T max, sum, scol, srow;
 };
 
 template <typename T>
-POSE3D_INLINE Moments<T> chunk_moments_impl(const T* x, const T* col, const T* row, int64_t n) {
-  T m = -std::numeric_limits<T>::infinity();
-#pragma omp simd reduction(max : m)
-  for (int64_t i = 0; i < n; ++i) m = x[i] > m ? x[i] : m;
-  T s = 0, sc = 0, sr = 0;
-#pragma omp simd reduction(+ : s, sc, sr)
+POSE3D_INLINE Moments<T> chunk_moments_impl(const T* x, const T* col, const T* row, int64_t n,
+                                            T ref) {
+  T m = -std::numeric_limits<T>::infinity(), s = 0, sc = 0, sr = 0;
+  const T floor = exp_floor<T>();
+#pragma omp simd reduction(max : m) reduction(+ : s, sc, sr)
   for (int64_t i = 0; i < n; ++i) {
-    const T e = exp_nonpos(x[i] - m);
+    m = x[i] > m ? x[i] : m;
+    const T e = exp_bounded(x[i] - ref, floor);
     s += e;
     sc += e * col[i];
     sr += e * row[i];
@@ -105,23 +133,38 @@ POSE3D_INLINE Moments<T> chunk_moments_impl(const T* x, const T* col, const T* r
   return {m, s, sc, sr};
 }
 
-POSE3D_CPU_CLONES Moments<float> chunk_moments(const float* x, const float* col,
-                                               const float* row, int64_t n) {
-  return chunk_moments_impl(x, col, row, n);
+template <typename T>
+POSE3D_INLINE T chunk_max_impl(const T* x, int64_t n) {
+  T m = -std::numeric_limits<T>::infinity();
+#pragma omp simd reduction(max : m)
+  for (int64_t i = 0; i < n; ++i) m = x[i] > m ? x[i] : m;
+  return m;
 }
 
-Moments<double> chunk_moments(const double* x, const double* col, const double* row,
-                              int64_t n) {
-  return chunk_moments_impl(x, col, row, n);
+POSE3D_CPU_CLONES Moments<float> chunk_moments(const float* x, const float* col,
+                                               const float* row, int64_t n, float ref) {
+  return chunk_moments_impl(x, col, row, n, ref);
 }
+
+Moments<double> chunk_moments(const double* x, const double* col, const double* row, int64_t n,
+                              double ref) {
+  return chunk_moments_impl(x, col, row, n, ref);
+}
+
+POSE3D_CPU_CLONES float chunk_max(const float* x, int64_t n) { return chunk_max_impl(x, n); }
+
+double chunk_max(const double* x, int64_t n) { return chunk_max_impl(x, n); }
 
 // grad = exp(logit - max) * (a + b col + c row): the backward of one chunk, with the chunk's
 // constants folded into a, b, c by backward_volume.
 template <typename T>
 POSE3D_INLINE void chunk_grad_impl(const T* x, T* grad, const T* col, const T* row, int64_t n,
                                    T max, T a, T b, T c) {
+  const T floor = exp_floor<T>();
 #pragma omp simd
-  for (int64_t i = 0; i < n; ++i) grad[i] = exp_nonpos(x[i] - max) * (a + b * col[i] + c * row[i]);
+  for (int64_t i = 0; i < n; ++i) {
+    grad[i] = exp_bounded(x[i] - max, floor) * (a + b * col[i] + c * row[i]);
+  }
 }
 
 POSE3D_CPU_CLONES void chunk_grad(const float* x, float* grad, const float* col,
@@ -172,25 +215,31 @@ void forward_volume(const scalar_t* x, int64_t D, int64_t H,
                     std::vector<at::opmath_type<scalar_t>>& buf) {
   using acc_t = at::opmath_type<scalar_t>;
   const int64_t W = layout.W;
-  // Volume totals in double: a 96^3 volume adds up ~500 chunk sums.
+  const acc_t *col = layout.col.data(), *row = layout.row.data();
+  // Running max and the sums relative to it, in double: a 96^3 volume adds ~500 chunks.
   double m = -std::numeric_limits<double>::infinity(), s = 0, sx = 0, sy = 0, sz = 0;
+  auto rescale = [&](double new_max) {
+    const double g = std::exp(m - new_max);  // 0 while m is -inf
+    s *= g, sx *= g, sy *= g, sz *= g;
+    m = new_max;
+  };
   for_each_chunk(D, H, W, layout.rows, [&](int64_t off, int64_t d, int64_t h0, int64_t nr) {
     const int64_t n = nr * W;
-    const Moments<acc_t> c =
-        chunk_moments(as_acc(x + off, n, buf), layout.col.data(), layout.row.data(), n);
-    double f = 1.0;
-    if (c.max > m) {  // the running sums move to the new, larger max
-      const double g = std::exp(m - c.max);
-      s *= g, sx *= g, sy *= g, sz *= g;
-      m = c.max;
-    } else {
-      f = std::exp(c.max - m);  // NaN logits make this NaN, and the result NaN, as in eager
+    const acc_t* chunk = as_acc(x + off, n, buf);
+    acc_t ref = m == -std::numeric_limits<double>::infinity() ? chunk_max(chunk, n)
+                                                              : static_cast<acc_t>(m);
+    Moments<acc_t> c = chunk_moments(chunk, col, row, n, ref);
+    if (!(c.max <= ref + kHeadroom)) {  // also taken for NaN, which then reaches the result
+      ref = c.max;
+      c = chunk_moments(chunk, col, row, n, ref);
     }
-    const double cs = f * c.sum;
+    if (ref > m) rescale(ref);  // the chunk sums are relative to ref, which is now >= m
+    const double f = std::exp(ref - m), cs = f * c.sum;
     s += cs;
     sx += f * c.scol;
     sy += h0 * cs + f * c.srow;
     sz += d * cs;
+    if (c.max > m) rescale(c.max);
   });
   coords[0] = static_cast<acc_t>(sx / s);
   coords[1] = static_cast<acc_t>(sy / s);
@@ -222,6 +271,21 @@ void backward_volume(const scalar_t* x, scalar_t* grad, int64_t D, int64_t H,
       for (int64_t i = 0; i < n; ++i) grad[off + i] = static_cast<scalar_t>(out_buf[i]);
     }
   });
+}
+
+// The gradient is as large as the logits and is written once, straight after allocation.
+// Fresh allocations that size are new mmap pages, and on 4 KiB pages the page faults cost
+// more than the backward's arithmetic (4x more on the 2-core VM we measured); ask for
+// transparent huge pages. A hint only: where it is refused nothing changes.
+void advise_huge_pages(const at::Tensor& t) {
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+  const size_t bytes = t.nbytes();
+  if (bytes < (size_t{8} << 20)) return;
+  const uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
+  const uintptr_t p = reinterpret_cast<uintptr_t>(t.data_ptr());
+  const uintptr_t begin = (p + page - 1) / page * page, end = (p + bytes) / page * page;
+  if (end > begin) madvise(reinterpret_cast<void*>(begin), end - begin, MADV_HUGEPAGE);
+#endif
 }
 
 std::tuple<at::Tensor, at::Tensor> forward_cpu(const at::Tensor& heatmaps) {
@@ -256,6 +320,7 @@ at::Tensor backward_cpu(const at::Tensor& grad_coords, const at::Tensor& heatmap
   const at::Tensor g = grad_coords.to(acc).contiguous(), c = coords.to(acc).contiguous(),
                    st = stats.to(acc).contiguous();
   at::Tensor grad = at::empty_like(x, at::MemoryFormat::Contiguous);
+  advise_huge_pages(grad);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(),
                                   "soft_argmax_3d_backward_cpu", [&] {
     using acc_t = at::opmath_type<scalar_t>;

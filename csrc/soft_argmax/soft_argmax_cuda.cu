@@ -30,6 +30,8 @@ namespace {
 constexpr int kThreads = 256;
 constexpr int kWarps = kThreads / 32;
 constexpr int kUnroll = 2;  // 16-byte loads in flight per thread before the arithmetic
+// Caps registers at 64 a thread, so that 1024 threads a SM keep 32 KiB of loads in flight.
+constexpr int kMinBlocksPerSM = 4;
 // Enough blocks for several full waves on any GPU, so the last wave's tail is short; but a
 // block still gets at least kMinBlockElements logits to amortise its reduction.
 constexpr int64_t kBlocksPerSM = 64;
@@ -106,7 +108,7 @@ __device__ __forceinline__ Run block_run(unsigned splits, unsigned rows, unsigne
 }
 
 template <typename scalar_t, int VEC>
-__global__ void __launch_bounds__(kThreads)
+__global__ void __launch_bounds__(kThreads, kMinBlocksPerSM)
     forward_partial_kernel(const scalar_t* __restrict__ x,
                            Partial<at::opmath_type<scalar_t>>* __restrict__ partials,
                            unsigned splits, unsigned rows, unsigned rows_per_split,
@@ -183,7 +185,7 @@ __global__ void forward_finalize_kernel(const Partial<acc_t>* __restrict__ parti
 
 // grad_logit = exp(logit - max) / sum * (gx (x - Ex) + gy (y - Ey) + gz (z - Ez)).
 template <typename scalar_t, int VEC>
-__global__ void __launch_bounds__(kThreads)
+__global__ void __launch_bounds__(kThreads, kMinBlocksPerSM)
     backward_kernel(const scalar_t* __restrict__ x, scalar_t* __restrict__ grad,
                     const at::opmath_type<scalar_t>* __restrict__ grad_coords,
                     const at::opmath_type<scalar_t>* __restrict__ coords,

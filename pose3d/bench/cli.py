@@ -9,6 +9,7 @@ import importlib
 TARGETS: dict[str, str] = {
     "ops": "pose3d.bench.ops",
     "data": "pose3d.bench.data",
+    "train": "pose3d.bench.train",
 }
 
 

@@ -110,6 +110,9 @@ def save(state: dict, folder: str | Path, step: int, keep: int = 3) -> Path:
     folder = Path(folder)
     path = atomic_save(state, folder / f"step_{step:08d}.pt")
     _point_latest(folder, path)
+    for stale in folder.glob(".*.tmp-*"):  # left by a process killed while saving
+        if not stale.name.endswith(f".tmp-{os.getpid()}"):
+            stale.unlink(missing_ok=True)
     for old in step_checkpoints(folder)[:-keep]:
         if old != path:
             old.unlink(missing_ok=True)

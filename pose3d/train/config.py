@@ -41,13 +41,17 @@ class ModelConfig:
     deconv_channels: int = 256
     num_deconv: int = 3
     depth_bins: int = 64  # single-view only: D of the D x H x W volume
-    weights_path: str = ""  # weights to start from (a pose3d checkpoint), "" for none
+    weights_path: str = ""  # a pose3d checkpoint to start from (another stage's), "" for none
+    backbone_weights: str = ""  # a torchvision ResNet state dict (ImageNet), "" for random
 
 
 @dataclass
 class ModelsConfig:
     sv: ModelConfig = field(default_factory=ModelConfig)
     mv: ModelConfig = field(default_factory=ModelConfig)
+    # finetune starts from Base (sv_pretrain's result) unless model.sv.weights_path says
+    # otherwise; "" starts it from scratch
+    finetune_init: str = "${run.root}/sv_pretrain/checkpoints/latest.pt"
 
 
 @dataclass
@@ -76,6 +80,8 @@ class LossConfig:
     lambda_pose: float = 1.0  # λ1 of eq. 10
     lambda_mv: float = 0.1  # λ2 of eq. 10: 0 gives the L1-only baseline
     depth_range_mm: float = 2000.0  # S of eq. 7
+    lambda_3d: float = 1.0  # mv_pretrain: L1 of the triangulated joints (mm)
+    lambda_2d: float = 1.0  # mv_pretrain: L1 of the 2D joints (heatmap pixels)
 
 
 @dataclass
@@ -171,8 +177,9 @@ def validate(cfg: DictConfig) -> None:
             raise ConfigError(f"{key} must be positive, got {value}")
     if cfg.data.num_workers < 0:
         raise ConfigError(f"data.num_workers must be >= 0, got {cfg.data.num_workers}")
-    if cfg.loss.lambda_mv < 0 or cfg.loss.lambda_pose < 0:
-        raise ConfigError("loss.lambda_pose and loss.lambda_mv must be >= 0")
+    for key in ("lambda_pose", "lambda_mv", "lambda_3d", "lambda_2d"):
+        if cfg.loss[key] < 0:
+            raise ConfigError(f"loss.{key} must be >= 0, got {cfg.loss[key]}")
 
 
 def stage_optim(cfg: DictConfig) -> StageOptimConfig:

@@ -58,9 +58,19 @@ def setup(device: str = "auto", timeout_s: float = 600.0) -> DistInfo:
     if world_size > 1 and not dist.is_initialized():
         backend = "nccl" if dev.type == "cuda" else "gloo"
         kwargs = {"device_id": dev} if dev.type == "cuda" else {}
-        dist.init_process_group(backend, rank=rank, world_size=world_size,
-                                timeout=timedelta(seconds=timeout_s), **kwargs)
+        timeout = timedelta(seconds=timeout_s)
+        dist.init_process_group(backend, store=_attempt_store(rank, world_size, timeout),
+                                rank=rank, world_size=world_size, timeout=timeout, **kwargs)
     return DistInfo(rank, world_size, local_rank, dev)
+
+
+def _attempt_store(rank: int, world_size: int, timeout: timedelta) -> dist.Store:
+    """torchrun's store, under a prefix per restart: after `--max-restarts` restarts a worker
+    group, the store can still hold the previous group's connection addresses, and workers
+    that read them fail to connect (seen with gloo on torch 2.15)."""
+    store, _, _ = next(dist.rendezvous("env://", rank, world_size, timeout=timeout))
+    attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
+    return dist.PrefixStore(f"pose3d/attempt_{attempt}", store)
 
 
 def cleanup() -> None:

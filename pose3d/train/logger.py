@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import time
 from pathlib import Path
 
@@ -59,7 +60,7 @@ class Logger:
         import wandb
 
         id_file = self.out_dir / "wandb_id.txt"
-        run_id = id_file.read_text().strip() if id_file.exists() else wandb.util.generate_id()
+        run_id = id_file.read_text().strip() if id_file.exists() else secrets.token_hex(4)
         id_file.write_text(run_id)
         name = cfg.run.wandb_name or f"{Path(cfg.run.root).name}-{cfg.stage}"
         return wandb.init(project=cfg.run.wandb_project, name=name, id=run_id, resume="allow",

@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import torch
 from omegaconf import DictConfig
 from torch import nn
@@ -72,13 +73,15 @@ def autocast(cfg: DictConfig, device: torch.device):
 def train_step(model: nn.Module, stage: TrainStage, batch: dict, ctx: StepContext,
                cfg: DictConfig, scaler: torch.amp.GradScaler, step: int, info: DistInfo
                ) -> StepOutput:
-    """Forward, the all-ranks NaN check, backward (DDP all-reduces the gradients here).
+    """Forward, backward (DDP all-reduces the gradients here), then the all-ranks check of
+    the loss: NonFiniteLossError before the optimiser can take a NaN step. Checking after
+    backward lets the host queue the backward pass while the forward pass still runs.
     `step` is the number of this step (1-based), for the error message."""
     with autocast(cfg, info.device):
         out = stage.step(model, batch, ctx)
     out.loss = _test_hooks(step, out.loss)
-    _check_finite(out.loss, step, batch, info)
     scaler.scale(out.loss).backward()
+    _check_finite(out.loss, step, batch, info)
     return out
 
 
@@ -127,13 +130,14 @@ def _restore(ckpt: dict, optimizer, scaler, info: DistInfo) -> Position:
 
 
 class _Meter:
-    """Sums over a logging interval, averaged over ranks when read."""
+    """Sums over a logging interval, kept on the device (no host sync per step) and
+    averaged over ranks when read."""
 
     def __init__(self) -> None:
         self.reset()
 
     def reset(self) -> None:
-        self.sums: dict[str, float] = {}
+        self.sums: dict[str, torch.Tensor] = {}
         self.steps = 0
         self.images = 0
         self.data_s = 0.0
@@ -141,7 +145,8 @@ class _Meter:
 
     def add(self, metrics: dict[str, torch.Tensor], images: int, data_s: float) -> None:
         for k, v in metrics.items():
-            self.sums[k] = self.sums.get(k, 0.0) + float(v)
+            v = v.detach().float()
+            self.sums[k] = self.sums[k] + v if k in self.sums else v
         self.steps += 1
         self.images += images
         self.data_s += data_s
@@ -150,9 +155,10 @@ class _Meter:
         """Mean metrics over ranks, global images/s and the data-wait fraction."""
         elapsed = time.perf_counter() - self.start
         keys = sorted(self.sums)
-        local = torch.tensor([self.sums[k] / max(self.steps, 1) for k in keys]
-                             + [self.data_s / max(elapsed, 1e-9), elapsed], device=device)
-        mean = distributed.all_reduce_mean(local).tolist()
+        means = [self.sums[k].to(device) / max(self.steps, 1) for k in keys]
+        extra = torch.tensor([self.data_s / max(elapsed, 1e-9), elapsed], device=device)
+        mean = distributed.all_reduce_mean(torch.cat([torch.stack(means), extra])
+                                           if means else extra).tolist()
         images = distributed.all_reduce_sum(torch.tensor([float(self.images)], device=device))
         out = dict(zip(keys, mean[:len(keys)]))
         out["perf/data_wait_fraction"] = mean[len(keys)]
@@ -160,9 +166,17 @@ class _Meter:
         return out
 
 
+def fork_safe_opencv() -> None:
+    """Keep OpenCV single-threaded in this process. The loader forks DataLoader workers
+    every epoch, and a child forked after OpenCV started its thread pool (a resize for a
+    W&B picture is enough) hangs on that pool's lock."""
+    cv2.setNumThreads(0)
+
+
 def train(cfg: DictConfig, stage: TrainStage) -> dict[str, float]:
     """Run a training stage under torchrun (or as one process). Returns the last logged
     metrics on rank 0 (an empty dict on the other ranks)."""
+    fork_safe_opencv()
     info = distributed.setup(cfg.run.device, cfg.run.dist_timeout_s)
     try:
         return _train(cfg, stage, info)
@@ -185,9 +199,10 @@ def _train(cfg: DictConfig, stage: TrainStage, info: DistInfo) -> dict[str, floa
     if ckpt is not None:
         checkpoint.check_fingerprint(ckpt.get("fingerprint"), fp, start_from)
         model.load_state_dict(ckpt["model"])
-    elif stage.model_config(cfg).weights_path:
-        checkpoint.load_model_weights(model, stage.model_config(cfg).weights_path, fp)
+    elif stage.init_weights(cfg):
+        checkpoint.load_model_weights(model, stage.init_weights(cfg), fp)
 
+    stage.prepare(cfg, model)
     model.to(info.device)
     channels_last = cfg.run.channels_last and info.device.type == "cuda"
     if channels_last:
@@ -225,6 +240,7 @@ def _train(cfg: DictConfig, stage: TrainStage, info: DistInfo) -> dict[str, floa
                 if batch is None:
                     raise RuntimeError(f"the {stage.name} loader ended after {i} of "
                                        f"{per_epoch} batches in epoch {epoch}")
+                images = stage.num_images(batch)  # counted on the host: no device sync
                 batch = batch_to(batch, info.device)
                 data_s = time.perf_counter() - t0
 
@@ -240,8 +256,7 @@ def _train(cfg: DictConfig, stage: TrainStage, info: DistInfo) -> dict[str, floa
                 end_of_epoch = pos.step_in_epoch == per_epoch
                 bar.update()
 
-                meter.add({"train/loss": out.loss.detach(), **out.metrics},
-                          stage.num_images(batch), data_s)
+                meter.add({"train/loss": out.loss.detach(), **out.metrics}, images, data_s)
                 if pos.step % cfg.run.log_every_steps == 0 or end_of_epoch:
                     last = meter.read(info.device)
                     last.update({"train/lr": optimizer.param_groups[0]["lr"],
@@ -263,4 +278,5 @@ def _train(cfg: DictConfig, stage: TrainStage, info: DistInfo) -> dict[str, floa
     finally:
         bar.close()
         logger.close()
+    distributed.barrier()  # no rank tears the group down while another still talks to it
     return last if info.is_main else {}

@@ -46,11 +46,19 @@ class TrainStage:
         m = self.model_config(cfg)
         return {k: m[k] for k in ("backbone", "deconv_channels", "num_deconv", "depth_bins")}
 
+    def init_weights(self, cfg: DictConfig) -> str:
+        """A pose3d checkpoint whose model weights a fresh run starts from ("" for none)."""
+        return self.model_config(cfg).weights_path
+
     def check_inputs(self, cfg: DictConfig) -> None:
         """Raise (one line) when the data this stage reads is missing: called before any work."""
 
     def build_model(self, cfg: DictConfig) -> nn.Module:
         raise NotImplementedError
+
+    def prepare(self, cfg: DictConfig, model: nn.Module) -> None:
+        """Read what the loss needs from the built model (heatmap space, stride), before the
+        loop wraps it in DDP / torch.compile."""
 
     def train_loader(self, cfg: DictConfig, epoch: int, dist: DistInfo) -> Iterable[dict]:
         """Exactly cfg.data.batches_per_epoch batches on every rank."""

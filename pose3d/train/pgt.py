@@ -1,0 +1,203 @@
+"""The offline P-GT stage (DESIGN.md step 2): run the pretrained multi-view model on every
+unlabeled tuple and write new shards that carry its prediction as `pgt.npy`.
+
+Each rank labels its share of the unlabeled tuples (whole shards when there are at least as
+many shards as ranks, else every world_size-th tuple) into a folder of its own; rank 0 then
+merges them into `data.pgt_root` with one manifest. The copies keep every original file
+byte for byte. A tuple whose triangulation fails for any joint (fewer than two usable
+views) gets no P-GT and is left out.
+
+Where the ground truth of an unlabeled tuple exists, the P-GT is scored against it: a
+converter or the studio may store it as `withheld_joints3d.npy`, which the training loader
+never reads (or as `joints3d.npy`, though then the tuple would not be unlabeled). The report
+(MPJPE root-aligned and absolute, mm) goes to `<run.out_dir>/pgt_report.json`, the P-GT
+manifest, metrics.jsonl and W&B.
+"""
+
+from __future__ import annotations
+
+import io
+import itertools
+import json
+import os
+import shutil
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import torch
+from omegaconf import DictConfig
+from webdataset.tariterators import tarfile_samples
+
+from pose3d.data import schema
+from pose3d.data.loader import collate
+from pose3d.data.shards import ShardSetWriter, load_manifest, resolve_shards, write_manifest
+from pose3d.eval.metrics import mpjpe
+from pose3d.train import checkpoint, distributed
+from pose3d.train.config import stage_optim, to_yaml
+from pose3d.train.distributed import DistInfo
+from pose3d.train.logger import Logger
+from pose3d.train.loop import fork_safe_opencv
+from pose3d.train.stage import batch_to
+from pose3d.train.stages import MultiViewPretrain, build_multi_view, check_image_size
+
+WITHHELD_FILE = "withheld_joints3d.npy"  # GT of an unlabeled tuple, for scoring the P-GT only
+
+
+def rank_samples(urls: list[str], rank: int, world: int) -> Iterator[dict]:
+    """This rank's raw samples: every sample of the list on exactly one rank."""
+    if len(urls) >= world:
+        for url in urls[rank::world]:
+            yield from tarfile_samples(iter([{"url": url}]))
+        return
+    every = (s for url in urls for s in tarfile_samples(iter([{"url": url}])))
+    yield from itertools.islice(every, rank, None, world)
+
+
+def withheld_gt(raw: dict) -> np.ndarray | None:
+    """The ground truth [17, 3] of a tuple if it carries one (joints3d or withheld)."""
+    for name in (schema.JOINTS_FILE, WITHHELD_FILE):
+        if name in raw:
+            return np.load(io.BytesIO(raw[name]), allow_pickle=False).astype(np.float32)
+    return None
+
+
+def _record(d: schema.DecodedSample) -> dict:
+    """A decoded tuple in the form loader.collate stacks."""
+    zeros = np.zeros((17, 3), np.float32)
+    return {"images": d.images, "K": d.K, "R": d.R, "t": d.t, "valid": d.valid,
+            "joints3d": zeros, "has_joints3d": False, "pgt": zeros, "has_pgt": False,
+            "key": d.key, "subject": str(d.meta["subject"]), "action": str(d.meta["action"])}
+
+
+class PseudoGroundTruth:
+    """`stage=pgt`: label the unlabeled tuples with F_mv."""
+
+    name = "pgt"
+
+    def check_inputs(self, cfg: DictConfig) -> list[str]:
+        if not Path(cfg.data.root).is_dir():
+            raise FileNotFoundError(f"data.root: no such shard folder {cfg.data.root}")
+        urls = resolve_shards(cfg.data.root, cfg.data.unlabeled_role)
+        check_image_size(cfg.data.root, cfg)
+        if not Path(cfg.pgt.checkpoint).is_file():
+            raise checkpoint.CheckpointError(f"pgt.checkpoint not found: {cfg.pgt.checkpoint} "
+                                             f"(run stage=mv_pretrain first)")
+        return urls
+
+    def run(self, cfg: DictConfig) -> dict:
+        urls = self.check_inputs(cfg)
+        fork_safe_opencv()
+        info = distributed.setup(cfg.run.device, cfg.run.dist_timeout_s)
+        try:
+            return self._run(cfg, info, urls)
+        finally:
+            distributed.cleanup()
+
+    def _load_model(self, cfg: DictConfig, info: DistInfo) -> torch.nn.Module:
+        model = build_multi_view(cfg)
+        fp = checkpoint.fingerprint(model, MultiViewPretrain().arch(cfg))
+        checkpoint.load_model_weights(model, cfg.pgt.checkpoint, fp)
+        model.to(info.device).eval()
+        if cfg.run.channels_last and info.device.type == "cuda":
+            model.to(memory_format=torch.channels_last)
+        return model
+
+    def _run(self, cfg: DictConfig, info: DistInfo, urls: list[str]) -> dict:
+        model = self._load_model(cfg, info)
+        out_root = Path(cfg.data.pgt_root)
+        partial = out_root.parent / f".{out_root.name}.partial"
+        if info.is_main and partial.exists():
+            shutil.rmtree(partial)
+        distributed.barrier()
+        logger = Logger(cfg, cfg.run.out_dir, info.is_main)
+        if info.is_main:
+            (Path(cfg.run.out_dir) / "config.yaml").write_text(to_yaml(cfg))
+        stats = np.zeros(5)  # tuples, written, scored, sum MPJPE, sum absolute error
+        bar = logger.progress(None, 0, "pgt", cfg.run.progress)
+        with ShardSetWriter(partial / f"rank{info.rank}", cfg.pgt.samples_per_shard) as writer:
+            samples = rank_samples(urls, info.rank, info.world_size)
+            batch_size = stage_optim(cfg).batch_size
+            while chunk := list(itertools.islice(samples, batch_size)):
+                stats += self._label(model, chunk, writer, cfg, info)
+                bar.update(len(chunk))
+        bar.close()
+        totals = distributed.all_reduce_sum(torch.tensor(stats, dtype=torch.float64)).numpy()
+        distributed.barrier()
+        report = _report(totals)
+        if info.is_main:
+            self._merge(partial, out_root, cfg, info.world_size, report)
+            Path(cfg.run.out_dir, "pgt_report.json").write_text(json.dumps(report, indent=1))
+            logger.log({f"pgt/{k}": v for k, v in report.items() if v is not None}, step=0)
+            print(f"pgt: {json.dumps(report)} -> {out_root}", flush=True)
+        logger.close()
+        distributed.barrier()
+        return report
+
+    @torch.no_grad()
+    def _label(self, model, raws: list[dict], writer: ShardSetWriter, cfg: DictConfig,
+               info: DistInfo) -> np.ndarray:
+        kept, records = [], []
+        for raw in raws:
+            try:
+                records.append(_record(schema.decode_sample(raw)))
+                kept.append(raw)
+            except schema.SampleError as exc:
+                warnings.warn(f"pgt: skipping {raw.get('__key__')}: {exc}", stacklevel=2)
+        stats = np.zeros(5)
+        stats[0] = len(raws)
+        if not records:
+            return stats
+        batch = batch_to(collate(records), info.device)
+        amp = cfg.run.amp and info.device.type == "cuda"
+        with torch.autocast(info.device.type, dtype=torch.bfloat16, enabled=amp):
+            out = model(batch["images"], batch["K"], batch["R"], batch["t"], batch["valid"])
+        joints = out["joints3d"].float().cpu()
+        ok = (out["valid3d"].all(dim=1).cpu() & torch.isfinite(joints).all(dim=-1).all(dim=-1))
+        for raw, pred, good in zip(kept, joints.numpy(), ok.tolist()):
+            if not good:
+                continue
+            writer.write(schema.with_pgt(raw, pred))
+            stats[1] += 1
+            gt = withheld_gt(raw)
+            if gt is not None:
+                stats[2] += 1
+                stats[3] += float(mpjpe(pred[None], gt[None])[0])
+                stats[4] += float(mpjpe(pred[None], gt[None], root=None)[0])
+        return stats
+
+    def _merge(self, partial: Path, out_root: Path, cfg: DictConfig, world: int,
+               report: dict) -> None:
+        """The ranks' shard folders -> one folder with one manifest, swapped in at the end."""
+        source = load_manifest(cfg.data.root)
+        roles: dict[str, dict] = {}
+        index = itertools.count()
+        for r in range(world):
+            folder = partial / f"rank{r}"
+            part = load_manifest(folder)
+            for role, entry in part["roles"].items():
+                merged = roles.setdefault(role, {"subjects": set(), "samples": 0, "shards": []})
+                merged["subjects"].update(entry["subjects"])
+                merged["samples"] += entry["samples"]
+                for shard in entry["shards"]:
+                    name = f"{role}-{next(index):06d}.tar"
+                    os.replace(folder / shard["file"], partial / name)
+                    merged["shards"].append({"file": name, "samples": shard["samples"]})
+            shutil.rmtree(folder)
+        for entry in roles.values():
+            entry["subjects"] = sorted(entry["subjects"])
+        manifest = {k: v for k, v in source.items() if k != "roles"}
+        manifest.update(roles=roles, pgt={"checkpoint": str(cfg.pgt.checkpoint), **report})
+        write_manifest(partial, manifest)
+        if out_root.exists():
+            shutil.rmtree(out_root)
+        os.replace(partial, out_root)
+
+
+def _report(totals: np.ndarray) -> dict:
+    tuples, written, scored, sum_rel, sum_abs = totals.tolist()
+    return {"tuples": int(tuples), "labeled": int(written), "dropped": int(tuples - written),
+            "scored": int(scored),
+            "mpjpe_mm": sum_rel / scored if scored else None,
+            "abs_error_mm": sum_abs / scored if scored else None}

@@ -1,0 +1,156 @@
+"""The training loop with a stand-in stage (tests/toy_stage.py): resume, NaN, bad input,
+DDP gradients, and a two-process torchrun run that loses a worker and still finishes."""
+
+import argparse
+import json
+import os
+from pathlib import Path
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from toy_stage import ToyNet, ToyStage, toy_batch
+from train_helpers import REPO, TINY, free_port, torchrun
+
+from pose3d.train import checkpoint
+from pose3d.train.cli import EXIT_BAD_INPUT, EXIT_NON_FINITE, add_arguments, main
+from pose3d.train.config import load_config
+from pose3d.train.distributed import DistInfo
+from pose3d.train.loop import train_step
+from pose3d.train.stage import StepContext
+
+
+def run_toy(root: Path, *overrides: str, stage: ToyStage | None = None) -> int:
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    args = parser.parse_args(["--config", TINY, f"run.root={root}", *overrides])
+    return main(args, stage=stage or ToyStage())
+
+
+def logged_steps(root: Path) -> list[int]:
+    lines = (root / "sv_pretrain" / "metrics.jsonl").read_text().splitlines()
+    return [json.loads(line)["step"] for line in lines]
+
+
+def test_run_writes_checkpoints_and_metrics(tmp_path):
+    assert run_toy(tmp_path) == 0
+    ckpts = tmp_path / "sv_pretrain" / "checkpoints"
+    assert [p.name for p in checkpoint.step_checkpoints(ckpts)] == ["step_00000002.pt",
+                                                                    "step_00000004.pt"]
+    last = checkpoint.load(ckpts / "latest.pt")
+    assert (last["step"], last["epoch"], last["step_in_epoch"]) == (4, 2, 0)
+    assert set(last) >= {"model", "optimizer", "scaler", "rng", "config", "fingerprint"}
+    assert logged_steps(tmp_path) == [1, 2, 3, 4]
+    row = json.loads((tmp_path / "sv_pretrain" / "metrics.jsonl").read_text().splitlines()[0])
+    assert {"train/loss", "train/lr", "perf/images_per_s", "perf/data_wait_fraction"} <= set(row)
+    assert 0.0 <= row["perf/data_wait_fraction"] <= 1.0
+
+
+def test_resume_latest_continues_from_the_saved_step(tmp_path):
+    assert run_toy(tmp_path, "optim.sv_pretrain.epochs=1") == 0
+    stage = ToyStage()
+    assert run_toy(tmp_path, "optim.sv_pretrain.epochs=2", "--resume", "latest",
+                   stage=stage) == 0
+    assert logged_steps(tmp_path) == [1, 2, 3, 4]
+    assert stage.loaded_batches == [(1, 0), (1, 1)]  # epoch 0 is not trained again
+
+
+def test_resume_latest_without_a_checkpoint_is_an_error(tmp_path, capsys):
+    assert run_toy(tmp_path, "--resume", "latest") == EXIT_BAD_INPUT
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "no checkpoint in" in err
+
+
+def test_nan_loss_stops_with_step_and_keys_and_keeps_the_last_good_checkpoint(
+        tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("POSE3D_TEST_NAN_AT_STEP", "3")
+    args = ("optim.sv_pretrain.epochs=1", "data.batches_per_epoch=4", "run.ckpt_every_steps=1")
+    assert run_toy(tmp_path, *args) == EXIT_NON_FINITE
+    err = capsys.readouterr().err.strip()
+    assert "non-finite loss at step 3" in err and "toy-e0-r0-b2-0" in err
+    good = checkpoint.load(tmp_path / "sv_pretrain" / "checkpoints" / "latest.pt")
+    assert (good["step"], good["step_in_epoch"]) == (2, 2)
+    assert all(torch.isfinite(v).all() for v in good["model"].values())
+
+    # Without the poison the run resumes mid-epoch, at the batch after the last good step.
+    monkeypatch.delenv("POSE3D_TEST_NAN_AT_STEP")
+    stage = ToyStage()
+    assert run_toy(tmp_path, *args, stage=stage) == 0
+    assert stage.loaded_batches == [(0, 0), (0, 1), (0, 2), (0, 3)]  # two skipped, two trained
+    assert logged_steps(tmp_path)[-2:] == [3, 4]
+
+
+def test_checkpoint_of_another_model_fails_before_any_work(tmp_path, capsys):
+    assert run_toy(tmp_path / "a", "optim.sv_pretrain.epochs=1") == 0
+    weights = tmp_path / "a" / "sv_pretrain" / "checkpoints" / "latest.pt"
+    stage = ToyStage()
+    code = run_toy(tmp_path / "b", f"model.sv.weights_path={weights}",
+                   "model.sv.deconv_channels=8", stage=stage)
+    assert code == EXIT_BAD_INPUT
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "deconv_channels=16" in err and "deconv_channels=8" in err
+    assert stage.loaded_batches == [] and not (tmp_path / "b" / "sv_pretrain").exists()
+
+
+def _grads_worker(rank: int, world: int, port: int, out: str) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    torch.manual_seed(0)
+    model = torch.nn.parallel.DistributedDataParallel(ToyNet(8))
+    cfg = load_config(TINY)
+    batch = toy_batch(0, 0, 0, 0, 4)  # the global batch; this rank takes its half
+    half = {k: v[rank * 2:(rank + 1) * 2] for k, v in batch.items()}
+    info = DistInfo(rank, world, rank, torch.device("cpu"))
+    scaler = torch.amp.GradScaler("cpu", enabled=False)
+    train_step(model, ToyStage(), half, StepContext(info.device, False), cfg, scaler, 1, info)
+    if rank == 0:
+        torch.save({n: p.grad for n, p in model.module.named_parameters()}, out)
+    dist.destroy_process_group()
+
+
+@pytest.mark.slow
+def test_two_process_gradients_equal_one_process_gradients(tmp_path):
+    out = str(tmp_path / "grads.pt")
+    mp.spawn(_grads_worker, args=(2, free_port(), out), nprocs=2, join=True)
+    two = torch.load(out)
+
+    torch.manual_seed(0)
+    model = ToyNet(8)
+    info = DistInfo(0, 1, 0, torch.device("cpu"))
+    scaler = torch.amp.GradScaler("cpu", enabled=False)
+    train_step(model, ToyStage(), toy_batch(0, 0, 0, 0, 4), StepContext(info.device, False),
+               load_config(TINY), scaler, 1, info)
+    for name, p in model.named_parameters():
+        torch.testing.assert_close(two[name], p.grad, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.slow
+def test_torchrun_worker_killed_mid_run_resumes_and_finishes_with_wandb_offline(tmp_path):
+    marker = tmp_path / "crashed"
+    proc = torchrun(2, [str(REPO / "tests/train_toy.py"), "--config", TINY,
+                        f"run.root={tmp_path}", "optim.sv_pretrain.epochs=3"],
+                    {"POSE3D_TEST_CRASH_AT_STEP": "3", "POSE3D_TEST_CRASH_MARKER": str(marker),
+                     "WANDB_MODE": "offline"}, max_restarts=1)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert marker.exists()  # rank 1 did die after step 3
+    out = tmp_path / "sv_pretrain"
+    assert checkpoint.load(out / "checkpoints" / "latest.pt")["step"] == 6
+    steps = logged_steps(tmp_path)
+    assert steps == [1, 2, 3, 3, 4, 5, 6]  # step 3 again: resumed from the step-2 checkpoint
+
+    runs = list((out / "wandb").glob("offline-run-*"))
+    assert runs, "no W&B offline run directory"
+    data = b"".join(p.read_bytes() for r in runs for p in r.glob("run-*.wandb"))
+    for key in (b"train/loss", b"train/lr", b"perf/images_per_s", b"perf/data_wait_fraction",
+                b"train/predictions", b"lambda_mv"):
+        assert key in data, key
+    run_ids = {r.name.rsplit("-", 1)[-1] for r in runs}
+    assert len(run_ids) == 1  # the restarted workers append to the same W&B run
+
+
+@pytest.mark.slow
+def test_compiled_model_saves_plain_state_dict_keys(tmp_path):
+    assert run_toy(tmp_path, "run.compile=true", "optim.sv_pretrain.epochs=1") == 0
+    ckpt = checkpoint.load(tmp_path / "sv_pretrain" / "checkpoints" / "latest.pt")
+    assert sorted(ckpt["model"]) == sorted(ToyNet(16).state_dict())  # no _orig_mod. prefix

@@ -1,0 +1,163 @@
+"""The four stages on a tiny synthetic dataset: each as a two-process gloo run under
+torchrun, the P-GT shards and report, and bad input failing in one line before any work."""
+
+import argparse
+import json
+import math
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+from train_data import write_tiny_dataset
+from train_helpers import REPO, TINY, free_port, torchrun
+
+from pose3d.data.loader import iterate_samples
+from pose3d.data.shards import load_manifest
+from pose3d.train import checkpoint
+from pose3d.train.cli import EXIT_BAD_INPUT, add_arguments, main
+from pose3d.train.config import load_config
+from pose3d.train.distributed import DistInfo
+from pose3d.train.stage import StepContext
+from pose3d.train.stages import make_stage
+
+SIZE = 32  # the smallest input the ResNet trunk takes (stride 32): seconds per stage on CPU
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    out = tmp_path_factory.mktemp("tiny") / "data"
+    write_tiny_dataset(out, frames=6, image_size=SIZE)
+    return out
+
+
+def overrides(data, root, stage, *extra):
+    return [f"data.root={data}", f"data.image_size={SIZE}", f"run.root={root}",
+            f"stage={stage}", "data.batches_per_epoch=2", f"optim.{stage}.epochs=1",
+            f"optim.{stage}.batch_size=1", *extra]
+
+
+def run_cli(*args: str) -> int:
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    return main(parser.parse_args(["--config", TINY, *args]))
+
+
+def run_stage_torchrun(data, root, stage, *extra, launcher=None):
+    """Two gloo workers: through torchrun directly, or through a launch/ script."""
+    args = overrides(data, root, stage, *extra)
+    if launcher is None:
+        proc = torchrun(2, ["-m", "pose3d.train", "--config", TINY, *args], {})
+    else:
+        env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHON": sys.executable,
+               "OMP_NUM_THREADS": "1", "NPROC": "2", "NPROC_PER_NODE": "2", "NNODES": "1",
+               "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port()), "MAX_RESTARTS": "0"}
+        proc = subprocess.run(["bash", str(REPO / "launch" / launcher), TINY, *args], cwd=REPO,
+                              env=env, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc
+
+
+@pytest.mark.slow
+def test_every_stage_runs_in_two_processes(dataset, tmp_path):
+    for stage, launcher in (("mv_pretrain", "multi_node.sh"), ("sv_pretrain", "single_node.sh")):
+        run_stage_torchrun(dataset, tmp_path, stage, launcher=launcher)
+        last = checkpoint.load(tmp_path / stage / "checkpoints" / "latest.pt")
+        assert (last["step"], last["epoch"], last["world_size"]) == (2, 1, 2)
+        assert len(last["rng"]) == 2  # one RNG state per rank
+        assert list((tmp_path / stage / "images").glob("*.png"))
+
+    proc = run_stage_torchrun(dataset, tmp_path, "pgt")
+    report = json.loads((tmp_path / "pgt" / "pgt_report.json").read_text())
+    assert report["tuples"] == 6 and report["labeled"] + report["dropped"] == 6
+    assert report["scored"] == report["labeled"] > 0 and math.isfinite(report["mpjpe_mm"])
+    assert proc.stdout.count("pgt:") == 1  # rank 0 alone prints the summary
+    pgt_root = tmp_path / "pgt_shards"
+    manifest = load_manifest(pgt_root)
+    assert manifest["roles"]["unlabeled"]["samples"] == report["labeled"]
+    samples = list(iterate_samples(str(pgt_root)))
+    assert len({s.key for s in samples}) == report["labeled"]
+    assert all(s.pgt is not None and s.joints3d is None for s in samples)
+
+    # finetune starts from sv_pretrain's latest checkpoint by default
+    cfg = load_config(TINY, overrides(dataset, tmp_path, "finetune"))
+    assert make_stage("finetune").init_weights(cfg) == str(
+        tmp_path / "sv_pretrain" / "checkpoints" / "latest.pt")
+    run_stage_torchrun(dataset, tmp_path, "finetune")
+    last = checkpoint.load(tmp_path / "finetune" / "checkpoints" / "latest.pt")
+    assert last["step"] == 2
+    rows = [json.loads(r) for r in (tmp_path / "finetune" / "metrics.jsonl").read_text()
+            .splitlines()]
+    assert all(math.isfinite(r["train/loss_mv"]) for r in rows)
+
+
+def _one_step(dataset, tmp_path, stage_name, *extra):
+    cfg = load_config(TINY, overrides(dataset, tmp_path, stage_name, "optim.finetune."
+                                      "batch_size=2", *extra))
+    stage = make_stage(stage_name)
+    model = stage.build_model(cfg)
+    stage.prepare(cfg, model)
+    info = DistInfo(0, 1, 0, torch.device("cpu"))
+    batch = next(iter(stage.train_loader(cfg, 0, info)))
+    return stage.step(model, batch, StepContext(info.device, False))
+
+
+def test_finetune_weighs_the_consistency_loss_by_lambda_mv(dataset, tmp_path):
+    # the finetune loader needs P-GT shards: reuse the labeled ones as the P-GT folder
+    pgt = f"data.pgt_root={dataset}"
+    l1_only = _one_step(dataset, tmp_path, "finetune", pgt, "loss.lambda_mv=0")
+    torch.testing.assert_close(l1_only.loss, l1_only.metrics["train/loss_pose"])
+    ours = _one_step(dataset, tmp_path, "finetune", pgt, "loss.lambda_mv=0.5",
+                     "loss.lambda_pose=2")
+    m = ours.metrics
+    assert m["train/loss_mv"] > 0
+    torch.testing.assert_close(ours.loss, 2 * m["train/loss_pose"] + 0.5 * m["train/loss_mv"])
+
+
+def test_missing_shard_folder_is_one_line_before_any_work(tmp_path, capsys):
+    code = run_cli(*overrides(tmp_path / "nowhere", tmp_path / "run", "sv_pretrain"))
+    assert code == EXIT_BAD_INPUT
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "data.root: no such shard folder" in err and "nowhere" in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_image_size_must_match_the_shards(dataset, tmp_path, capsys):
+    code = run_cli(*overrides(dataset, tmp_path, "sv_pretrain"), "data.image_size=64")
+    assert code == EXIT_BAD_INPUT
+    assert "holds 32 px images but data.image_size is 64" in capsys.readouterr().err
+
+
+def test_pgt_with_a_single_view_checkpoint_is_one_line_before_any_work(dataset, tmp_path,
+                                                                       capsys):
+    cfg = load_config(TINY, overrides(dataset, tmp_path, "sv_pretrain"))
+    stage = make_stage("sv_pretrain")
+    model = stage.build_model(cfg)
+    sv = checkpoint.save({"model": model.state_dict(),
+                          "fingerprint": checkpoint.fingerprint(model, stage.arch(cfg))},
+                         tmp_path / "sv", step=1)
+    code = run_cli(*overrides(dataset, tmp_path, "pgt"), f"pgt.checkpoint={sv}")
+    assert code == EXIT_BAD_INPUT
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "holds SingleViewModel" in err and "this run builds" in err
+    assert not (tmp_path / "pgt_shards").exists() and not (tmp_path / "pgt").exists()
+
+
+def test_loader_workers_start_after_opencv_ran_in_the_trainer(dataset):
+    # Without fork_safe_opencv a large resize (a W&B picture) leaves OpenCV's thread pool in
+    # the main process and the next epoch's forked DataLoader workers hang on its lock.
+    code = f"""
+import cv2, numpy as np
+from pose3d.train.loop import fork_safe_opencv
+from pose3d.data.loader import make_train_loader
+fork_safe_opencv()
+for _ in range(3):
+    cv2.resize(np.zeros((2000, 2000, 3), np.uint8), (1000, 1000))
+for batch in make_train_loader({str(dataset)!r}, 1, num_workers=2, batches_per_epoch=2):
+    pass
+print("done")
+"""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert proc.returncode == 0 and "done" in proc.stdout, proc.stderr[-2000:]
