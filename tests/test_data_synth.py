@@ -114,3 +114,19 @@ def test_synth_command(tmp_path, capsys):
     assert "labeled: 3 tuples in 2 shards" in capsys.readouterr().out
     sample = next(iterate_samples(str(out)))
     assert np.asarray(sample.images).shape[1] == 24
+
+
+def test_unlabeled_truth_is_withheld_from_training_but_scorable(tmp_path):
+    from webdataset.tariterators import tarfile_samples
+
+    from pose3d.data.shards import resolve_shards
+    from pose3d.train.pgt import withheld_gt
+
+    synthesize(tmp_path, _tiny(), samples_per_shard=3, progress=False)
+    urls = resolve_shards(str(tmp_path), role="unlabeled")
+    batch = next(iter(make_eval_loader(urls, batch_size=2)))
+    assert not batch["has_joints3d"].any() and not batch["joints3d"].any()
+    raw = next(tarfile_samples(iter([{"url": u} for u in urls])))
+    truth = withheld_gt(raw)
+    assert truth is not None and truth.shape == (17, 3) and np.isfinite(truth).all()
+    assert 500 < truth[:, 2].max() < 2100  # a standing body's head, in mm above the floor

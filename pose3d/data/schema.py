@@ -66,6 +66,8 @@ CAMERA_DTYPE = np.dtype([("K", "<f4", (3, 3)), ("R", "<f4", (3, 3)), ("t", "<f4"
                          ("dist", "<f4", (5,))])
 JOINTS_FILE = "joints3d.npy"
 PGT_FILE = "pgt.npy"
+# The GT of an unlabeled tuple, kept only to score the P-GT: no training loader reads it.
+WITHHELD_FILE = "withheld_joints3d.npy"
 META_FILE = "meta.json"
 REQUIRED_META = ("subject", "action", "frame", "role")
 

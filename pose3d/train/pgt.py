@@ -42,7 +42,7 @@ from pose3d.train.loop import fork_safe_opencv
 from pose3d.train.stage import batch_to
 from pose3d.train.stages import MultiViewPretrain, build_multi_view, check_image_size
 
-WITHHELD_FILE = "withheld_joints3d.npy"  # GT of an unlabeled tuple, for scoring the P-GT only
+WITHHELD_FILE = schema.WITHHELD_FILE
 
 
 def rank_samples(urls: list[str], rank: int, world: int) -> Iterator[dict]:
