@@ -13,7 +13,6 @@ the frames of one clip look like one video.
 from __future__ import annotations
 
 import io
-
 import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
