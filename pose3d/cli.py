@@ -20,6 +20,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "synth": ("pose3d.data.synth", "render the synthetic multi-view studio into shards"),
     "convert": ("pose3d.data.convert.cli", "convert Human3.6M / MPI-INF-3DHP to shards"),
     "train": ("pose3d.train.cli", "train a stage: mv_pretrain, pgt, sv_pretrain, finetune"),
+    "eval": ("pose3d.eval.cli", "evaluate single-view checkpoints: tables and figures"),
+    "demo": ("pose3d.demo", "the whole method end to end on synthetic data"),
 }
 
 

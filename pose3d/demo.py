@@ -1,0 +1,150 @@
+"""`pose3d demo`: the paper's experiment end to end on the built-in synthetic studio.
+
+synthetic data (procedural motion, Human3.6M rig; labeled S1,S5,S6 / unlabeled S7,S8 /
+eval S9,S11) -> multi-view pretraining -> P-GT on the unlabeled tuples -> single-view
+pretraining (Base) -> fine-tuning with λ2 = 0 (L1-only) and λ2 > 0 (Ours) -> evaluation of
+the three single-view models, a table in the paper's layout and figures.
+
+The default settings are small enough for a 2-core CPU; `--full` uses the paper's sizes
+(ResNet-50, 256 px, 64^3 heatmaps, the paper's epochs) for GPUs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from pose3d.data.studio import StudioConfig
+from pose3d.data.synth import synthesize
+from pose3d.eval.cli import evaluate_checkpoints
+from pose3d.eval.report import comparison_table
+from pose3d.train.config import load_config
+
+# The CPU demo: small images and a ResNet-18; every stage a few minutes on 2 cores.
+SMALL = {
+    "studio": dict(image_size=96, clips_per_action=2, frames_per_clip=100, frame_step=5),
+    "overrides": [
+        "data.image_size=96", "data.num_workers=1", "data.augment=false",
+        "model.sv.backbone=resnet18", "model.sv.deconv_channels=64", "model.sv.num_deconv=3",
+        "model.sv.depth_bins=24",
+        "model.mv.backbone=resnet18", "model.mv.deconv_channels=64", "model.mv.num_deconv=3",
+        "optim.mv_pretrain.epochs=1", "optim.mv_pretrain.batch_size=4",
+        "optim.mv_pretrain.lr=1e-3",
+        "optim.sv_pretrain.epochs=1", "optim.sv_pretrain.batch_size=4",
+        "optim.sv_pretrain.lr=1e-3",
+        "optim.finetune.epochs=1", "optim.finetune.batch_size=4", "optim.finetune.lr=3e-4",
+        "optim.pgt.batch_size=8",
+        "run.ckpt_every_steps=100", "run.log_every_steps=10", "run.image_every_steps=200",
+        "run.keep_checkpoints=1", "run.device=cpu",
+    ],
+    "batches": {"mv_pretrain": 400, "sv_pretrain": 800, "finetune": 300},
+}
+# The paper's sizes (DESIGN.md section 1), for GPU nodes.
+FULL = {
+    "studio": dict(image_size=256, clips_per_action=8, frames_per_clip=250, frame_step=2),
+    "overrides": ["data.image_size=256", "data.num_workers=8"],
+    "batches": {"mv_pretrain": 1000, "sv_pretrain": 1000, "finetune": 1000},
+}
+BASELINES = ("Base", "L1-only", "Ours")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", default="runs/demo", help="folder for data, runs and report")
+    parser.add_argument("--full", action="store_true", help="the paper's sizes (for GPUs)")
+    parser.add_argument("--nproc", type=int, default=1,
+                        help="processes per training stage (torchrun) ")
+    parser.add_argument("--lambda-mv", type=float, default=3e-4,
+                        help="λ2 of eq. 10 for 'Ours' (L_mv is in mm, L_pose in voxels)")
+    parser.add_argument("--steps-scale", type=float, default=1.0,
+                        help="multiply every stage's number of steps (e.g. 0.02 for a smoke run)")
+    parser.add_argument("--workers", type=int, default=2, help="processes rendering the data")
+    parser.add_argument("--wandb", default="offline", choices=["online", "offline", "disabled"])
+    parser.add_argument("--seed", type=int, default=0)
+
+
+def stage_plan(args: argparse.Namespace, root: Path, data: Path) -> list[tuple[str, list[str]]]:
+    """(label, overrides) of each stage in the order they run."""
+    preset = FULL if args.full else SMALL
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    common = [*preset["overrides"], f"data.root={data}", f"run.root={root}",
+              f"run.seed={args.seed}", f"run.wandb={args.wandb}", f"run.device={device}"]
+    steps = {k: max(2, int(v * args.steps_scale)) for k, v in preset["batches"].items()}
+    sv = f"{root}/sv_pretrain/checkpoints/latest.pt"
+    return [
+        ("mv_pretrain", [*common, "stage=mv_pretrain",
+                         f"data.batches_per_epoch={steps['mv_pretrain']}"]),
+        ("pgt", [*common, "stage=pgt"]),
+        ("sv_pretrain", [*common, "stage=sv_pretrain",
+                         f"data.batches_per_epoch={steps['sv_pretrain']}"]),
+        ("L1-only", [*common, "stage=finetune", "loss.lambda_mv=0", f"model.sv.weights_path={sv}",
+                     f"run.out_dir={root}/finetune_l1", f"data.batches_per_epoch="
+                     f"{steps['finetune']}"]),
+        ("Ours", [*common, "stage=finetune", f"loss.lambda_mv={args.lambda_mv}",
+                  f"model.sv.weights_path={sv}", f"run.out_dir={root}/finetune_ours",
+                  f"data.batches_per_epoch={steps['finetune']}"]),
+    ]
+
+
+def run_stage(overrides: list[str], nproc: int) -> None:
+    """One stage, in this process or under torchrun with `nproc` workers."""
+    if nproc <= 1:
+        from pose3d.train.cli import run
+
+        run(load_config(None, overrides))
+        return
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+           f"--nproc_per_node={nproc}", "-m", "pose3d.train", *overrides]
+    subprocess.run(cmd, check=True, env={**os.environ, "OMP_NUM_THREADS": str(
+        max(1, (os.cpu_count() or 2) // nproc))})
+
+
+def main(args: argparse.Namespace) -> int:
+    out = Path(args.out)
+    data, root = out / "data", out / "runs"
+    preset = FULL if args.full else SMALL
+    timings: dict[str, float] = {}
+    start = time.perf_counter()
+    if not (data / "manifest.json").is_file():
+        print(f"[demo] rendering the synthetic studio into {data}", flush=True)
+        synthesize(data, StudioConfig(seed=args.seed, **preset["studio"]),
+                   workers=args.workers, preview=4)
+    timings["data"] = time.perf_counter() - start
+    for label, overrides in stage_plan(args, root, data):
+        print(f"[demo] stage {label}", flush=True)
+        t0 = time.perf_counter()
+        run_stage(overrides, args.nproc)
+        timings[label] = time.perf_counter() - t0
+    checkpoints = {"Base": root / "sv_pretrain", "L1-only": root / "finetune_l1",
+                   "Ours": root / "finetune_ours"}
+    t0 = time.perf_counter()
+    result = evaluate_checkpoints({k: str(v / "checkpoints" / "latest.pt")
+                                   for k, v in checkpoints.items()},
+                                  str(data), out / "eval", wandb_mode=args.wandb)
+    timings["eval"] = time.perf_counter() - t0
+    pgt = json.loads((root / "pgt" / "pgt_report.json").read_text())
+    print_summary(result, pgt, timings, out)
+    return 0
+
+
+def print_summary(result: dict, pgt: dict, timings: dict, out: Path) -> None:
+    summaries = result["summaries"]
+    print("\n## MPJPE / PA-MPJPE (mm) on the eval subjects\n")
+    print(comparison_table(summaries))
+    means = {name: s["camera"]["all"]["mpjpe"] for name, s in summaries.items()}
+    print(f"\nP-GT MPJPE on the unlabeled tuples: {pgt.get('mpjpe_mm') or float('nan'):.2f} mm "
+          f"(Base: {means['Base']:.2f} mm single-view)")
+    order = " < ".join(sorted(means, key=means.get))
+    print(f"order of mean MPJPE: {order}")
+    print(f"report: {result['report']['markdown']}")
+    print(f"figures: {out / 'eval' / 'figures'}  preview: {out / 'data' / 'preview.png'}")
+    print("time (s): " + ", ".join(f"{k} {v:.0f}" for k, v in timings.items())
+          + f", total {sum(timings.values()):.0f}")
+    (out / "demo_summary.json").write_text(json.dumps(
+        {"mpjpe_mm": means, "pgt": pgt, "timings_s": timings}, indent=1))

@@ -1,0 +1,89 @@
+"""Run a single-view checkpoint over eval shards: one world-mm prediction per (tuple, view).
+
+Each view's heatmap-space prediction goes back to world millimetres through Π with the
+root depth of the ground truth (a single view does not observe absolute depth); metrics
+are root-aligned, so that choice moves nothing but the pose's placement.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+from tqdm import tqdm
+
+from pose3d.data.loader import make_eval_loader
+from pose3d.data.shards import resolve_shards
+from pose3d.eval.report import Predictions
+from pose3d.geometry import heatmap_to_world, project
+from pose3d.losses import heatmap_targets
+from pose3d.train import checkpoint
+from pose3d.train.stages import SingleViewPretrain, build_single_view
+
+
+def load_single_view(path: str | Path, device: torch.device | str = "cpu"
+                     ) -> tuple[torch.nn.Module, DictConfig]:
+    """The single-view model of a pose3d checkpoint (sv_pretrain or finetune), in eval mode,
+    and the config it was trained with. Another model's checkpoint is a CheckpointError."""
+    ckpt = checkpoint.load(path)
+    cfg = OmegaConf.create(ckpt["config"])
+    model = build_single_view(cfg)
+    expected = checkpoint.fingerprint(model, SingleViewPretrain().arch(cfg))
+    checkpoint.check_fingerprint(ckpt.get("fingerprint"), expected, path)
+    checkpoint.unwrap(model).load_state_dict(ckpt["model"])
+    return model.to(device).eval(), cfg
+
+
+@torch.no_grad()
+def predict(model: torch.nn.Module, shards: str | list[str], image_size: int,
+            batch_size: int = 8, device: torch.device | str = "cpu", num_workers: int = 0,
+            keep_images: int = 0, progress: bool = True) -> tuple[Predictions, list[dict]]:
+    """Predictions for every valid view of every eval tuple with GT, and the first
+    `keep_images` (image, pred2d) pairs for figures. Needs shards with joints3d."""
+    device = torch.device(device)
+    space = model.heatmap_space(image_size)
+    urls = resolve_shards(shards)
+    loader = make_eval_loader(urls, batch_size, num_workers=num_workers, rank=0, world_size=1,
+                              normalize=True)
+    out: dict[str, list] = {k: [] for k in ("pred", "gt", "camera", "action", "subject", "key")}
+    kept: list[dict] = []
+    for batch in tqdm(loader, desc="eval", unit="batch", disable=not progress, leave=False):
+        b, v = batch["valid"].shape
+        images = batch["images"].to(device).flatten(0, 1)
+        coords = model(images)["coords"].float().view(b, v, -1, 3).cpu()
+        K, R, t, valid = batch["K"], batch["R"], batch["t"], batch["valid"]
+        gt = batch["joints3d"]
+        _, root_depth = heatmap_targets(gt, K, R, t, space, valid)
+        world = heatmap_to_world(coords, root_depth, K, R, t, space)
+        pred2d = project(world, K, R, t)
+        for i in range(b):
+            if not batch["has_joints3d"][i]:
+                continue
+            for c in range(v):
+                if not valid[i, c]:
+                    continue
+                out["pred"].append(world[i, c].numpy())
+                out["gt"].append(gt[i].numpy())
+                out["camera"].append(f"cam{c + 1}")  # views keep the rig order
+                out["action"].append(batch["action"][i])
+                out["subject"].append(batch["subject"][i])
+                out["key"].append(f"{batch['key'][i]}/{c}")
+                if len(kept) < keep_images:
+                    kept.append({"key": out["key"][-1], "pred2d": pred2d[i, c].numpy(),
+                                 "image": _unnormalize(batch["images"][i, c])})
+    if not out["pred"]:
+        raise ValueError(f"no eval tuple with ground truth in {shards}")
+    preds = Predictions(np.stack(out["pred"]), np.stack(out["gt"]), out["camera"],
+                        out["action"], out["subject"], out["key"])
+    return preds, kept
+
+
+def _unnormalize(image: torch.Tensor) -> np.ndarray:
+    """[3, H, W] normalised -> [H, W, 3] uint8 RGB."""
+    from pose3d.data.schema import IMAGE_MEAN, IMAGE_STD
+
+    mean = torch.tensor(IMAGE_MEAN)[:, None, None]
+    std = torch.tensor(IMAGE_STD)[:, None, None]
+    return ((image * std + mean).clamp(0, 1) * 255).byte().permute(1, 2, 0).numpy()
