@@ -1,0 +1,50 @@
+"""The main job end to end, shrunk: a few tuples, a few steps per stage."""
+
+import json
+
+import pytest
+
+from pose3d import cli, demo
+
+TINY = {
+    "studio": dict(image_size=64, clips_per_action=1, frames_per_clip=4, frame_step=2,
+                   actions=("walking", "waving")),
+    "overrides": [
+        "data.image_size=64", "data.num_workers=0", "data.augment=false",
+        "model.sv.backbone=resnet18", "model.sv.deconv_channels=16", "model.sv.num_deconv=2",
+        "model.sv.depth_bins=8", "model.mv.backbone=resnet18", "model.mv.deconv_channels=16",
+        "model.mv.num_deconv=2", "optim.mv_pretrain.batch_size=2",
+        "optim.sv_pretrain.batch_size=2", "optim.finetune.batch_size=2",
+        "optim.pgt.batch_size=4", "run.ckpt_every_steps=2", "run.progress=false",
+    ],
+    "batches": {"mv_pretrain": 2, "sv_pretrain": 2, "finetune": 2},
+}
+
+
+@pytest.mark.slow
+def test_demo_runs_every_stage_and_reports(tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(demo.PRESETS, "small", TINY)
+    out = tmp_path / "demo"
+    assert cli.main(["demo", "--out", str(out), "--wandb", "offline", "--workers", "1"]) == 0
+    printed = capsys.readouterr().out
+    assert "| camera | Base | L1-only | Ours |" in printed and "P-GT MPJPE" in printed
+    summary = json.loads((out / "demo_summary.json").read_text())
+    assert set(summary["mpjpe_mm"]) == {"Base", "L1-only", "Ours"}
+    assert all(0 < v < 5000 for v in summary["mpjpe_mm"].values())
+    assert summary["pgt"]["scored"] > 0 and summary["pgt"]["mpjpe_mm"] > 0
+    report = json.loads((out / "eval" / "report.json").read_text())
+    assert set(report["Ours"]["camera"]) == {"cam1", "cam2", "cam3", "cam4", "all"}
+    assert len(list((out / "eval" / "figures").glob("*.png"))) == 3 * 4
+    for run in ("mv_pretrain", "sv_pretrain", "finetune_l1", "finetune_ours"):
+        assert (out / "runs" / run / "checkpoints" / "latest.pt").is_file()
+    assert list((out / "runs").rglob("wandb/offline-run-*"))  # W&B offline by default
+
+    # evaluating a checkpoint of the wrong model, or none at all, is a clear error
+    from pose3d.eval.cli import parse_checkpoints
+    from pose3d.eval.predict import load_single_view
+    from pose3d.train.checkpoint import CheckpointError
+
+    with pytest.raises(CheckpointError, match="MultiViewTriangulationModel"):
+        load_single_view(out / "runs" / "mv_pretrain" / "checkpoints" / "latest.pt")
+    with pytest.raises(FileNotFoundError, match="no checkpoint"):
+        parse_checkpoints([f"Base={tmp_path / 'missing.pt'}"])
