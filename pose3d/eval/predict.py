@@ -15,6 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
 from pose3d.data.loader import make_eval_loader
+from pose3d.data.schema import IMAGE_MEAN, IMAGE_STD
 from pose3d.data.shards import resolve_shards
 from pose3d.eval.report import Predictions
 from pose3d.geometry import heatmap_to_world, project
@@ -82,8 +83,6 @@ def predict(model: torch.nn.Module, shards: str | list[str], image_size: int,
 
 def _unnormalize(image: torch.Tensor) -> np.ndarray:
     """[3, H, W] normalised -> [H, W, 3] uint8 RGB."""
-    from pose3d.data.schema import IMAGE_MEAN, IMAGE_STD
-
     mean = torch.tensor(IMAGE_MEAN)[:, None, None]
     std = torch.tensor(IMAGE_STD)[:, None, None]
     return ((image * std + mean).clamp(0, 1) * 255).byte().permute(1, 2, 0).numpy()
