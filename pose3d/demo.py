@@ -45,7 +45,7 @@ SMALL = {
         # backbone that starts from scratch learns far faster from the 2D term.
         "loss.lambda_3d=0.01", "loss.lambda_2d=1.0",
         "run.ckpt_every_steps=100", "run.log_every_steps=10", "run.image_every_steps=200",
-        "run.keep_checkpoints=1", "run.device=cpu",
+        "run.keep_checkpoints=1",
     ],
     "batches": {"mv_pretrain": 900, "sv_pretrain": 400, "finetune": 300},
 }
@@ -72,9 +72,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0)
 
 
+def preset_of(args: argparse.Namespace) -> dict:
+    return PRESETS["full" if args.full else "small"]
+
+
 def stage_plan(args: argparse.Namespace, root: Path, data: Path) -> list[tuple[str, list[str]]]:
     """(label, overrides) of each stage in the order they run."""
-    preset = PRESETS["full" if args.full else "small"]
+    preset = preset_of(args)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     common = [*preset["overrides"], f"data.root={data}", f"run.root={root}",
               f"run.seed={args.seed}", f"run.wandb={args.wandb}", f"run.device={device}"]
@@ -111,7 +115,7 @@ def run_stage(overrides: list[str], nproc: int) -> None:
 def main(args: argparse.Namespace) -> int:
     out = Path(args.out)
     data, root = out / "data", out / "runs"
-    preset = PRESETS["full" if args.full else "small"]
+    preset = preset_of(args)
     timings: dict[str, float] = {}
     start = time.perf_counter()
     if not (data / "manifest.json").is_file():

@@ -189,7 +189,8 @@ def _augment(images: np.ndarray, K: np.ndarray, valid: np.ndarray,
     return images, K
 
 
-def _record(d: schema.DecodedSample) -> dict:
+def record(d: schema.DecodedSample) -> dict:
+    """A decoded tuple in the form `collate` stacks (zeros + has_* False where absent)."""
     zeros = np.zeros((NUM_JOINTS, 3), np.float32)
     return {"images": d.images, "K": d.K, "R": d.R, "t": d.t, "valid": d.valid,
             "joints3d": d.joints3d if d.joints3d is not None else zeros,
@@ -203,7 +204,7 @@ def _decode_stream(samples: Iterator[dict], skips: _Skips, augment_rng, endless:
     bad_in_a_row = 0
     for sample in samples:
         try:
-            rec = _record(schema.decode_sample(sample))
+            rec = record(schema.decode_sample(sample))
         except schema.SampleError as exc:
             skips.add("sample", f"skipping sample in {sample.get('__url__', '?')}: {exc}")
             bad_in_a_row += 1

@@ -15,13 +15,13 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
 from pose3d.data.loader import make_eval_loader
-from pose3d.data.schema import IMAGE_MEAN, IMAGE_STD
 from pose3d.data.shards import resolve_shards
 from pose3d.eval.report import Predictions
 from pose3d.geometry import heatmap_to_world, project
 from pose3d.losses import heatmap_targets
 from pose3d.train import checkpoint
 from pose3d.train.stages import SingleViewPretrain, build_single_view
+from pose3d.train.visualize import to_uint8
 
 
 def load_single_view(path: str | Path, device: torch.device | str = "cpu"
@@ -73,16 +73,9 @@ def predict(model: torch.nn.Module, shards: str | list[str], image_size: int,
                 out["key"].append(f"{batch['key'][i]}/{c}")
                 if len(kept) < keep_images:
                     kept.append({"key": out["key"][-1], "pred2d": pred2d[i, c].numpy(),
-                                 "image": _unnormalize(batch["images"][i, c])})
+                                 "image": to_uint8(batch["images"][i, c])})
     if not out["pred"]:
         raise ValueError(f"no eval tuple with ground truth in {shards}")
     preds = Predictions(np.stack(out["pred"]), np.stack(out["gt"]), out["camera"],
                         out["action"], out["subject"], out["key"])
     return preds, kept
-
-
-def _unnormalize(image: torch.Tensor) -> np.ndarray:
-    """[3, H, W] normalised -> [H, W, 3] uint8 RGB."""
-    mean = torch.tensor(IMAGE_MEAN)[:, None, None]
-    std = torch.tensor(IMAGE_STD)[:, None, None]
-    return ((image * std + mean).clamp(0, 1) * 255).byte().permute(1, 2, 0).numpy()

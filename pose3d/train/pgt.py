@@ -31,7 +31,7 @@ from omegaconf import DictConfig
 from webdataset.tariterators import tarfile_samples
 
 from pose3d.data import schema
-from pose3d.data.loader import collate
+from pose3d.data.loader import collate, record
 from pose3d.data.shards import ShardSetWriter, load_manifest, resolve_shards, write_manifest
 from pose3d.eval.metrics import mpjpe
 from pose3d.train import checkpoint, distributed
@@ -61,14 +61,6 @@ def withheld_gt(raw: dict) -> np.ndarray | None:
         if name in raw:
             return np.load(io.BytesIO(raw[name]), allow_pickle=False).astype(np.float32)
     return None
-
-
-def _record(d: schema.DecodedSample) -> dict:
-    """A decoded tuple in the form loader.collate stacks."""
-    zeros = np.zeros((17, 3), np.float32)
-    return {"images": d.images, "K": d.K, "R": d.R, "t": d.t, "valid": d.valid,
-            "joints3d": zeros, "has_joints3d": False, "pgt": zeros, "has_pgt": False,
-            "key": d.key, "subject": str(d.meta["subject"]), "action": str(d.meta["action"])}
 
 
 class PseudoGroundTruth:
@@ -141,7 +133,7 @@ class PseudoGroundTruth:
         kept, records = [], []
         for raw in raws:
             try:
-                records.append(_record(schema.decode_sample(raw)))
+                records.append(record(schema.decode_sample(raw)))
                 kept.append(raw)
             except schema.SampleError as exc:
                 warnings.warn(f"pgt: skipping {raw.get('__key__')}: {exc}", stacklevel=2)
