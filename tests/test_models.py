@@ -87,6 +87,30 @@ def _views(batch=2, views=3, size=64, seed=0):
     return torch.randn(batch, views, 3, size, size), data
 
 
+def test_single_view_starts_from_the_multi_view_2d_skill():
+    torch.manual_seed(0)
+    mv = _multi()
+    _spread_heads(mv)
+    mv.eval()
+    sv = _single(depth_bins=6).eval()
+    sv.init_from_multi_view(mv.state_dict())
+    images = torch.randn(3, 3, 64, 64)
+    joints2d, _ = mv.predict_2d(images)
+    coords = sv(images)["coords"]
+    assert joints2d.std() > 0.5  # heatmaps far from flat: the check below means something
+    torch.testing.assert_close(coords[..., :2], joints2d, atol=1e-4, rtol=1e-4)
+    # the same 2D map at every depth: z sits at the centre of the D = 6 bins
+    torch.testing.assert_close(coords[..., 2], torch.full_like(coords[..., 2], 2.5))
+
+
+def test_single_view_from_a_mismatched_multi_view_model_raises():
+    sv = _single()
+    with pytest.raises(ValueError, match="head.deconvs.0.weight has shape"):
+        sv.init_from_multi_view(_multi(deconv_channels=8).state_dict())
+    with pytest.raises(ValueError, match="tensors missing"):
+        sv.init_from_multi_view({"head.final.weight": torch.zeros(17, 16, 1, 1)})
+
+
 def test_multi_view_shapes_and_invalid_views():
     model = _multi()
     images, data = _views(2, 3)

@@ -1,7 +1,7 @@
 import pytest
 from omegaconf import OmegaConf
 
-from pose3d.train.config import ConfigError, load_config, stage_optim
+from pose3d.train.config import ConfigError, learning_rate, load_config, stage_optim
 
 TINY = "launch/configs/tiny.yaml"
 
@@ -20,6 +20,7 @@ def test_yaml_and_overrides_merge_over_defaults():
     ("data.image_size=big", ["data.image_size"]),
     ("stage=train_everything", ["stage must be one of"]),
     ("run.wandb=sometimes", ["run.wandb"]),
+    ("optim.lr_schedule=linear", ["optim.lr_schedule must be one of"]),
     ("data.batches_per_epoch=0", ["data.batches_per_epoch must be positive"]),
     ("no_equals_sign", ["key=value"]),
 ])
@@ -49,3 +50,14 @@ def test_config_is_read_only():
     with pytest.raises(Exception):  # noqa: B017 - omegaconf's ReadonlyConfigError
         cfg.run.seed = 3
     assert OmegaConf.is_readonly(cfg)
+
+
+def test_learning_rate_schedules_follow_the_step():
+    constant = load_config(TINY, ["stage=finetune", "optim.finetune.lr=0.2"])
+    assert [learning_rate(constant, s, 10) for s in (0, 5, 10)] == [0.2, 0.2, 0.2]
+    cosine = load_config(TINY, ["stage=finetune", "optim.finetune.lr=0.2",
+                                "optim.lr_schedule=cosine"])
+    lrs = [learning_rate(cosine, s, 10) for s in range(11)]
+    assert lrs[0] == pytest.approx(0.2) and lrs[5] == pytest.approx(0.1)
+    assert lrs[10] == pytest.approx(0.0, abs=1e-12)
+    assert all(a > b for a, b in zip(lrs, lrs[1:]))

@@ -3,6 +3,7 @@ DDP gradients, and a two-process torchrun run that loses a worker and still fini
 
 import argparse
 import json
+import math
 import os
 from pathlib import Path
 
@@ -45,6 +46,15 @@ def test_run_writes_checkpoints_and_metrics(tmp_path):
     row = json.loads((tmp_path / "sv_pretrain" / "metrics.jsonl").read_text().splitlines()[0])
     assert {"train/loss", "train/lr", "perf/images_per_s", "perf/data_wait_fraction"} <= set(row)
     assert 0.0 <= row["perf/data_wait_fraction"] <= 1.0
+
+
+def test_cosine_schedule_sets_each_steps_learning_rate(tmp_path):
+    # 2 epochs x 2 batches at lr 1e-3 (tiny.yaml): cosine over 4 steps, from the full lr
+    assert run_toy(tmp_path, "optim.lr_schedule=cosine") == 0
+    lines = (tmp_path / "sv_pretrain" / "metrics.jsonl").read_text().splitlines()
+    lrs = [json.loads(line)["train/lr"] for line in lines]
+    expected = [1e-3 * 0.5 * (1 + math.cos(math.pi * s / 4)) for s in range(4)]
+    assert lrs == pytest.approx(expected)
 
 
 def test_resume_latest_continues_from_the_saved_step(tmp_path):

@@ -161,3 +161,51 @@ print("done")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=120, env={**os.environ, "PYTHONPATH": str(REPO)})
     assert proc.returncode == 0 and "done" in proc.stdout, proc.stderr[-2000:]
+
+
+def _save_fresh_model(dataset, tmp_path, stage_name, folder):
+    cfg = load_config(TINY, overrides(dataset, tmp_path, stage_name))
+    stage = make_stage(stage_name)
+    model = stage.build_model(cfg)
+    path = checkpoint.save({"model": model.state_dict(),
+                            "fingerprint": checkpoint.fingerprint(model, stage.arch(cfg))},
+                           tmp_path / folder, step=1)
+    return path, model
+
+
+def _initial_model(dataset, tmp_path, stage_name, *extra):
+    cfg = load_config(TINY, overrides(dataset, tmp_path, stage_name, *extra))
+    stage = make_stage(stage_name)
+    stage.check_inputs(cfg)
+    model = stage.build_model(cfg)
+    stage.load_initial_weights(cfg, model, checkpoint.fingerprint(model, stage.arch(cfg)))
+    return model
+
+
+def test_sv_pretrain_starts_from_the_multi_view_checkpoint(dataset, tmp_path):
+    mv_path, mv = _save_fresh_model(dataset, tmp_path, "mv_pretrain", "mv")
+    sv = _initial_model(dataset, tmp_path, "sv_pretrain", f"model.sv_init_from_mv={mv_path}")
+    for name, value in mv.trunk.state_dict().items():
+        assert torch.equal(sv.trunk.state_dict()[name], value), name
+    torch.testing.assert_close(sv.head.final.bias.view(17, -1),
+                               mv.head.final.bias[:, None].expand(17, sv.depth_bins))
+    # an explicit model.sv.weights_path wins, and fine-tuning never starts from F_mv
+    sv_path, sv_saved = _save_fresh_model(dataset, tmp_path, "sv_pretrain", "sv")
+    for stage in ("sv_pretrain", "finetune"):
+        model = _initial_model(dataset, tmp_path, stage, f"model.sv_init_from_mv={mv_path}",
+                               f"model.sv.weights_path={sv_path}", f"data.pgt_root={dataset}")
+        assert torch.equal(model.trunk.conv1.weight, sv_saved.trunk.conv1.weight)
+
+
+def test_sv_init_from_a_missing_or_single_view_checkpoint_is_one_line(dataset, tmp_path,
+                                                                       capsys):
+    code = run_cli(*overrides(dataset, tmp_path, "sv_pretrain"),
+                   f"model.sv_init_from_mv={tmp_path / 'nothing.pt'}")
+    assert code == EXIT_BAD_INPUT
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "model.sv_init_from_mv: no such checkpoint" in err
+    sv_path, _ = _save_fresh_model(dataset, tmp_path, "sv_pretrain", "sv")
+    code = run_cli(*overrides(dataset, tmp_path, "sv_pretrain"), f"model.sv_init_from_mv={sv_path}")
+    assert code == EXIT_BAD_INPUT
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "not a multi-view model" in err

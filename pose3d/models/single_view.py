@@ -8,8 +8,10 @@ same map, so no half-voxel offset enters anywhere.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
+import torch
 from torch import Tensor, nn
 
 from pose3d.geometry import HeatmapSpace
@@ -64,3 +66,31 @@ class SingleViewModel(nn.Module):
         if return_heatmaps:
             out["heatmaps"] = heatmaps
         return out
+
+    @torch.no_grad()
+    def init_from_multi_view(self, mv_state: Mapping[str, Tensor]) -> None:
+        """Start from a multi-view model's 2D skill: copy its trunk and deconvolutions, and
+        repeat its 1x1 layer over the D depth bins, so that each volume's logits are the 2D
+        heatmap at every depth. The x, y of soft-argmax then equal the 2D model's joints and z
+        starts at the centre (the root's depth); training only has to learn depth.
+
+        `mv_state` is a MultiViewTriangulationModel state dict with the same backbone,
+        deconvolutions and number of joints (its confidence head is not used).
+        """
+        own = self.state_dict()
+        missing = [k for k in own if k not in mv_state]
+        if missing:
+            raise ValueError(f"not a multi-view model state with this backbone and head: "
+                             f"{len(missing)} tensors missing (first {missing[0]!r})")
+        new = {}
+        for k in own:
+            src = mv_state[k]
+            if k.startswith("head.final."):
+                src = src.repeat_interleave(self.depth_bins, dim=0)  # J -> J * D channels
+            if src.shape != own[k].shape:
+                raise ValueError(f"multi-view tensor {k} has shape {list(mv_state[k].shape)}, "
+                                 f"which does not fit this model's {list(own[k].shape)} "
+                                 f"(same backbone, deconv channels and joints needed)")
+            new[k] = src
+        self.load_state_dict(new)
+

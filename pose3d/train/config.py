@@ -7,6 +7,7 @@ of the wrong type, raises ConfigError with a one-line message naming the key.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 
 STAGES = ("mv_pretrain", "pgt", "sv_pretrain", "finetune")
 WANDB_MODES = ("online", "offline", "disabled")
+LR_SCHEDULES = ("constant", "cosine")
 
 
 class ConfigError(ValueError):
@@ -52,6 +54,11 @@ class ModelsConfig:
     # finetune starts from Base (sv_pretrain's result) unless model.sv.weights_path says
     # otherwise; "" starts it from scratch
     finetune_init: str = "${run.root}/sv_pretrain/checkpoints/latest.pt"
+    # sv_pretrain: an mv_pretrain checkpoint whose trunk and 2D head start the single-view
+    # model (the 2D heatmaps repeated over depth, SingleViewModel.init_from_multi_view), so
+    # Base begins with the multi-view model's 2D skill; "" for none. model.sv.weights_path,
+    # when set, wins.
+    sv_init_from_mv: str = ""
 
 
 @dataclass
@@ -65,6 +72,8 @@ class StageOptimConfig:
 class OptimConfig:
     weight_decay: float = 0.0
     grad_clip_norm: float = 0.0  # 0 = no clipping
+    # constant: the stage's lr throughout; cosine: from lr down to 0 over the stage's steps
+    lr_schedule: str = "constant"
     mv_pretrain: StageOptimConfig = field(
         default_factory=lambda: StageOptimConfig(epochs=6, batch_size=8, lr=1e-4))
     sv_pretrain: StageOptimConfig = field(
@@ -78,7 +87,9 @@ class OptimConfig:
 @dataclass
 class LossConfig:
     lambda_pose: float = 1.0  # λ1 of eq. 10
-    lambda_mv: float = 0.1  # λ2 of eq. 10: 0 gives the L1-only baseline
+    # λ2 of eq. 10: 0 gives the L1-only baseline; λ1·D/(3·J·S) weighs a voxel alike in L_pose
+    # and L_mv (6.3e-4 for D=64, S=2000)
+    lambda_mv: float = 3e-4
     depth_range_mm: float = 2000.0  # S of eq. 7
     lambda_3d: float = 1.0  # mv_pretrain: L1 of the triangulated joints (mm)
     lambda_2d: float = 1.0  # mv_pretrain: L1 of the 2D joints (heatmap pixels)
@@ -161,6 +172,9 @@ def validate(cfg: DictConfig) -> None:
     if cfg.run.wandb not in WANDB_MODES:
         raise ConfigError(f"run.wandb must be one of {', '.join(WANDB_MODES)}, "
                           f"got {cfg.run.wandb!r}")
+    if cfg.optim.lr_schedule not in LR_SCHEDULES:
+        raise ConfigError(f"optim.lr_schedule must be one of {', '.join(LR_SCHEDULES)}, "
+                          f"got {cfg.optim.lr_schedule!r}")
     if cfg.run.device not in ("auto", "cpu", "cuda") and not cfg.run.device.startswith("cuda:"):
         raise ConfigError(f"run.device must be auto, cpu or cuda, got {cfg.run.device!r}")
     positive = {
@@ -185,6 +199,15 @@ def validate(cfg: DictConfig) -> None:
 def stage_optim(cfg: DictConfig) -> StageOptimConfig:
     """The epochs / batch size / learning rate of the configured stage."""
     return cfg.optim[cfg.stage]
+
+
+def learning_rate(cfg: DictConfig, step: int, total_steps: int) -> float:
+    """The stage's learning rate for the optimiser step after `step` steps (of `total_steps`).
+    A function of the step alone, so a resumed run continues the same schedule."""
+    lr = stage_optim(cfg).lr
+    if cfg.optim.lr_schedule == "cosine":
+        return lr * 0.5 * (1.0 + math.cos(math.pi * min(step, total_steps) / max(total_steps, 1)))
+    return lr
 
 
 def to_yaml(cfg: DictConfig) -> str:

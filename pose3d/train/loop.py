@@ -25,7 +25,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from pose3d.train import checkpoint, distributed
-from pose3d.train.config import stage_optim, to_yaml
+from pose3d.train.config import learning_rate, stage_optim, to_yaml
 from pose3d.train.distributed import DistInfo
 from pose3d.train.logger import Logger
 from pose3d.train.stage import StepContext, StepOutput, TrainStage, batch_to
@@ -199,8 +199,8 @@ def _train(cfg: DictConfig, stage: TrainStage, info: DistInfo) -> dict[str, floa
     if ckpt is not None:
         checkpoint.check_fingerprint(ckpt.get("fingerprint"), fp, start_from)
         model.load_state_dict(ckpt["model"])
-    elif stage.init_weights(cfg):
-        checkpoint.load_model_weights(model, stage.init_weights(cfg), fp)
+    else:
+        stage.load_initial_weights(cfg, model, fp)
 
     stage.prepare(cfg, model)
     model.to(info.device)
@@ -245,6 +245,8 @@ def _train(cfg: DictConfig, stage: TrainStage, info: DistInfo) -> dict[str, floa
                 data_s = time.perf_counter() - t0
 
                 optimizer.zero_grad(set_to_none=True)
+                for group in optimizer.param_groups:
+                    group["lr"] = learning_rate(cfg, pos.step, total)
                 out = train_step(model, stage, batch, ctx, cfg, scaler, pos.step + 1, info)
                 if cfg.optim.grad_clip_norm > 0:
                     scaler.unscale_(optimizer)

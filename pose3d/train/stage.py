@@ -14,6 +14,7 @@ import torch
 from omegaconf import DictConfig
 from torch import Tensor, nn
 
+from pose3d.train import checkpoint
 from pose3d.train.distributed import DistInfo
 
 
@@ -49,6 +50,12 @@ class TrainStage:
     def init_weights(self, cfg: DictConfig) -> str:
         """A pose3d checkpoint whose model weights a fresh run starts from ("" for none)."""
         return self.model_config(cfg).weights_path
+
+    def load_initial_weights(self, cfg: DictConfig, model: nn.Module, fp: dict) -> None:
+        """Weights of a fresh run (not a resume): those of the checkpoint `init_weights`
+        names, after checking that its fingerprint matches `fp`; none when it names none."""
+        if self.init_weights(cfg):
+            checkpoint.load_model_weights(model, self.init_weights(cfg), fp)
 
     def check_inputs(self, cfg: DictConfig) -> None:
         """Raise (one line) when the data this stage reads is missing: called before any work."""
