@@ -48,7 +48,8 @@ def predict(model: torch.nn.Module, shards: str | list[str], image_size: int,
     urls = resolve_shards(shards)
     loader = make_eval_loader(urls, batch_size, num_workers=num_workers, rank=0, world_size=1,
                               normalize=True)
-    out: dict[str, list] = {k: [] for k in ("pred", "gt", "camera", "action", "subject", "key")}
+    out: dict[str, list] = {k: [] for k in ("pred", "gt", "camera", "action", "subject", "key",
+                                            "rotation")}
     kept: list[dict] = []
     for batch in tqdm(loader, desc="eval", unit="batch", disable=not progress, leave=False):
         b, v = batch["valid"].shape
@@ -67,6 +68,7 @@ def predict(model: torch.nn.Module, shards: str | list[str], image_size: int,
                     continue
                 out["pred"].append(world[i, c].numpy())
                 out["gt"].append(gt[i].numpy())
+                out["rotation"].append(R[i, c].numpy())
                 out["camera"].append(f"cam{c + 1}")  # views keep the rig order
                 out["action"].append(batch["action"][i])
                 out["subject"].append(batch["subject"][i])
@@ -77,5 +79,6 @@ def predict(model: torch.nn.Module, shards: str | list[str], image_size: int,
     if not out["pred"]:
         raise ValueError(f"no eval tuple with ground truth in {shards}")
     preds = Predictions(np.stack(out["pred"]), np.stack(out["gt"]), out["camera"],
-                        out["action"], out["subject"], out["key"])
+                        out["action"], out["subject"], out["key"],
+                        rotation=np.stack(out["rotation"]))
     return preds, kept

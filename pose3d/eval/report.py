@@ -12,12 +12,14 @@ from pathlib import Path
 
 import numpy as np
 
+from pose3d.eval.agreement import agreement_table, tuple_groups, view_agreement
 from pose3d.eval.metrics import aggregate, evaluate
 
 
 @dataclass
 class Predictions:
-    """One model's predictions: pred, gt [N, 17, 3] world mm; labels [N] per (tuple, view)."""
+    """One model's predictions: pred, gt [N, 17, 3] world mm; labels [N] per (tuple, view),
+    key 'TUPLE/VIEW'; rotation [N, 3, 3] the view's world -> camera rotation, if known."""
 
     pred: np.ndarray
     gt: np.ndarray
@@ -25,34 +27,41 @@ class Predictions:
     action: list[str]
     subject: list[str]
     key: list[str]
+    rotation: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         n = len(self.pred)
-        for name in ("gt", "camera", "action", "subject", "key"):
-            if len(getattr(self, name)) != n:
+        for name in ("gt", "camera", "action", "subject", "key", "rotation"):
+            if getattr(self, name) is not None and len(getattr(self, name)) != n:
                 raise ValueError(f"Predictions.{name} has {len(getattr(self, name))} entries, "
                                  f"pred has {n}")
 
     def save(self, path: str | Path) -> None:
+        extra = {} if self.rotation is None else {"rotation": self.rotation}
         np.savez_compressed(path, pred=self.pred, gt=self.gt, camera=np.array(self.camera),
                             action=np.array(self.action), subject=np.array(self.subject),
-                            key=np.array(self.key))
+                            key=np.array(self.key), **extra)
 
     @classmethod
     def load(cls, path: str | Path) -> Predictions:
         with np.load(path) as f:
             return cls(f["pred"], f["gt"], *(f[k].tolist() for k in
-                                              ("camera", "action", "subject", "key")))
+                                              ("camera", "action", "subject", "key")),
+                       rotation=f["rotation"] if "rotation" in f.files else None)
 
 
 def summarize(preds: Predictions) -> dict:
-    """Metrics per camera, per action, per subject and overall ('all')."""
+    """Metrics per camera, per action, per subject and overall ('all'); with tuples seen by
+    several views also 'views': how those views agree (pose3d.eval.agreement)."""
     per_pose = evaluate(preds.pred, preds.gt)
-    return {
+    summary = {
         "camera": aggregate(per_pose, preds.camera),
         "action": aggregate(per_pose, preds.action),
         "subject": aggregate(per_pose, preds.subject),
     }
+    if tuple_groups(preds.key):
+        summary["views"] = view_agreement(preds)
+    return summary
 
 
 def comparison_table(summaries: dict[str, dict], by: str = "camera",
@@ -85,5 +94,8 @@ def write_report(summaries: dict[str, dict], out_dir: str | Path) -> dict[str, P
              comparison_table(summaries, "camera", ("pck3d", "auc")),
              "", "## N-MPJPE (mm) per camera",
              comparison_table(summaries, "camera", ("n_mpjpe",))]
+    if any("views" in s for s in summaries.values()):
+        parts += ["", "## Agreement between the views of a tuple (root-aligned)",
+                  agreement_table(summaries)]
     md_path.write_text("\n".join(parts) + "\n")
     return {"json": json_path, "markdown": md_path}
