@@ -131,12 +131,7 @@ def test_image_size_must_match_the_shards(dataset, tmp_path, capsys):
 
 def test_pgt_with_a_single_view_checkpoint_is_one_line_before_any_work(dataset, tmp_path,
                                                                        capsys):
-    cfg = load_config(TINY, overrides(dataset, tmp_path, "sv_pretrain"))
-    stage = make_stage("sv_pretrain")
-    model = stage.build_model(cfg)
-    sv = checkpoint.save({"model": model.state_dict(),
-                          "fingerprint": checkpoint.fingerprint(model, stage.arch(cfg))},
-                         tmp_path / "sv", step=1)
+    sv, _ = _save_fresh_model(dataset, tmp_path, "sv_pretrain", "sv")
     code = run_cli(*overrides(dataset, tmp_path, "pgt"), f"pgt.checkpoint={sv}")
     assert code == EXIT_BAD_INPUT
     err = capsys.readouterr().err.strip()

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from pose3d.skeleton import ROOT
+from pose3d.eval.metrics import joint_errors, root_align
 
 if TYPE_CHECKING:  # report.py imports this module
     from pose3d.eval.report import Predictions
@@ -41,20 +41,17 @@ def tuple_groups(keys: list[str]) -> list[np.ndarray]:
 
 def view_agreement(preds: Predictions) -> dict[str, float]:
     """The numbers in the module docstring for one model's predictions."""
-    pred = preds.pred - preds.pred[:, ROOT:ROOT + 1]
-    gt = preds.gt - preds.gt[:, ROOT:ROOT + 1]
     groups = tuple_groups(preds.key)
     if not groups:
         raise ValueError("view agreement needs tuples seen by at least two views")
     rows = np.concatenate(groups)
-    consensus, spread = [], []
-    for g in groups:
-        mean = pred[g].mean(axis=0)
-        consensus.append(np.linalg.norm(mean - gt[g[0]], axis=-1).mean())
-        spread.append(np.linalg.norm(pred[g] - mean, axis=-1).mean())
+    pred, gt = root_align(preds.pred), root_align(preds.gt)
+    means = np.stack([pred[g].mean(axis=0) for g in groups])  # [T, J, 3] per tuple
+    spread = [np.linalg.norm(pred[g] - m, axis=-1).mean() for g, m in zip(groups, means)]
     out = {
-        "per_view_mpjpe": float(np.linalg.norm(pred[rows] - gt[rows], axis=-1).mean()),
-        "consensus_mpjpe": float(np.mean(consensus)),
+        "per_view_mpjpe": float(joint_errors(pred[rows], gt[rows], root=None).mean()),
+        "consensus_mpjpe": float(joint_errors(means, gt[[g[0] for g in groups]],
+                                              root=None).mean()),
         "spread_mm": float(np.mean(spread)),
         "scale": float(np.linalg.norm(pred[rows], axis=-1).sum()
                        / np.linalg.norm(gt[rows], axis=-1).sum()),
