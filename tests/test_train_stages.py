@@ -135,7 +135,7 @@ def test_pgt_with_a_single_view_checkpoint_is_one_line_before_any_work(dataset, 
     code = run_cli(*overrides(dataset, tmp_path, "pgt"), f"pgt.checkpoint={sv}")
     assert code == EXIT_BAD_INPUT
     err = capsys.readouterr().err.strip()
-    assert err.count("\n") == 0 and "holds SingleViewModel" in err and "this run builds" in err
+    assert err.count("\n") == 0 and "holds a single_view model" in err and "not a multi_view" in err
     assert not (tmp_path / "pgt_shards").exists() and not (tmp_path / "pgt").exists()
 
 

@@ -19,8 +19,7 @@ from pose3d.data.shards import resolve_shards
 from pose3d.eval.report import Predictions
 from pose3d.geometry import heatmap_to_world, project
 from pose3d.losses import heatmap_targets
-from pose3d.train import checkpoint
-from pose3d.train.stages import SingleViewPretrain, build_single_view
+from pose3d.models import load_model
 from pose3d.train.visualize import to_uint8
 
 
@@ -28,13 +27,8 @@ def load_single_view(path: str | Path, device: torch.device | str = "cpu"
                      ) -> tuple[torch.nn.Module, DictConfig]:
     """The single-view model of a pose3d checkpoint (sv_pretrain or finetune), in eval mode,
     and the config it was trained with. Another model's checkpoint is a CheckpointError."""
-    ckpt = checkpoint.load(path)
-    cfg = OmegaConf.create(ckpt["config"])
-    model = build_single_view(cfg)
-    expected = checkpoint.fingerprint(model, SingleViewPretrain().arch(cfg))
-    checkpoint.check_fingerprint(ckpt.get("fingerprint"), expected, path)
-    checkpoint.unwrap(model).load_state_dict(ckpt["model"])
-    return model.to(device).eval(), cfg
+    saved = load_model(path, device, kind="single_view")
+    return saved.model, OmegaConf.create(saved.config)
 
 
 @torch.no_grad()

@@ -10,6 +10,7 @@ from torch import nn
 
 from pose3d.models.backbone import RESNETS, ResNetTrunk, build_backbone, load_trunk_weights
 from pose3d.models.multi_view import MultiViewTriangulationModel
+from pose3d.models.saved import CheckpointError, SavedModel, load_model
 from pose3d.models.single_view import SingleViewModel
 
 MODELS: dict[str, type[nn.Module]] = {
@@ -42,5 +43,6 @@ def build_model(cfg: Mapping[str, Any] | Any) -> nn.Module:
     return cls(**options)
 
 
-__all__ = ["MODELS", "RESNETS", "MultiViewTriangulationModel", "ResNetTrunk", "SingleViewModel",
-           "build_backbone", "build_model", "load_trunk_weights"]
+__all__ = ["MODELS", "RESNETS", "CheckpointError", "MultiViewTriangulationModel", "ResNetTrunk",
+           "SavedModel", "SingleViewModel", "build_backbone", "build_model", "load_model",
+           "load_trunk_weights"]

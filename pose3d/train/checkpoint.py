@@ -1,13 +1,14 @@
 """Checkpoints: atomic writes, a `latest.pt` link, the last K kept, validated loads.
 
 A checkpoint is one `torch.save` dict: model, optimizer, scaler, step, epoch, step_in_epoch,
-rng (one state per rank), config, and `fingerprint` (the model's class and architecture), so
-that loading into another model fails with one clear line instead of a wall of key errors.
+rng (one state per rank), config, and `fingerprint` (the model's class and architecture =
+the arguments of `pose3d.models.build_model`), so that loading into another model fails with
+one clear line instead of a wall of key errors, and `pose3d.models.load_model(path)` rebuilds
+the model from the file alone.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 from pathlib import Path
@@ -15,45 +16,16 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from pose3d.models.saved import (  # noqa: F401 - re-exported: the trainer's checkpoint API
+    CheckpointError,
+    check_fingerprint,
+    fingerprint,
+    unwrap,
+)
+from pose3d.models.saved import read_checkpoint as load
+
 LATEST = "latest.pt"
 _STEP_FILE = re.compile(r"^step_(\d{8})\.pt$")
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint that is missing, unreadable or written for another model."""
-
-
-def unwrap(model: nn.Module) -> nn.Module:
-    """The plain module inside DDP and/or torch.compile wrappers."""
-    while True:
-        if hasattr(model, "module") and isinstance(model.module, nn.Module):
-            model = model.module
-        elif hasattr(model, "_orig_mod"):
-            model = model._orig_mod
-        else:
-            return model
-
-
-def fingerprint(model: nn.Module, arch: dict) -> dict:
-    """What must match for a checkpoint to load: class, architecture config, parameter shapes."""
-    model = unwrap(model)
-    shapes = ";".join(f"{k}:{tuple(v.shape)}" for k, v in model.state_dict().items())
-    return {"class": type(model).__name__, "arch": dict(arch),
-            "shapes": hashlib.sha1(shapes.encode()).hexdigest()[:16]}
-
-
-def _describe(fp: dict) -> str:
-    arch = ", ".join(f"{k}={v}" for k, v in sorted(fp.get("arch", {}).items()))
-    return f"{fp.get('class', '?')}({arch})"
-
-
-def check_fingerprint(found: dict | None, expected: dict, path: str | Path) -> None:
-    if not found:
-        raise CheckpointError(f"{path} is not a pose3d checkpoint (no model fingerprint)")
-    if found["class"] != expected["class"] or found["arch"] != expected["arch"] \
-            or found["shapes"] != expected["shapes"]:
-        raise CheckpointError(f"checkpoint {path} holds {_describe(found)}, but this run builds "
-                              f"{_describe(expected)}")
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -124,21 +96,6 @@ def find_latest(folder: str | Path) -> Path | None:
     one save behind if the process died between the rename and the link update)."""
     files = step_checkpoints(folder)
     return files[-1] if files else None
-
-
-def load(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
-    """Read a checkpoint file; CheckpointError (one line) when it is missing or unreadable."""
-    path = Path(path)
-    if not path.exists():
-        raise CheckpointError(f"checkpoint not found: {path}")
-    try:
-        obj = torch.load(path, map_location=map_location, weights_only=False)
-    except Exception as exc:  # noqa: BLE001 - any unpickling failure means the same thing
-        raise CheckpointError(f"cannot read checkpoint {path}: {type(exc).__name__}: "
-                              f"{str(exc).splitlines()[0] if str(exc) else ''}") from None
-    if not isinstance(obj, dict) or "model" not in obj:
-        raise CheckpointError(f"{path} is not a pose3d checkpoint (no 'model' entry)")
-    return obj
 
 
 def load_model_weights(model: nn.Module, path: str | Path, expected: dict) -> dict:

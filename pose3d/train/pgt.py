@@ -34,13 +34,14 @@ from pose3d.data import schema
 from pose3d.data.loader import collate, record
 from pose3d.data.shards import ShardSetWriter, load_manifest, resolve_shards, write_manifest
 from pose3d.eval.metrics import mpjpe
+from pose3d.models.saved import load_model
 from pose3d.train import checkpoint, distributed
 from pose3d.train.config import stage_optim, to_yaml
 from pose3d.train.distributed import DistInfo
 from pose3d.train.logger import Logger
 from pose3d.train.loop import fork_safe_opencv
 from pose3d.train.stage import batch_to
-from pose3d.train.stages import MultiViewPretrain, build_multi_view, check_image_size
+from pose3d.train.stages import check_image_size
 
 WITHHELD_FILE = schema.WITHHELD_FILE
 
@@ -88,10 +89,7 @@ class PseudoGroundTruth:
             distributed.cleanup()
 
     def _load_model(self, cfg: DictConfig, info: DistInfo) -> torch.nn.Module:
-        model = build_multi_view(cfg)
-        fp = checkpoint.fingerprint(model, MultiViewPretrain().arch(cfg))
-        checkpoint.load_model_weights(model, cfg.pgt.checkpoint, fp)
-        model.to(info.device).eval()
+        model = load_model(cfg.pgt.checkpoint, info.device, kind="multi_view").model
         if cfg.run.channels_last and info.device.type == "cuda":
             model.to(memory_format=torch.channels_last)
         return model

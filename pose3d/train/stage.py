@@ -43,9 +43,10 @@ class TrainStage:
         raise NotImplementedError
 
     def arch(self, cfg: DictConfig) -> dict:
-        """The architecture facts a checkpoint must match (its fingerprint)."""
-        m = self.model_config(cfg)
-        return {k: m[k] for k in ("backbone", "deconv_channels", "num_deconv", "depth_bins")}
+        """The arguments of `pose3d.models.build_model` for this stage's model (`kind`
+        included, initial weights excluded): what a checkpoint's fingerprint records, so
+        that `pose3d.models.load_model` rebuilds the model from the file alone."""
+        raise NotImplementedError
 
     def init_weights(self, cfg: DictConfig) -> str:
         """A pose3d checkpoint whose model weights a fresh run starts from ("" for none)."""
@@ -61,7 +62,11 @@ class TrainStage:
         """Raise (one line) when the data this stage reads is missing: called before any work."""
 
     def build_model(self, cfg: DictConfig) -> nn.Module:
-        raise NotImplementedError
+        """The model of `arch`, its backbone initialised from model.*.backbone_weights."""
+        from pose3d.models import build_model
+
+        weights = self.model_config(cfg).backbone_weights or None
+        return build_model({**self.arch(cfg), "weights_path": weights})
 
     def prepare(self, cfg: DictConfig, model: nn.Module) -> None:
         """Read what the loss needs from the built model (heatmap space, stride), before the

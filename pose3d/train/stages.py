@@ -96,9 +96,6 @@ class MultiViewPretrain(_ShardStage):
         return {"kind": "multi_view", "backbone": m.backbone,
                 "deconv_channels": m.deconv_channels, "num_deconv": m.num_deconv}
 
-    def build_model(self, cfg: DictConfig) -> nn.Module:
-        return build_multi_view(cfg)
-
     def step(self, model: nn.Module, batch: dict, ctx: StepContext) -> StepOutput:
         from pose3d.losses import mv_pretrain_loss
 
@@ -134,10 +131,10 @@ class SingleViewPretrain(_ShardStage):
         return cfg.model.sv
 
     def arch(self, cfg: DictConfig) -> dict:
-        return {"kind": "single_view", **super().arch(cfg)}
-
-    def build_model(self, cfg: DictConfig) -> nn.Module:
-        return build_single_view(cfg)
+        m = cfg.model.sv
+        return {"kind": "single_view", "backbone": m.backbone,
+                "deconv_channels": m.deconv_channels, "num_deconv": m.num_deconv,
+                "depth_bins": m.depth_bins, "depth_range_mm": cfg.loss.depth_range_mm}
 
     def prepare(self, cfg: DictConfig, model: nn.Module) -> None:
         self.space: HeatmapSpace = model.heatmap_space(cfg.data.image_size)
@@ -242,25 +239,6 @@ class Finetune(SingleViewPretrain):
 
         return pose_targets(batch["joints3d"], batch["has_joints3d"], batch["pgt"],
                             batch["has_pgt"])
-
-
-def _model_options(m: DictConfig) -> dict:
-    return {"backbone": m.backbone, "deconv_channels": m.deconv_channels,
-            "num_deconv": m.num_deconv, "weights_path": m.backbone_weights or None}
-
-
-def build_single_view(cfg: DictConfig) -> nn.Module:
-    from pose3d.models import build_model
-
-    return build_model({"kind": "single_view", "depth_bins": cfg.model.sv.depth_bins,
-                        "depth_range_mm": cfg.loss.depth_range_mm,
-                        **_model_options(cfg.model.sv)})
-
-
-def build_multi_view(cfg: DictConfig) -> nn.Module:
-    from pose3d.models import build_model
-
-    return build_model({"kind": "multi_view", **_model_options(cfg.model.mv)})
 
 
 def make_stage(name: str):
