@@ -42,6 +42,9 @@ class ToyStage(TrainStage):
     def model_config(self, cfg):
         return cfg.model.sv
 
+    def arch(self, cfg) -> dict:
+        return {"kind": "toy", "deconv_channels": cfg.model.sv.deconv_channels}
+
     def build_model(self, cfg) -> nn.Module:
         return ToyNet(cfg.model.sv.deconv_channels)
 
