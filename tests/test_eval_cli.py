@@ -50,6 +50,11 @@ def test_eval_command_writes_a_report_that_matches_its_predictions(tmp_path, cap
     overall = base["camera"]["all"]
     assert overall["mpjpe"] == pytest.approx(err.mean(axis=1).mean(), rel=1e-5)
     assert overall["pck3d"] == pytest.approx((err <= 150).mean(), rel=1e-5)
+    # N-MPJPE: the root-aligned prediction scaled by <p, g> / <p, p> onto the GT
+    p, g = pred - pred[:, :1], gt - gt[:, :1]
+    scale = (p * g).sum(axis=(1, 2)) / (p * p).sum(axis=(1, 2))
+    n_err = np.linalg.norm(scale[:, None, None] * p - g, axis=-1).mean(axis=1)
+    assert overall["n_mpjpe"] == pytest.approx(n_err.mean(), rel=1e-5)
     # one step of training leaves the model far off; Procrustes alignment takes much of it away
     assert overall["mpjpe"] > 20 and 0 < overall["pa_mpjpe"] < overall["mpjpe"]
     assert (out / "report.md").read_text().count("Base") >= 4
