@@ -49,9 +49,10 @@ def test_mpi_inf_3dhp_map_picks_matching_joints():
 
 # ---- joint orders pinned to the source datasets' documentation, not to our tables
 
-# Human3.6M's 32 joints of the D3_Positions files, by index, as its metadata names them
-# (and as Martinez et al.'s 3d-pose-baseline lists them, H36M_NAMES); the unnamed ones
-# ("Site" end effectors, thumbs, finger ends, the second shoulder joints) are left out.
+# Human3.6M's 32 joints of the D3_Positions files, by index, as Martinez et al.'s
+# 3d-pose-baseline names them (data_utils.H36M_NAMES; H36M's own metadata calls 13, 14, 15
+# Neck, Head, Site); the unnamed ones (end-effector "Site"s, toes, thumbs, the collar
+# joints) are left out.
 H36M_32_NAMES = {0: "Hip", 1: "RHip", 2: "RKnee", 3: "RFoot", 6: "LHip", 7: "LKnee",
                  8: "LFoot", 12: "Spine", 13: "Thorax", 14: "Neck/Nose", 15: "Head",
                  17: "LShoulder", 18: "LElbow", 19: "LWrist", 25: "RShoulder", 26: "RElbow",
@@ -64,8 +65,9 @@ OURS_FOR_H36M = {"Hip": "pelvis", "RHip": "right_hip", "RKnee": "right_knee",
                  "Neck/Nose": "neck", "Head": "head", "LShoulder": "left_shoulder",
                  "LElbow": "left_elbow", "LWrist": "left_wrist", "RShoulder": "right_shoulder",
                  "RElbow": "right_elbow", "RWrist": "right_wrist"}
-# learnable-triangulation-pytorch's 17 joints are these of H36M's 32, in this order
-# (its Human3.6M preprocessing; root = index 6, the hip).
+# learnable-triangulation-pytorch's 17 joints are these of H36M's 32, in this order: its
+# Human3.6M label script keeps `valid_joints = (3, 2, 1, 6, 7, 8, 0, 12, 13, 15, 27, 26, 25,
+# 17, 18, 19) + (14,)`, "16 joints in MPII order + Neck/Nose" (root = index 6, the hip).
 LEARNABLE_TRIANGULATION_FROM_H36M_32 = (3, 2, 1, 6, 7, 8, 0, 12, 13, 15, 27, 26, 25, 17, 18,
                                         19, 14)
 
