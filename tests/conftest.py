@@ -9,8 +9,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def _mocap_dir() -> Path | None:
-    for candidate in (os.environ.get("POSE3D_MOCAP_DIR"), REPO.parent / "shared" / "mocap",
-                      "/work/shared/mocap"):
+    for candidate in (os.environ.get("POSE3D_MOCAP_DIR"), REPO.parent / "shared" / "mocap"):
         if candidate and Path(candidate).is_dir() and any(Path(candidate).glob("*.bvh")):
             return Path(candidate)
     return None

@@ -3,6 +3,7 @@ import os
 import tarfile
 import warnings
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -16,7 +17,9 @@ from pose3d.data.loader import (
     make_eval_loader,
     make_train_loader,
 )
-from pose3d.data.shards import load_manifest, resolve_shards, shards_for_role
+from pose3d.data.shards import ShardSetWriter, load_manifest, resolve_shards, shards_for_role
+from pose3d.geometry import Camera, project
+from pose3d.skeleton import JOINT_NAMES
 
 SIZE = 32
 
@@ -123,6 +126,73 @@ def test_train_order_depends_on_seed_and_epoch_only(dataset):
     loader = make_train_loader(str(dataset), 2, batches_per_epoch=4, shuffle_buffer=4)
     loader.set_epoch(1)
     assert _keys(loader) == keys(0, 1)
+
+
+def test_shard_order_changes_with_the_epoch(dataset):
+    # Without the sample shuffle (buffer 1) the order of the keys is the order of the shards:
+    # a new epoch must bring a new shard order, the same epoch the same one.
+    def shard_order(epoch):
+        keys = _keys(make_train_loader(str(dataset), 2, seed=0, epoch=epoch,
+                                       batches_per_epoch=8, shuffle_buffer=1))
+        assert len(set(keys)) == 16  # one whole pass
+        return keys
+    first = shard_order(0)
+    assert shard_order(0) == first
+    assert shard_order(1) != first and shard_order(2) != first
+    assert shard_order(1) != shard_order(2)
+
+
+def _marker_dataset(out, image_size=128, tuples=4, views=4):
+    """Grey views with one white disc drawn where the left wrist projects, written by hand
+    (pinhole cameras looking along +z from different places)."""
+    rng = np.random.default_rng(7)
+    wrist = JOINT_NAMES.index("left_wrist")
+    K = np.array([[90.0, 0.0, image_size / 2], [0.0, 90.0, image_size / 2], [0, 0, 1]])
+    with ShardSetWriter(out, samples_per_shard=2) as writer:
+        for i in range(tuples):
+            pose = rng.uniform(-300, 300, size=(17, 3))
+            images, cameras = [], []
+            for _ in range(views):
+                cam = Camera(K, np.eye(3), np.array([*rng.uniform(-300, 300, 2), 3000.0]))
+                u, v = cam.project(pose[wrist:wrist + 1])[0]
+                img = np.full((image_size, image_size, 3), 100, np.uint8)
+                cv2.circle(img, (round(u * 16), round(v * 16)), 3 * 16, (255, 255, 255), -1,
+                           cv2.LINE_AA, shift=4)
+                images.append(img)
+                cameras.append(cam)
+            meta = {"subject": "S1", "action": "marker", "frame": i, "role": "labeled"}
+            writer.write(schema.encode_sample(images, cameras, pose, meta))
+    return wrist
+
+
+def _marker_centres(images: torch.Tensor) -> torch.Tensor:
+    """Brightness-weighted centre (u, v) of the bright disc in each view [..., 3, S, S]."""
+    mean, std = torch.tensor(schema.IMAGE_MEAN), torch.tensor(schema.IMAGE_STD)
+    grey = (images * std.view(3, 1, 1) + mean.view(3, 1, 1)).mean(dim=-3)  # [..., S, S]
+    flat = grey.flatten(-2)
+    low, high = flat.median(dim=-1).values, flat.amax(dim=-1)
+    w = (grey - ((low + high) / 2)[..., None, None]).clamp_min(0)
+    s = grey.shape[-1]
+    coords = torch.arange(s, dtype=torch.float32)
+    u = (w * coords).sum(dim=(-2, -1)) / w.sum(dim=(-2, -1))
+    v = (w * coords[:, None]).sum(dim=(-2, -1)) / w.sum(dim=(-2, -1))
+    return torch.stack([u, v], dim=-1)
+
+
+def test_augmented_pixels_land_where_the_augmented_camera_projects(tmp_path):
+    wrist = _marker_dataset(tmp_path)
+    for augment in (False, True):
+        batch = next(iter(make_train_loader(str(tmp_path), 4, batches_per_epoch=1, seed=5,
+                                            shuffle_buffer=1, augment=augment)))
+        found = _marker_centres(batch["images"])  # [B, V, 2] pixels
+        point = batch["joints3d"][:, None, wrist:wrist + 1].expand(-1, 4, -1, -1)
+        expected = project(point, batch["K"], batch["R"], batch["t"])[..., 0, :]
+        err = (found - expected).norm(dim=-1)
+        assert err.max() < 1.0, (augment, err)  # pixels
+    # the augmentation did move the markers: by more than the tolerance somewhere
+    plain = next(iter(make_train_loader(str(tmp_path), 4, batches_per_epoch=1, seed=5,
+                                        shuffle_buffer=1)))
+    assert (_marker_centres(plain["images"]) - found).norm(dim=-1).max() > 3.0
 
 
 def test_augment_moves_the_cameras_with_the_pixels(dataset):

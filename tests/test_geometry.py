@@ -8,6 +8,7 @@ from pose3d.geometry import (
     HeatmapSpace,
     h36m_cameras,
     heatmap_to_world,
+    pixels_to_camera,
     project,
     projection_matrix,
     square_box,
@@ -52,6 +53,29 @@ def test_unproject_inverts_project(rng):
     depth = cam.world_to_camera(points)[:, 2]
     back = cam.unproject(cam.project(points, distort=False), depth)
     np.testing.assert_allclose(back, points, atol=1e-8)
+
+
+def test_a_camera_with_skew_maps_pixels_back_to_its_rays(rng):
+    # K with a skew term (K[0, 1] != 0), written out by hand: u = fx x + s y + cx, v = fy y + cy
+    # for normalised (x, y) = (X / Z, Y / Z). Π must undo the skew as well as fx, cx.
+    K = np.array([[1100.0, 35.0, 480.0], [0.0, 1050.0, 510.0], [0.0, 0.0, 1.0]])
+    cam_points = rng.uniform([-900, -900, 3000], [900, 900, 6000], size=(17, 3))
+    x, y = cam_points[:, 0] / cam_points[:, 2], cam_points[:, 1] / cam_points[:, 2]
+    uv = np.stack([1100.0 * x + 35.0 * y + 480.0, 1050.0 * y + 510.0], axis=-1)
+    back = pixels_to_camera(torch.tensor(uv), torch.tensor(cam_points[:, 2]), torch.tensor(K))
+    np.testing.assert_allclose(back.numpy(), cam_points, atol=1e-6)
+    # and through the heatmap space: a skewed camera's voxels come back to the world pose
+    R = cv2.Rodrigues(np.array([0.3, -1.2, 0.4]))[0]
+    t = np.array([100.0, -200.0, 4500.0])
+    world = torch.tensor(_body_points(rng))[None]
+    space = HeatmapSpace.for_sizes(256, 64)
+    Kt, Rt, tt = torch.tensor(K)[None], torch.tensor(R)[None], torch.tensor(t)[None]
+    coords, root_depth = world_to_heatmap(world, Kt, Rt, tt, space)
+    by_hand = world[0].numpy() @ R.T + t
+    u_hand = (1100.0 * by_hand[:, 0] + 35.0 * by_hand[:, 1]) / by_hand[:, 2] + 480.0
+    np.testing.assert_allclose(coords[0, :, 0].numpy() * space.stride, u_hand, atol=1e-6)
+    back = heatmap_to_world(coords, root_depth, Kt, Rt, tt, space)
+    torch.testing.assert_close(back, world, atol=1e-6, rtol=0)
 
 
 def test_crop_and_resize_moves_pixels_with_the_image(rng):

@@ -258,3 +258,60 @@ def test_mv_pretrain_loss_trains_the_multi_view_model():
     assert parts["3d"] > 0 and parts["2d"] > 0
     grads = [p.grad for p in model.parameters()]
     assert all(g is not None and torch.isfinite(g).all() for g in grads)
+
+
+# ---- the bf16 autocast path (what training runs on the GPU), on the CPU
+
+
+def test_mv_loss_under_bf16_autocast_stays_float32():
+    # bf16 keeps 8 bits of mantissa: a camera-depth of ~5000 mm is then off by up to 16 mm
+    # per coordinate, and views that agree exactly would disagree by tens of millimetres.
+    data, coords, root_depth = _consistent(2, 4, dtype=torch.float32)
+    valid = torch.ones(2, 4, dtype=torch.bool)
+    reference = _mv(coords, root_depth, data, valid)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        agree = _mv(coords, root_depth, data, valid)
+        # what the network hands over under autocast: bf16 coordinates
+        noisy = coords + torch.randn_like(coords) * 0.5
+        from_bf16 = _mv(noisy.bfloat16(), root_depth, data, valid)
+    assert agree.dtype == torch.float32 and agree < 0.5  # mm, as outside autocast
+    torch.testing.assert_close(agree, reference)
+    exact = _eq9_by_loops(noisy.bfloat16().double(), root_depth.double(),
+                          {k: v.double() for k, v in data.items()}, valid)
+    assert from_bf16.dtype == torch.float32
+    assert from_bf16.item() == pytest.approx(exact.item(), rel=1e-4)
+
+
+def test_total_loss_under_bf16_autocast_matches_float32():
+    data, coords, _ = _consistent(3, 3, dtype=torch.float32)
+    pred = coords + torch.randn_like(coords) * 0.3
+    pred_bf16 = pred.bfloat16()  # the network's output under autocast
+    valid = torch.ones(3, 3, dtype=torch.bool)
+    has_target = torch.ones(3, dtype=torch.bool)
+    cams = data["K"], data["R"], data["t"]
+    _, ref = total_loss(pred_bf16.float(), data["joints3d"], has_target, *cams, valid, SPACE,
+                        lambda_mv=0.01)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss, parts = total_loss(pred_bf16.requires_grad_(True), data["joints3d"], has_target,
+                                 *cams, valid, SPACE, lambda_mv=0.01)
+    loss.backward()
+    assert torch.isfinite(pred_bf16.grad.float()).all()
+    for name in ("pose", "mv"):
+        assert parts[name].item() == pytest.approx(ref[name].item(), rel=1e-3), name
+    # the targets are float32 too: a bf16 target would be off by ~0.1 voxel
+    assert parts["pose"].item() == pytest.approx(
+        pose_loss(pred_bf16.float(), heatmap_targets(data["joints3d"], *cams, SPACE)[0]).item(),
+        rel=1e-3)
+
+
+def test_mv_pretrain_loss_under_bf16_autocast_is_zero_at_the_truth():
+    data = make_tuples(2, 3, 64)
+    cams = data["K"], data["R"], data["t"]
+    valid = torch.ones(2, 3, dtype=torch.bool)
+    out = {"joints3d": data["joints3d"].clone(),
+           "joints2d": project(data["joints3d"][:, None], *cams),
+           "valid3d": torch.ones(2, 17, dtype=torch.bool)}
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss, parts = mv_pretrain_loss(out, data["joints3d"], torch.tensor([True, True]),
+                                       *cams, valid, lambda_2d=1.0, stride=4)
+    assert parts["3d"] < 1e-4 and parts["2d"] < 1e-3 and loss < 1e-3

@@ -58,6 +58,45 @@ def test_n_mpjpe_removes_scale(rng):
     assert mpjpe(gt * 0.8, gt).min() > 1
 
 
+def test_n_mpjpe_aligns_the_roots_before_the_scale(rng):
+    # a pose shrunk to 0.8x about its own root and standing elsewhere: same shape, same
+    # scale-free error (zero); the scale alone, fitted about the world origin, cannot undo it
+    gt = rng.normal(0, 300, size=(5, 17, 3)) + np.array([200.0, -500.0, 900.0])
+    root = gt[:, :1]
+    moved = 0.8 * (gt - root) + root + np.array([1500.0, 700.0, -300.0])
+    assert n_mpjpe(moved, gt).max() < 1e-9
+    assert mpjpe(moved, gt).min() > 1  # the shrinking is an error before the scale fit
+
+
+def _cross(a: float, b: float, d: float) -> np.ndarray:
+    """A root at the origin and a point at +-a on x, +-b on y, +-d on z: [1, 7, 3]."""
+    pose = [[0, 0, 0], [a, 0, 0], [-a, 0, 0], [0, b, 0], [0, -b, 0], [0, 0, d], [0, 0, -d]]
+    return np.array([pose], dtype=np.float64)
+
+
+def test_evaluate_scores_pred_against_gt_by_hand():
+    # gt arms 300, 100, 200 mm; pred arms all 50 mm. Every alignment keeps the axes
+    # (the cross-covariance is diagonal and positive), so the values follow by hand:
+    # pred onto gt: scale (300 + 100 + 200) / (3 * 50) = 4 puts every pred arm at 200 mm,
+    # off by 100, 100, 0 mm -> (2 * 100 + 2 * 100) / 7 joints.
+    # gt onto pred (the wrong way round): scale 50 * 600 / (300² + 100² + 200²) = 3 / 14
+    # puts the gt arms at 900/14, 300/14, 600/14, off by 200/14, 400/14, 100/14 -> 100 / 7.
+    gt, pred = _cross(300, 100, 200), _cross(50, 50, 50)
+    out = evaluate(pred, gt)
+    assert out["pa_mpjpe"][0] == pytest.approx(400 / 7)
+    assert out["n_mpjpe"][0] == pytest.approx(400 / 7)
+    assert out["mpjpe"][0] == pytest.approx((2 * 250 + 2 * 50 + 2 * 150) / 7)
+    assert out["pck3d"][0] == pytest.approx(5 / 7)  # 0, 50, 50, 150, 150 mm are within 150
+    # AUC over 0, 5, ..., 150 mm: 0 mm counts 31 times, 50 mm 21 times, 150 mm once
+    assert out["auc"][0] == pytest.approx((31 + 2 * 21 + 2 * 1) / (7 * 31))
+    assert pa_mpjpe(gt, pred)[0] == pytest.approx(100 / 7)  # the other order differs
+    # Procrustes removes a rotation and a shift of the prediction; MPJPE does not
+    R = Rotation.from_rotvec([0.4, -0.9, 0.3]).as_matrix()
+    turned = pred @ R.T + np.array([100.0, 2000.0, -50.0])
+    assert evaluate(turned, gt)["pa_mpjpe"][0] == pytest.approx(400 / 7)
+    assert evaluate(turned, gt)["n_mpjpe"][0] > 400 / 7 + 1
+
+
 def test_pck_and_auc():
     gt = np.zeros((1, 17, 3))
     pred = gt.copy()

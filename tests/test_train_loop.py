@@ -66,6 +66,65 @@ def test_resume_latest_continues_from_the_saved_step(tmp_path):
     assert stage.loaded_batches == [(1, 0), (1, 1)]  # epoch 0 is not trained again
 
 
+def _assert_same_state(a: dict, b: dict) -> None:
+    """Model weights and Adam moments of two checkpoints equal bit for bit."""
+    assert a["model"].keys() == b["model"].keys()
+    for name, value in a["model"].items():
+        assert torch.equal(value, b["model"][name]), name
+    sa, sb = a["optimizer"]["state"], b["optimizer"]["state"]
+    assert sa.keys() == sb.keys() and len(sa) == len(list(ToyNet(16).parameters()))
+    for i in sa:
+        for key in ("step", "exp_avg", "exp_avg_sq"):
+            assert torch.equal(torch.as_tensor(sa[i][key]), torch.as_tensor(sb[i][key])), (i, key)
+
+
+def test_resumed_run_ends_with_the_weights_and_adam_state_of_an_uninterrupted_one(tmp_path):
+    # 2 epochs in one go, against 1 epoch then a resume (at an epoch end) and, separately,
+    # a stop after step 3 then a resume mid-epoch: the same model and optimiser at step 4.
+    args = ("optim.sv_pretrain.epochs=2", "run.ckpt_every_steps=1", "run.keep_checkpoints=9")
+    assert run_toy(tmp_path / "whole", *args) == 0
+    whole = tmp_path / "whole" / "sv_pretrain" / "checkpoints"
+    assert run_toy(tmp_path / "split", "optim.sv_pretrain.epochs=1") == 0
+    assert run_toy(tmp_path / "split", "optim.sv_pretrain.epochs=2", "--resume", "latest") == 0
+    resumed = checkpoint.load(tmp_path / "split" / "sv_pretrain" / "checkpoints" / "latest.pt")
+    end = checkpoint.load(whole / "latest.pt")
+    assert resumed["step"] == end["step"] == 4
+    _assert_same_state(resumed, end)
+    # it is the training that made them equal: step 2's state differs from step 4's
+    assert not torch.equal(checkpoint.load(whole / "step_00000002.pt")["model"]["head.bias"],
+                           end["model"]["head.bias"])
+
+    # mid-epoch: keep only the step-3 checkpoint of the whole run and resume from it
+    mid = tmp_path / "mid" / "sv_pretrain" / "checkpoints"
+    mid.mkdir(parents=True)
+    step3 = checkpoint.load(whole / "step_00000003.pt")
+    checkpoint.save(step3, mid, step=3)
+    assert run_toy(tmp_path / "mid", *args, "--resume", "latest") == 0
+    _assert_same_state(checkpoint.load(mid / "latest.pt"), end)
+
+
+def test_gradient_clipping_bounds_the_gradient_adam_steps_with(tmp_path):
+    # One Adam step from the same start with lr 0 (the initial weights) and with lr 1e-3:
+    # Adam's first step moves each weight by lr * g / (|g| + eps), which gives back the
+    # gradient g it used. With a clip norm c far below the raw gradient norm, that
+    # gradient's norm must be c.
+    clip, lr, eps = 1e-7, 1e-3, 1e-8
+    base = ("optim.sv_pretrain.epochs=1", "data.batches_per_epoch=1",
+            "optim.weight_decay=0", f"optim.grad_clip_norm={clip}")
+    assert run_toy(tmp_path / "start", *base, "optim.sv_pretrain.lr=0") == 0
+    assert run_toy(tmp_path / "step", *base, f"optim.sv_pretrain.lr={lr}") == 0
+    weights = [checkpoint.load(tmp_path / d / "sv_pretrain" / "checkpoints" / "latest.pt")
+               ["model"] for d in ("start", "step")]
+    grads = []
+    for name, w0 in weights[0].items():
+        move = (w0.double() - weights[1][name].double()).abs()
+        assert (move < lr).all(), name
+        grads.append(eps * move / (lr - move))  # |g| from |move| = lr |g| / (|g| + eps)
+    norm = torch.cat([g.flatten() for g in grads]).norm().item()
+    assert norm == pytest.approx(clip, rel=0.02)
+    assert torch.cat([g.flatten() for g in grads]).max() > 0
+
+
 def test_resume_latest_without_a_checkpoint_is_an_error(tmp_path, capsys):
     assert run_toy(tmp_path, "--resume", "latest") == EXIT_BAD_INPUT
     err = capsys.readouterr().err.strip()
