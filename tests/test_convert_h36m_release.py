@@ -36,6 +36,7 @@ from pose3d.data.convert.h36m_official import (
     plan_release,
 )
 from pose3d.geometry import square_box
+from pose3d.train.config import load_config
 
 OUT = 64
 
@@ -221,6 +222,17 @@ def test_cli_detects_the_release_and_prints_the_summary(release, tmp_path, capsy
     assert "note: S9 Greeting (Greeting-2): damaged" in printed
     manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
     assert list(manifest["roles"]) == ["eval"] and manifest["roles"]["eval"]["samples"] == 6
+
+
+def test_s1_protocol_config_differs_from_the_papers_in_data_and_run_only():
+    repo = Path(__file__).resolve().parents[1]
+    paper, s1 = (load_config(repo / "launch" / "configs" / name)
+                 for name in ("h36m.yaml", "h36m_s1.yaml"))
+    assert s1.data.root == "data/h36m_s1" and s1.run.root == "runs/h36m_s1"
+    assert s1.model.sv == paper.model.sv and s1.model.mv == paper.model.mv
+    assert s1.optim == paper.optim and s1.loss == paper.loss
+    text = (repo / "launch" / "configs" / "h36m_s1.yaml").read_text()
+    assert "--subjects labeled=S1 --subjects unlabeled=S5,S6,S7,S8" in text
 
 
 # ------------------------------------------------------------------ bad input
