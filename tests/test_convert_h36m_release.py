@@ -25,6 +25,7 @@ from h36m_release_data import (
     pose_at,
     write_cdf,
     write_metadata,
+    write_video,
 )
 
 from pose3d import cli
@@ -183,6 +184,8 @@ def test_interrupted_run_resumes_without_redoing_finished_sequences(release, con
 
     monkeypatch.setattr(h36m_official, "_samples", fail_on_s5)
     opts = options(root, cache=tmp_path / "cache")
+    (tmp_path / "cache").mkdir()
+    (tmp_path / "cache" / "keep.txt").write_text("the user's")
     with pytest.raises(RuntimeError, match="interrupted"):
         convert_h36m_release(root, tmp_path / "out", opts, progress=False)
     assert len(list((tmp_path / "cache").rglob("*.pkl"))) == 2  # S1's two takes
@@ -200,7 +203,19 @@ def test_interrupted_run_resumes_without_redoing_finished_sequences(release, con
     assert resumed.keys() == clean.keys()
     for key, s in clean.items():
         np.testing.assert_array_equal(resumed[key].images, s.images)
-    assert not (tmp_path / "cache").exists()
+    assert [p.name for p in (tmp_path / "cache").iterdir()] == ["keep.txt"]  # ours are gone
+
+
+def test_a_partly_readable_corrupt_video_does_not_shorten_the_take(release, tmp_path):
+    root = _copy(release[0], tmp_path)
+    subject, prefix, camera = CORRUPT
+    cam = next(c for c in fixture_cameras(subject) if c.name == camera)
+    write_video(h36m_release.video_path(root, subject, prefix, camera), cam,
+                [pose_at(subject, prefix, f) for f in range(3)])
+    plan = plan_release(root, options(root, splits={"eval": ("S11",)}))
+    frames = {u.payload.take.prefix: u.payload.frames for u in plan.units}
+    assert frames == {"Directions": [0, 4], "Directions 1": [0, 4]}
+    assert any("S11 Directions: CDF has 8 frames, videos 54138969 3" in n for n in plan.notes)
 
 
 def _convert_cli(root: Path, out: Path, *extra: str) -> int:
@@ -276,6 +291,15 @@ def test_unreadable_video_is_named(release, tmp_path, capsys):
     video.write_bytes(b"not a video")
     out = tmp_path / "out"
     _fails_in_one_line(capsys, _convert_cli(root, out, *SUBJECTS), out, str(video))
+
+
+def test_unknown_camera_is_named(release, tmp_path, capsys):
+    root, _ = release
+    plan = plan_release(root, options(root, cameras=["1", "58860488"]))
+    assert plan.camera_names == ["55011271", "58860488"]
+    out = tmp_path / "out"
+    _fails_in_one_line(capsys, _convert_cli(root, out, *SUBJECTS, "--cameras", "12345678"),
+                       out, "12345678")
 
 
 def test_wrong_root_is_named(tmp_path, capsys):

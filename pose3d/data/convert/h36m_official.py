@@ -18,7 +18,8 @@ manifest's `defects`:
 
 A finished sequence's samples are kept in a cache folder (default: beside --out, named
 `<out>.h36m-cache`), so an interrupted run, started again with the same options, reads them
-back instead of decoding its videos again; the cache is removed once the shards are written.
+back instead of decoding its videos again; the run's cache files (and the folders they leave
+empty) are removed once the shards are written.
 """
 
 from __future__ import annotations
@@ -27,7 +28,6 @@ import hashlib
 import json
 import os
 import pickle
-import shutil
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -121,13 +121,16 @@ class ReleasePlan:
 
 
 def _camera_names(cameras: Sequence[str] | None) -> list[str]:
+    """Camera ids from ids or indices 0-3 (None: all four)."""
     if cameras is None:
         return list(CAMERA_NAMES)
-    unknown = [c for c in cameras if str(c) not in CAMERA_NAMES]
-    if unknown or not cameras:
+    names = [CAMERA_NAMES[int(c)] if str(c).isdigit() and int(c) < len(CAMERA_NAMES)
+             else str(c) for c in cameras]
+    unknown = [c for c in names if c not in CAMERA_NAMES]
+    if unknown or not names:
         raise ValueError(f"camera(s) {unknown} are not Human3.6M's (cameras: "
-                         f"{', '.join(CAMERA_NAMES)})")
-    return [str(c) for c in cameras]
+                         f"{', '.join(CAMERA_NAMES)}, or indices 0-3)")
+    return names
 
 
 def _at_video_size(camera: Camera, size: tuple[int, int], notes: list[str],
@@ -148,6 +151,7 @@ def _views(root: Path, take: Take, rig: list[Camera], n_poses: int, notes: list[
     """Each camera's video (None where the release's copy is known to be corrupt), its
     camera at the video's size, and the frames all readable videos and the CDF share."""
     videos, cameras, counts = [], [], {}
+    bound = {c.name for c in rig}  # the views whose length bounds the sequence
     for camera in rig:
         path = video_path(root, take.subject, take.prefix, camera.name)
         known_corrupt = (take.subject, take.action, camera.name) in CORRUPT_VIDEOS
@@ -168,9 +172,11 @@ def _views(root: Path, take: Take, rig: list[Camera], n_poses: int, notes: list[
         cameras.append(_at_video_size(camera, size, notes,
                                       f"{take.subject} camera {camera.name}"))
         counts[camera.name] = count
+        if known_corrupt:  # a partly readable copy must not shorten the other views
+            bound.discard(camera.name)
     if not counts:
         raise ValueError(f"{take.subject} {take.prefix}: no camera's video is readable")
-    common = min([n_poses, *counts.values()])
+    common = min([n_poses, *(counts[c] for c in bound if c in counts)])
     if any(n != n_poses for n in counts.values()):
         videos_text = ", ".join(f"{c} {n}" for c, n in counts.items())
         notes.append(f"{take.subject} {take.prefix}: CDF has {n_poses} frames, videos "
@@ -344,8 +350,20 @@ def convert_h36m_release(root: str | Path, out: str | Path,
         camera_names=plan.camera_names, cameras=plan.rigs, frame_step=options.frame_step,
         eval_frame_step=options.eval_frame_step, defects=plan.notes)
     summary.notes = list(plan.notes)
-    shutil.rmtree(plan.cache, ignore_errors=True)
+    _remove_cache(plan)
     return summary
+
+
+def _remove_cache(plan: ReleasePlan) -> None:
+    """Delete the run's cached sequences, then the folders they leave empty (only those: a
+    --cache folder may hold other things)."""
+    for unit in plan.units:
+        unit.payload.cache_file.unlink(missing_ok=True)
+    for folder in sorted({u.payload.cache_file.parent for u in plan.units}) + [plan.cache]:
+        try:
+            folder.rmdir()
+        except OSError:  # not empty or absent: keep it
+            pass
 
 
 LAYOUTS = ("auto", "release", "learnable-triangulation")
