@@ -293,6 +293,23 @@ def test_unreadable_video_is_named(release, tmp_path, capsys):
     _fails_in_one_line(capsys, _convert_cli(root, out, *SUBJECTS), out, str(video))
 
 
+def test_unreadable_box_file_is_named(release, tmp_path, capsys):
+    root = _copy(release[0], tmp_path)
+    mat = h36m_release.box_path(root, "S1", "TakingPhoto", "60457274")
+    mat.write_bytes(b"MATLAB 5.0 MAT-file, not HDF5")
+    out = tmp_path / "out"
+    _fails_in_one_line(capsys, _convert_cli(root, out, *SUBJECTS), out, str(mat))
+
+
+def test_max_frames_caps_each_role(release):
+    root, _ = release
+    plan = plan_release(root, options(root, max_frames=5))
+    sizes = defaultdict(int)
+    for unit in plan.units:
+        sizes[unit.role] += unit.size
+    assert dict(sizes) == {"labeled": 5, "unlabeled": 5, "eval": 5}
+
+
 def test_unknown_camera_is_named(release, tmp_path, capsys):
     root, _ = release
     plan = plan_release(root, options(root, cameras=["1", "58860488"]))

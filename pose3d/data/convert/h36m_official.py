@@ -185,8 +185,14 @@ def _views(root: Path, take: Take, rig: list[Camera], n_poses: int, notes: list[
 
 
 def _boxes(root: Path, take: Take, rig: list[Camera]) -> list[Path | None]:
+    """Each camera's ground_truth_bb file (None where absent), each opened once so that an
+    unreadable one stops the run now, not hours into it."""
     paths = [box_path(root, take.subject, take.prefix, c.name) for c in rig]
-    return [p if p.is_file() else None for p in paths]
+    paths = [p if p.is_file() else None for p in paths]
+    for path in paths:
+        if path is not None:
+            BoxFile(path).close()
+    return paths
 
 
 def _cache_file(cache: Path, role: str, take: Take, frames: list[int], cameras: list[Camera],
@@ -219,6 +225,27 @@ def _subject_takes(root: Path, subject: str, role: str, metadata: Metadata | Non
     return takes
 
 
+def _plan_take(root: Path, role: str, take: Take, rig: list[Camera],
+               options: H36MReleaseOptions, cache: Path, budget: int | None,
+               notes: list[str]) -> _Unit | None:
+    """One sequence's unit, None when it has nothing to convert (damaged and left out of
+    eval, or the role's --max-frames budget spent)."""
+    damaged = take.name in DAMAGED_ACTIONS.get(take.subject, ())
+    if role == "eval" and damaged and not options.with_damaged_actions:
+        notes.append(f"{take.subject} {take.prefix} ({take.name}): damaged, left out of eval "
+                     "(--with-damaged-actions keeps it)")
+        return None
+    poses = read_poses(poses_dir(root, take.subject) / f"{take.prefix}.cdf")
+    videos, cameras, count = _views(root, take, rig, len(poses), notes)
+    step = options.eval_frame_step if role == "eval" else options.frame_step
+    frames = list(range(0, count, step))[:budget]
+    if not frames:
+        return None
+    return _Unit(role, take, frames, poses[frames], videos, _boxes(root, take, rig), cameras,
+                 options.image_size, options.bbox_scale, options.box_margin,
+                 _cache_file(cache, role, take, frames, cameras, options))
+
+
 def plan_release(root: str | Path, options: H36MReleaseOptions | None = None,
                  out: str | Path | None = None) -> ReleasePlan:
     """Check the release under `root` and plan its conversion; raises FileNotFoundError /
@@ -238,32 +265,18 @@ def plan_release(root: str | Path, options: H36MReleaseOptions | None = None,
                      "one is subaction 1) and cameras not cross-checked")
     units, rigs = [], {}
     for role, subjects in options.splits.items():
-        step = options.eval_frame_step if role == "eval" else options.frame_step
         budget = options.max_frames
         for subject in subjects:
-            rig = [c for c in h36m_cameras(subject) if c.name in names]
-            rig = [next(c for c in rig if c.name == n) for n in names]
+            by_name = {c.name: c for c in h36m_cameras(subject)}
+            rig = [by_name[n] for n in names]
             if metadata is not None:
                 check_cameras(metadata, Path(options.metadata), subject, rig)
             rigs[subject] = [c.to_dict() for c in rig]
             for take in _subject_takes(root, subject, role, metadata, notes):
-                damaged = take.name in DAMAGED_ACTIONS.get(subject, ())
-                if role == "eval" and damaged and not options.with_damaged_actions:
-                    notes.append(f"{subject} {take.prefix} ({take.name}): damaged, left out "
-                                 "of eval (--with-damaged-actions keeps it)")
-                    continue
-                poses = read_poses(poses_dir(root, subject) / f"{take.prefix}.cdf")
-                videos, cameras, count = _views(root, take, rig, len(poses), notes)
-                frames = list(range(0, count, step))
-                if budget is not None:
-                    frames, budget = frames[:budget], budget - len(frames[:budget])
-                if not frames:
-                    continue
-                unit = _Unit(role, take, frames, poses[frames], videos,
-                             _boxes(root, take, rig), cameras, options.image_size,
-                             options.bbox_scale, options.box_margin,
-                             _cache_file(cache, role, take, frames, cameras, options))
-                units.append(ConversionUnit(role, len(frames), unit))
+                unit = _plan_take(root, role, take, rig, options, cache, budget, notes)
+                if unit is not None:
+                    units.append(ConversionUnit(role, len(unit.frames), unit))
+                    budget = None if budget is None else budget - len(unit.frames)
     notes = list(dict.fromkeys(notes))  # one line per subject and camera, not per take
     return ReleasePlan(units, notes, rigs, names, cache)
 
