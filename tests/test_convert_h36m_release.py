@@ -79,9 +79,9 @@ def test_samples_reproject_onto_the_video_markers(converted):
             img = s.images[v].astype(int)
             pelvis = _centroid(img.min(axis=2) > 140)
             head = _centroid((img[..., 1] > 140) & (img[..., 0] < 100))
-            # a neighbouring frame's pelvis lies >= 3 px away in these crops
+            # errors here are below 0.35 px; the next frame's pelvis lies >= 2.6 px away
             assert np.linalg.norm(pelvis - uv[0]) < 1.0, (s.key, v, pelvis, uv[0])
-            assert np.linalg.norm(head - uv[HEAD]) < 1.5, (s.key, v, head, uv[HEAD])
+            assert np.linalg.norm(head - uv[HEAD]) < 1.0, (s.key, v, head, uv[HEAD])
             checked += 1
         if s.meta["role"] == "unlabeled":
             assert s.joints3d is None
