@@ -147,9 +147,11 @@ def angles_from_rotation(R: np.ndarray) -> tuple[float, float, float]:
     return -x, y, -z
 
 
-def write_metadata(path: Path, shift_centre: tuple[str, str, float] | None = None) -> None:
-    """metadata.xml with the mapping above and <w0> from the published rig; shift_centre
-    (subject, camera, mm) moves one camera centre along x, to test the cross-check."""
+def write_metadata(path: Path, shift_centre: tuple[str, str, float] | None = None,
+                   swap_rotation: tuple[str, str] | None = None) -> None:
+    """metadata.xml with the mapping above and <w0> from the published rig, to test the
+    cross-check: shift_centre (subject, camera, mm) moves one camera centre along x,
+    swap_rotation (subject, camera) gives that camera S11's rotation for camera 0."""
     root = ET.Element("metadata")
     mapping = ET.SubElement(root, "mapping")
     subjects = [f"S{i}" for i in range(1, 12)]
@@ -178,7 +180,8 @@ def write_metadata(path: Path, shift_centre: tuple[str, str, float] | None = Non
             centre = -cam.R.T @ cam.t
             if shift_centre and shift_centre[:2] == (subject, cam.name):
                 centre = centre + [shift_centre[2], 0, 0]
-            w0[6 * (11 * c + s - 1):6 * (11 * c + s)] = [*angles_from_rotation(cam.R), *centre]
+            R = h36m_cameras("S11")[0].R if swap_rotation == (subject, cam.name) else cam.R
+            w0[6 * (11 * c + s - 1):6 * (11 * c + s)] = [*angles_from_rotation(R), *centre]
     for c, cam in enumerate(cams):
         k1, k2, p1, p2, k3 = cam.dist
         K = cam.K

@@ -154,6 +154,9 @@ def test_metadata_with_other_cameras_is_refused(release, tmp_path):
     write_metadata(bad, shift_centre=("S5", "58860488", 25.0))
     with pytest.raises(ValueError, match=r"metadata.xml: camera 58860488 of S5 does not match"):
         plan_release(root, options(metadata=bad))
+    write_metadata(bad, swap_rotation=("S9", "55011271"))  # S11's rotation in S9's slot
+    with pytest.raises(ValueError, match=r"camera 55011271 of S9 .*rotation differs"):
+        plan_release(root, options(metadata=bad))
 
 
 def test_video_reader_seeks_to_the_frames_it_would_decode_through(release):
