@@ -148,6 +148,19 @@ def test_without_metadata_takes_follow_file_names(release):
     assert "no metadata.xml" in notes
 
 
+def test_takes_are_numbered_by_the_mapping_else_by_file_name(tmp_path):
+    folder = tmp_path / "S1" / "MyPoseFeatures" / "D3_Positions"
+    folder.mkdir(parents=True)
+    for name in ("Greeting", "Greeting 1", "Greeting 2", "Photo", "_ALL"):
+        (folder / f"{name}.cdf").touch()
+    names = [(t.name, t.prefix) for t in h36m_release.list_sequences(tmp_path, "S1")]
+    assert names == [("Greeting-1", "Greeting"), ("Greeting-2", "Greeting 1"),
+                     ("Greeting-3", "Greeting 2"), ("TakingPhoto-1", "Photo")]
+    mapped = h36m_release.list_sequences(tmp_path, "S1", {("Greeting", 1): "Greeting 1"})
+    assert [(t.name, t.prefix) for t in mapped][:3] == [
+        ("Greeting-1", "Greeting 1"), ("Greeting-2", "Greeting"), ("Greeting-3", "Greeting 2")]
+
+
 def test_metadata_with_other_cameras_is_refused(release, tmp_path):
     root, _ = release
     bad = tmp_path / "metadata.xml"

@@ -108,7 +108,9 @@ def list_sequences(root: Path, subject: str,
         action, number = split_prefix(prefix)
         by_action.setdefault(canonical_action(action), []).append((number, prefix))
     for action, takes in by_action.items():
-        for rank, (_, prefix) in enumerate(sorted(takes), start=1):
+        # numbered after any take the mapping named, so that no two takes share a name
+        first = 1 + max((s.subaction for s in sequences if s.action == action), default=0)
+        for rank, (_, prefix) in enumerate(sorted(takes), start=first):
             sequences.append(Sequence(subject, prefix, action, rank))
     return sorted(sequences, key=lambda s: (s.action, s.subaction))
 
