@@ -47,6 +47,7 @@ from pose3d.data.convert.h36m_release import (
     BOXES_DIR,
     POSES_DIR,
     BoxFile,
+    Take,
     VideoFrames,
     box_path,
     is_release_root,
@@ -57,7 +58,6 @@ from pose3d.data.convert.h36m_release import (
     split_prefix,
     video_path,
 )
-from pose3d.data.convert.h36m_release import Sequence as Take
 from pose3d.data.convert.writer import ConversionSummary, ConversionUnit, write_dataset
 from pose3d.data.schema import encode_sample
 from pose3d.geometry import CAMERA_NAMES, Camera, h36m_cameras, square_box

@@ -41,7 +41,7 @@ SEEK_GAP = 16
 
 
 @dataclass(frozen=True)
-class Sequence:
+class Take:
     """One recorded take: `prefix` is the release's file name stem (e.g. 'Photo 1'),
     `action` the common action name, `subaction` 1 or 2; `name` is 'Action-subaction' as
     learnable-triangulation names its folders."""
@@ -84,7 +84,7 @@ def box_path(root: Path, subject: str, prefix: str, camera: str) -> Path:
 
 
 def list_sequences(root: Path, subject: str,
-                   mapping: dict[tuple[str, int], str] | None = None) -> list[Sequence]:
+                   mapping: dict[tuple[str, int], str] | None = None) -> list[Take]:
     """The subject's sequences from its CDF files. `mapping` ((action, subaction) -> file
     prefix, from metadata.xml) numbers the takes as the release does; without it the take
     without a number (or the lower number) is subaction 1. Files starting with '_' (the
@@ -103,7 +103,7 @@ def list_sequences(root: Path, subject: str,
     for prefix in prefixes:
         if prefix in known:
             action, subaction = known[prefix]
-            sequences.append(Sequence(subject, prefix, canonical_action(action), subaction))
+            sequences.append(Take(subject, prefix, canonical_action(action), subaction))
             continue
         action, number = split_prefix(prefix)
         by_action.setdefault(canonical_action(action), []).append((number, prefix))
@@ -111,7 +111,7 @@ def list_sequences(root: Path, subject: str,
         # numbered after any take the mapping named, so that no two takes share a name
         first = 1 + max((s.subaction for s in sequences if s.action == action), default=0)
         for rank, (_, prefix) in enumerate(sorted(takes), start=first):
-            sequences.append(Sequence(subject, prefix, action, rank))
+            sequences.append(Take(subject, prefix, action, rank))
     return sorted(sequences, key=lambda s: (s.action, s.subaction))
 
 
@@ -224,6 +224,6 @@ class BoxFile:
         self.file.close()
 
 
-__all__ = ["ACTION_ALIASES", "BoxFile", "CAMERA_NAMES", "FPS", "Sequence", "VideoFrames",
+__all__ = ["ACTION_ALIASES", "BoxFile", "CAMERA_NAMES", "FPS", "Take", "VideoFrames",
            "box_path", "canonical_action", "is_release_root", "list_sequences", "poses_dir",
            "probe_video", "read_poses", "split_prefix", "video_path"]
