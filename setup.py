@@ -100,6 +100,8 @@ setup(
         "tqdm",
         "matplotlib",
         "scipy",
+        "cdflib>=1.0",  # Human3.6M's CDF poses, pure Python (no NASA C library)
+        "h5py>=3.0",  # Human3.6M's MATLAB v7.3 box files
     ],
     extras_require={"test": ["pytest", "ruff"]},
     ext_modules=[_extension()],

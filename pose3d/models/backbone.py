@@ -1,13 +1,19 @@
 """ResNet trunks (torchvision ResNet-18/34/50 without global pooling and fc), stride 32.
 
-Nothing is downloaded: ImageNet weights come from a local file (a torchvision state dict,
-e.g. `resnet50-0676ba61.pth` copied onto the machine), passed as `weights_path`.
+Initial weights: `weights_path="imagenet"` takes torchvision's published ImageNet weights
+(IMAGENET1K_V1, the classic ones the paper's ResNet-50 starts from) through torchvision's
+weights API: downloaded once into the torch hub cache ($TORCH_HOME/hub/checkpoints, by default
+~/.cache/torch/hub/checkpoints) and read from there afterwards; on a machine without network
+the file can be copied there by hand. Any other `weights_path` is a local torchvision state
+dict file.
 """
 
 from __future__ import annotations
 
+import pickle
 from collections.abc import Mapping
 from pathlib import Path
+from urllib.parse import urlparse
 
 import torch
 from torch import Tensor, nn
@@ -19,6 +25,12 @@ RESNETS = {
     "resnet50": (models.resnet50, 2048),
 }
 TRUNK_STRIDE = 32
+IMAGENET = "imagenet"
+IMAGENET_WEIGHTS = {
+    "resnet18": models.ResNet18_Weights.IMAGENET1K_V1,
+    "resnet34": models.ResNet34_Weights.IMAGENET1K_V1,
+    "resnet50": models.ResNet50_Weights.IMAGENET1K_V1,
+}
 
 
 class ResNetTrunk(nn.Module):
@@ -44,11 +56,39 @@ class ResNetTrunk(nn.Module):
 
 
 def build_backbone(name: str = "resnet50", weights_path: str | Path | None = None) -> ResNetTrunk:
-    """A ResNet trunk, randomly initialised or loaded from a local state-dict file."""
+    """A ResNet trunk, randomly initialised, ImageNet-initialised (`weights_path="imagenet"`)
+    or loaded from a local state-dict file."""
     trunk = ResNetTrunk(name)
-    if weights_path is not None:
+    if weights_path is not None and str(weights_path) == IMAGENET:
+        load_imagenet_weights(trunk)
+    elif weights_path is not None:
         load_trunk_weights(trunk, weights_path)
     return trunk
+
+
+def imagenet_weights_file(name: str) -> Path:
+    """Where torchvision keeps (and looks for) the ImageNet weights of ResNet `name`."""
+    url = IMAGENET_WEIGHTS[name].url
+    return Path(torch.hub.get_dir()) / "checkpoints" / Path(urlparse(url).path).name
+
+
+def load_imagenet_weights(trunk: ResNetTrunk) -> None:
+    """Load torchvision's ImageNet weights into `trunk`: from the torch hub cache, downloaded
+    there first if absent. Without network and without the file, FileNotFoundError in one
+    line naming the file, where it comes from and where to put it."""
+    weights = IMAGENET_WEIGHTS[trunk.name]
+    path = imagenet_weights_file(trunk.name)
+    try:
+        state = weights.get_state_dict(progress=True, check_hash=True, weights_only=True)
+    except OSError as exc:  # URLError, HTTPError, socket errors: no way to download
+        reason = getattr(exc, "reason", exc)
+        raise FileNotFoundError(
+            f"ImageNet weights for {trunk.name} are not in the torch hub cache and could not be "
+            f"downloaded ({reason}): put {path.name} (from {weights.url}) at {path}") from None
+    except (RuntimeError, EOFError, pickle.UnpicklingError) as exc:
+        raise ValueError(f"cached ImageNet weights {path} are unreadable ({exc}); delete the "
+                         "file to download it again") from None
+    _load_state(trunk, _state_dict_of(state, path), path)
 
 
 def load_trunk_weights(trunk: ResNetTrunk, weights_path: str | Path) -> None:
@@ -61,6 +101,12 @@ def load_trunk_weights(trunk: ResNetTrunk, weights_path: str | Path) -> None:
     if not path.is_file():
         raise FileNotFoundError(f"backbone weights file not found: {path}")
     state = _state_dict_of(torch.load(path, map_location="cpu", weights_only=True), path)
+    _load_state(trunk, state, path)
+
+
+def _load_state(trunk: ResNetTrunk, state: Mapping[str, Tensor], path: Path) -> None:
+    """`state` (a torchvision ResNet state dict read from `path`) into `trunk`, fc.* left
+    out; ValueError in one line when it does not fit."""
     state = {k.removeprefix("module."): v for k, v in state.items()
              if not k.removeprefix("module.").startswith("fc.")}
     own = trunk.state_dict()

@@ -40,6 +40,14 @@ def index_map(source_names: tuple[str, ...],
     return tuple(source_names.index(aliases.get(n, n)) for n in JOINT_NAMES)
 
 
+# Human3.6M's official release stores 32 joints per frame (D3_Positions `Pose`, [frames, 96]);
+# ours are its pelvis 0, right hip/knee/ankle 1-3, left hip/knee/ankle 6-8, spine 12,
+# thorax 13, neck 14, head 15, left shoulder/elbow/wrist 17-19, right 25-27. The others are
+# duplicates (the release repeats joints at bone ends) and hand / toe sites.
+H36M_RELEASE_NUM_JOINTS = 32
+H36M_RELEASE_TO_H36M: tuple[int, ...] = (0, 1, 2, 3, 6, 7, 8, 12, 13, 14, 15, 17, 18, 19, 25,
+                                         26, 27)
+
 LEARNABLE_TRIANGULATION_TO_H36M = index_map(LEARNABLE_TRIANGULATION_NAMES)
 MPI_INF_3DHP_TO_H36M = index_map(MPI_INF_3DHP_NAMES, _MPI_INF_3DHP_FOR_OURS)
 H36M_TO_LEARNABLE_TRIANGULATION = tuple(

@@ -44,7 +44,9 @@ class ModelConfig:
     num_deconv: int = 3
     depth_bins: int = 64  # single-view only: D of the D x H x W volume
     weights_path: str = ""  # a pose3d checkpoint to start from (another stage's), "" for none
-    backbone_weights: str = ""  # a torchvision ResNet state dict (ImageNet), "" for random
+    # the trunk's initial weights: "imagenet" (torchvision's, via the torch hub cache), a
+    # local torchvision ResNet state dict file, or "" for random
+    backbone_weights: str = ""
 
 
 @dataclass

@@ -7,7 +7,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from pose3d.data.convert import h36m, mpi_inf_3dhp
+from pose3d.data.convert import h36m, h36m_official, mpi_inf_3dhp
 from pose3d.data.shards import MANIFEST
 
 
@@ -40,11 +40,25 @@ def _add_common(p: argparse.ArgumentParser, eval_step: int) -> None:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="dataset", metavar="DATASET", required=True)
-    p = sub.add_parser("h36m", help="Human3.6M in learnable-triangulation's layout",
-                       description=h36m.__doc__.splitlines()[0])
+    p = sub.add_parser("h36m", help="Human3.6M: the official release or learnable-"
+                       "triangulation's layout", description="Human3.6M -> pose3d shards "
+                       "with the paper's splits, from the official release (CDF poses, mp4 "
+                       "videos) or learnable-triangulation's preprocessed layout.")
     _add_common(p, h36m.EVAL_FRAME_STEP)
+    p.add_argument("--layout", choices=h36m_official.LAYOUTS, default="auto",
+                   help="what --root holds (auto: detect)")
     p.add_argument("--labels", type=Path, default=None,
-                   help=f"labels file (default: ROOT/extra/{h36m.LABELS_FILE})")
+                   help=f"learnable-triangulation layout: labels file (default: "
+                        f"ROOT/extra/{h36m.LABELS_FILE})")
+    p.add_argument("--metadata", type=Path, default=None,
+                   help="release: its metadata.xml (numbers the takes as the release does, "
+                        "cross-checks the cameras)")
+    p.add_argument("--box-margin", type=float, default=0.2,
+                   help="release: crop margin around the projected joints where no "
+                        "ground_truth_bb box exists (fraction of their extent per side)")
+    p.add_argument("--cache", type=Path, default=None,
+                   help="release: folder of finished sequences, to resume an interrupted "
+                        "run (default: OUT.h36m-cache; removed when the run completes)")
     p.add_argument("--cameras", type=_csv, default=None,
                    help="camera names or indices (default: all four)")
     p.add_argument("--bbox-scale", type=float, default=1.0, help="grow the boxes by this")
@@ -99,6 +113,11 @@ def _run(args: argparse.Namespace):
     common = {"workers": args.workers, "samples_per_shard": args.samples_per_shard,
               "shuffle_buffer": args.shuffle_buffer, "progress": not args.no_progress}
     if args.dataset == "h36m":
+        layout = args.layout
+        if layout == "auto":
+            layout = h36m_official.detect_layout(args.root)
+        if layout == "release":
+            return _run_h36m_release(args, common)
         options = h36m.H36MOptions(
             image_size=args.image_size,
             splits=splits_from_args(h36m.SPLITS, args.roles, args.subjects),
@@ -119,6 +138,22 @@ def _run(args: argparse.Namespace):
         max_frames=args.max_frames)
     _prepare_out(args.root, args.out, args.overwrite)
     return mpi_inf_3dhp.convert_mpi_inf_3dhp(args.root, args.out, options, **common)
+
+
+def _run_h36m_release(args: argparse.Namespace, common: dict):
+    if not args.root.is_dir():
+        raise FileNotFoundError(f"dataset root folder not found: {args.root}")
+    options = h36m_official.H36MReleaseOptions(
+        image_size=args.image_size,
+        splits=splits_from_args(h36m.SPLITS, args.roles, args.subjects),
+        frame_step=args.frame_step, eval_frame_step=args.eval_frame_step,
+        cameras=args.cameras, bbox_scale=args.bbox_scale, box_margin=args.box_margin,
+        with_damaged_actions=args.with_damaged_actions, max_frames=args.max_frames,
+        metadata=args.metadata, cache=args.cache)
+    plan = h36m_official.plan_release(args.root, options, args.out)  # every input checked
+    _prepare_out(args.root, args.out, args.overwrite)
+    return h36m_official.convert_h36m_release(args.root, args.out, options, plan=plan,
+                                              **common)
 
 
 def main(args: argparse.Namespace) -> int:

@@ -40,17 +40,19 @@ class ConversionUnit:
 @dataclass
 class ConversionSummary:
     """Per role: samples written, views stored as missing in them, tuples skipped because
-    no view was usable; and the manifest."""
+    no view was usable; the manifest; and notes (what the converter handled or left out,
+    and why), printed after the counts."""
 
     written: dict[str, int] = field(default_factory=dict)
     missing_views: dict[str, int] = field(default_factory=dict)
     skipped: dict[str, int] = field(default_factory=dict)
     manifest: dict = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
 
     def lines(self) -> list[str]:
         return [f"{role}: {n} samples, {self.missing_views[role]} views missing, "
                 f"{self.skipped[role]} tuples without any view skipped"
-                for role, n in self.written.items()]
+                for role, n in self.written.items()] + [f"note: {n}" for n in self.notes]
 
 
 _DONE = "done"
