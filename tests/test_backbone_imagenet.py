@@ -12,7 +12,7 @@ from torchvision import models
 
 from pose3d.models.backbone import build_backbone, imagenet_weights_file
 from pose3d.train.config import load_config
-from pose3d.train.stages import build_multi_view, build_single_view
+from pose3d.train.stages import MultiViewPretrain, SingleViewPretrain
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -65,6 +65,6 @@ def test_paper_configs_start_from_imagenet(config, no_network):
     assert cfg.model.sv.backbone_weights == cfg.model.mv.backbone_weights == "imagenet"
     tiny = ["model.sv.backbone=resnet18", "model.mv.backbone=resnet18"]
     cfg = load_config(REPO / "launch" / "configs" / config, tiny)
-    for build in (build_single_view, build_multi_view):  # the stages ask for the hub file
+    for stage in (SingleViewPretrain(), MultiViewPretrain()):  # the stages ask for the hub file
         with pytest.raises(FileNotFoundError, match="resnet18-f37072fd.pth"):
-            build(cfg)
+            stage.build_model(cfg)
