@@ -81,7 +81,7 @@ def _run(args: argparse.Namespace) -> list[dict]:
 
 def _run_rig(args: argparse.Namespace, sources: list) -> dict:
     from pose3d.predict import inputs
-    from pose3d.predict.rig import predict_rig_sources
+    from pose3d.predict.rig_footage import predict_rig_sources
     from pose3d.predict.runner import make_predictor
 
     cameras = inputs.read_cameras(args.cameras)

@@ -254,11 +254,37 @@ def read_cameras(path: str | Path) -> list[Camera]:
             data = data["cameras"]
         if isinstance(data, dict):
             data = [{"name": str(k), **v} for k, v in data.items()]
-        cams = [Camera.from_dict({**d, "image_size": None, "dist": d.get("dist", np.zeros(5))})
-                for d in data]
+        cams = [Camera.from_dict({"name": f"cam{i}", **d, "image_size": None,
+                                  "dist": d.get("dist", np.zeros(5))})
+                for i, d in enumerate(data)]
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise ValueError(f"cannot read cameras from {path}: need K, R, t (and dist) per "
                          f"camera ({type(exc).__name__}: {exc})") from None
     if len(cams) < 2:
         raise ValueError(f"{path}: a rig needs at least two cameras, found {len(cams)}")
     return cams
+
+
+def read_rig_boxes(path: str | Path, cameras: list[Camera]) -> list[dict[str, Box] | None]:
+    """Boxes per camera from JSON {camera name: boxes} (boxes as in `read_boxes`: a list or
+    {frame: box}); a camera left out gets whole frames."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"boxes file not found: {path}")
+    try:
+        data = json.loads(path.read_text())
+    except ValueError as exc:
+        raise ValueError(f"cannot read boxes from {path}: {exc}") from None
+    names = [c.name for c in cameras]
+    if not isinstance(data, dict) or not set(data) <= set(names):
+        raise ValueError(f"{path}: rig boxes must be an object keyed by camera name "
+                         f"({', '.join(names)})")
+    out: list[dict[str, Box] | None] = []
+    for name in names:
+        if name not in data:
+            out.append(None)
+            continue
+        items = enumerate(data[name]) if isinstance(data[name], list) else data[name].items()
+        out.append({str(k): _checked_box(b, f"{k} of camera {name} in {path}")
+                    for k, b in items})
+    return out

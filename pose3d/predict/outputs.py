@@ -19,7 +19,9 @@ UNITS = {"joints2d": "input pixels (x right, y down)",
          "joints3d_rel": "camera mm, root (pelvis) at 0 (x right, y down, z forward)",
          "joints3d_cam": "camera mm (x right, y down, z forward)",
          "joints3d_world": "world mm (the rig's frame)",
-         "root_depth": "camera mm", "box": "input pixels x0, y0, x1, y1 (square crop)",
+         "root_depth": "camera mm", "confidences": "F_mv's per-joint weight (0-1)",
+         "valid3d": "triangulated from two or more views",
+         "box": "input pixels x0, y0, x1, y1 (square crop)",
          "coords": "heatmap voxels (u', v', z')"}
 
 
@@ -68,8 +70,13 @@ def write_npz(path: str | Path, arrays: dict[str, np.ndarray], names: list[str])
     path.parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(path, frame=np.asarray(names),
                         joint_names=np.asarray(JOINT_NAMES),
-                        **{k: np.asarray(v, dtype=np.float32) for k, v in arrays.items()})
+                        **{k: _compact(v) for k, v in arrays.items()})
     return path
+
+
+def _compact(a) -> np.ndarray:
+    a = np.asarray(a)
+    return a.astype(np.float32) if np.issubdtype(a.dtype, np.floating) else a
 
 
 def write_json(path: str | Path, arrays: dict[str, np.ndarray], names: list[str],
