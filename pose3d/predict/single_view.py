@@ -70,19 +70,26 @@ def decode(coords: np.ndarray, boxes: np.ndarray, K: np.ndarray, space: HeatmapS
            image_size: int, root_depth: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """Heatmap coords [N, J, 3] voxels of crops of `boxes` [N, 4] (square, input pixels) of
     frames with intrinsics K [N, 3, 3] -> joints2d [N, J, 2] input pixels, joints3d_rel
-    [N, J, 3] root-relative camera mm, root_depth [N] mm (given or estimated) and, when
-    `root_depth` is given, joints3d_cam [N, J, 3] camera mm."""
+    [N, J, 3] root-relative camera mm, root_depth [N] the root's (pelvis') camera depth mm
+    (given or estimated) and, when `root_depth` is given, joints3d_cam [N, J, 3] camera mm."""
     n = len(coords)
     crop_K = np.stack([Camera(K[i], np.eye(3), np.zeros(3)).crop_and_resize(
         tuple(boxes[i]), image_size).K for i in range(n)]) if n else np.zeros((0, 3, 3))
     c = torch.as_tensor(coords, dtype=torch.float64)
     kc = torch.as_tensor(crop_K)
-    depth = (bone_length_depth(c, kc, space) if root_depth is None
-             else torch.as_tensor(np.broadcast_to(root_depth, (n,)), dtype=torch.float64))
-    cam = heatmap_to_camera(c, depth, kc, space)
+    # Π puts depth z' = D/2 at the depth it is given; the predicted root may sit off that
+    # centre, so Π gets the depth that puts the root itself where it belongs.
+    root_offset = c[:, ROOT, 2] / space.depth_bins * space.depth_range_mm \
+        - space.depth_range_mm / 2
+    if root_depth is None:
+        centre = bone_length_depth(c, kc, space)
+    else:
+        centre = torch.tensor(np.broadcast_to(root_depth, (n,)), dtype=torch.float64) \
+            - root_offset
+    cam = heatmap_to_camera(c, centre, kc, space)
     out = {"joints2d": camera_to_pixels(cam, torch.as_tensor(K)).numpy(),
            "joints3d_rel": (cam - cam[:, ROOT:ROOT + 1]).numpy(),
-           "root_depth": depth.numpy()}
+           "root_depth": cam[:, ROOT, 2].numpy()}
     if root_depth is not None:
         out["joints3d_cam"] = cam.numpy()
     return out
