@@ -51,7 +51,8 @@ def main(args: argparse.Namespace) -> int:
         t = s["timing"]
         print(f"{s['out']}: {t['frames']} frames, {t['fps']:.1f} frames/s (decoding "
               f"{t['decode_s']:.2f} s = {100 * t['decode_share']:.0f}% of {t['wall_s']:.2f} s, "
-              f"model {t['model_s']:.2f} s = {100 * t['model_share']:.0f}%)")
+              f"model {t['model_s']:.2f} s = {100 * t['model_share']:.0f}%; decoding and "
+              f"cropping run in a background thread)")
         (Path(s["out"]) / "timing.json").write_text(json.dumps(t, indent=1))
     return 0
 

@@ -32,7 +32,7 @@ def predict_source(predictor: Predictor, source: Source, out_dir: str | Path, *,
                                      str(source.path)))
     video = outputs.VideoOut(dest / "overlay.mp4", source.fps) if source.kind == "video" \
         else None
-    parts, names, first, write_s = [], [], None, 0.0
+    parts, names, first, write_s, crop_s = [], [], None, 0.0, 0.0
     try:
         for batch, out in run_batches(predictor, items, batch_size, intrinsics, root_depth,
                                       source.num_frames or None, progress, source.name):
@@ -48,6 +48,7 @@ def predict_source(predictor: Predictor, source: Source, out_dir: str | Path, *,
                 first = (batch[0]["image"], out["joints2d"][0], out["joints3d_rel"][0])
             parts.append({k: v for k, v in out.items() if k in SAVED})
             names += [item["name"] for item in batch]
+            crop_s += sum(item["crop_s"] for item in batch)
             write_s += time.perf_counter() - t0
     finally:
         if video is not None:
@@ -62,4 +63,5 @@ def predict_source(predictor: Predictor, source: Source, out_dir: str | Path, *,
     outputs.figure_3d(dest / "pose3d.png", *first, title=f"{source.name}: frame {names[0]}")
     write_s += time.perf_counter() - t0
     stats = timing(start, source.decode_s, predictor, len(names))
-    return {"out": dest, "frames": len(names), "timing": {**stats, "write_s": write_s}}
+    return {"out": dest, "frames": len(names),
+            "timing": {**stats, "crop_s": crop_s, "write_s": write_s}}

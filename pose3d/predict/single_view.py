@@ -12,6 +12,7 @@ root depth are both given.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Iterator, Sequence
 
 import numpy as np
@@ -101,8 +102,10 @@ def prepared_frames(frames: Iterable[tuple[str, np.ndarray]], boxes, size: int, 
     for name, image in frames:
         h, w = image.shape[:2]
         box = frame_box(boxes, name, (w, h), where)
+        start = time.perf_counter()
         crop, sq = crop_frame(image, box, size)
-        yield {"name": name, "image": image, "box": sq, "crop": crop}
+        yield {"name": name, "image": image, "box": sq, "crop": crop,
+               "crop_s": time.perf_counter() - start}
 
 
 def run_batches(predictor: Predictor, items: Iterable[dict], batch_size: int,
