@@ -226,7 +226,7 @@ def test_cli_rig_mode_writes_world_joints_and_an_overlay_per_view(scene, checkpo
 
 
 @pytest.mark.parametrize("case", ["wrong_kind", "unreadable", "box_outside", "missing",
-                                  "rig_wrong_kind"])
+                                  "rig_wrong_kind", "bad_box"])
 def test_bad_inputs_are_one_line_errors(scene, checkpoints, tmp_path, capsys, case):
     image = tmp_path / "a.png"
     cv2.imwrite(str(image), scene["views"][0][0])
@@ -236,7 +236,8 @@ def test_bad_inputs_are_one_line_errors(scene, checkpoints, tmp_path, capsys, ca
                             "--box", "500,500,600,600"],
             "missing": ["--checkpoint", checkpoints["sv"], str(tmp_path / "nope.mp4")],
             "rig_wrong_kind": ["--checkpoint", checkpoints["sv"], str(image), str(image),
-                               "--cameras", str(tmp_path / "cams.json")]}[case]
+                               "--cameras", str(tmp_path / "cams.json")],
+            "bad_box": ["--checkpoint", checkpoints["sv"], str(image), "--box", "5,5,2"]}[case]
     (tmp_path / "bad.png").write_bytes(b"not an image")
     (tmp_path / "cams.json").write_text(json.dumps(
         [{"K": c.K.tolist(), "R": c.R.tolist(), "t": c.t.tolist()} for c in scene["rig"][:2]]))
@@ -245,5 +246,6 @@ def test_bad_inputs_are_one_line_errors(scene, checkpoints, tmp_path, capsys, ca
     assert rc == 2
     assert err.startswith("pose3d predict: error: ") and "\n" not in err
     expected = {"wrong_kind": "multi_view", "unreadable": "bad.png", "box_outside": "outside",
-                "missing": "nope.mp4", "rig_wrong_kind": "single_view"}[case]
+                "missing": "nope.mp4", "rig_wrong_kind": "single_view",
+                "bad_box": "x0,y0,x1,y1"}[case]
     assert expected in err

@@ -63,7 +63,12 @@ def make_predictor(model_or_path: str | Path | SavedModel | nn.Module | Predicto
     A checkpoint of the other kind is a CheckpointError naming what it holds."""
     if isinstance(model_or_path, Predictor):
         return model_or_path
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    try:
+        device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    except RuntimeError as exc:
+        raise ValueError(f"bad device {device!r}: {exc}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device} asked for, but CUDA is not available here")
     config: dict = {}
     if isinstance(model_or_path, (str, Path)):
         model_or_path = load_model(model_or_path, device, kind=kind)
