@@ -45,7 +45,8 @@ def predict_source(predictor: Predictor, source: Source, out_dir: str | Path, *,
                     outputs.write_image(dest / "overlay" / f"{Path(item['name']).stem}.png",
                                         picture)
             if first is None:
-                first = (batch[0]["image"], out["joints2d"][0], out["joints3d_rel"][0])
+                first = (batch[0]["image"], out["joints2d"][0], out["joints3d_rel"][0],
+                         batch[0]["box"])
             parts.append({k: v for k, v in out.items() if k in SAVED})
             names += [item["name"] for item in batch]
             crop_s += sum(item["crop_s"] for item in batch)
@@ -60,7 +61,9 @@ def predict_source(predictor: Predictor, source: Source, out_dir: str | Path, *,
             "intrinsics_from": "given" if intrinsics is not None else "assumed"}
     outputs.write_npz(dest / "predictions.npz", arrays, names)
     outputs.write_json(dest / "predictions.json", arrays, names, meta)
-    outputs.figure_3d(dest / "pose3d.png", *first, title=f"{source.name}: frame {names[0]}")
+    image, joints2d, joints3d, box = first
+    outputs.figure_3d(dest / "pose3d.png", image, joints2d, joints3d, box=box,
+                      title=f"{source.name}: frame {names[0]} (camera mm, root-relative)")
     write_s += time.perf_counter() - t0
     stats = timing(start, source.decode_s, predictor, len(names))
     return {"out": dest, "frames": len(names),

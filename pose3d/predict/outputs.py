@@ -28,7 +28,7 @@ UNITS = {"joints2d": "input pixels (x right, y down)",
 def overlay(image: np.ndarray, joints2d: np.ndarray, box=None) -> np.ndarray:
     """A copy of the RGB frame with the skeleton [J, 2] (input pixels) and the crop box."""
     out = np.ascontiguousarray(image).copy()
-    thickness = max(1, round(max(out.shape[:2]) / 300))
+    thickness = max(2, round(max(out.shape[:2]) / 250))
     if box is not None:
         x0, y0, x1, y1 = (int(round(v)) for v in box)
         cv2.rectangle(out, (x0, y0), (x1, y1), (255, 255, 255), 1, cv2.LINE_AA)
@@ -100,15 +100,26 @@ def write_json(path: str | Path, arrays: dict[str, np.ndarray], names: list[str]
 
 
 def figure_3d(path: str | Path, image: np.ndarray, joints2d: np.ndarray,
-              joints3d: np.ndarray, title: str = "", world: bool = False) -> Path:
-    """The frame with its overlay next to the 3D pose (mm, root-centred). Camera joints
-    (y down, z forward) are turned so that up is up; world joints are drawn as they are."""
+              joints3d: np.ndarray, title: str = "", world: bool = False,
+              box=None) -> Path:
+    """The frame with its overlay (zoomed on `box` grown 1.5x when given) next to the 3D
+    pose (mm, root-centred). Camera joints (y down, z forward) are turned so that up is
+    up; world joints are drawn as they are."""
     pts = np.asarray(joints3d, dtype=np.float64)
     pts = pts - pts[ROOT]
     if not world:
         pts = np.stack([pts[:, 0], pts[:, 2], -pts[:, 1]], axis=1)
     fig = plt.figure(figsize=(7.5, 3.6))
     ax_img = fig.add_subplot(1, 2, 1)
+    if box is not None:  # zoom first, then draw, so the lines keep their width
+        x0, y0, x1, y1 = box
+        cx, cy, half = (x0 + x1) / 2, (y0 + y1) / 2, 0.75 * max(x1 - x0, y1 - y0)
+        h, w = image.shape[:2]
+        left, top = max(0, int(cx - half)), max(0, int(cy - half))
+        part = image[top:min(h, int(cy + half) + 1), left:min(w, int(cx + half) + 1)]
+        scale = 384 / max(part.shape[:2])
+        image = cv2.resize(part, None, fx=scale, fy=scale, interpolation=cv2.INTER_LINEAR)
+        joints2d = (np.asarray(joints2d) - [left, top]) * scale
     ax_img.imshow(overlay(image, joints2d))
     ax_img.set_axis_off()
     ax3d = fig.add_subplot(1, 2, 2, projection="3d")

@@ -46,7 +46,8 @@ def predict_rig_sources(predictor: Predictor, sources: list[Source], cameras: li
                         outputs.write_image(dest / cam.name / "overlay" / f"{stem}.png",
                                             picture)
             if first is None:
-                first = (batch[0]["images"][0], out["joints2d"][0, 0], out["joints3d"][0])
+                first = (batch[0]["images"][0], out["joints2d"][0, 0], out["joints3d"][0],
+                         batch[0]["box"][0])
             parts.append(out)
             names += [item["name"] for item in batch]
     finally:
@@ -63,7 +64,8 @@ def predict_rig_sources(predictor: Predictor, sources: list[Source], cameras: li
                "box": arrays["box"]}
     outputs.write_npz(dest / "predictions.npz", renamed, names)
     outputs.write_json(dest / "predictions.json", renamed, names, meta)
-    outputs.figure_3d(dest / "pose3d.png", *first, world=True,
+    image, joints2d, joints3d, box = first
+    outputs.figure_3d(dest / "pose3d.png", image, joints2d, joints3d, world=True, box=box,
                       title=f"{cameras[0].name}: frame {names[0]} (world mm)")
     decode_s = sum(s.decode_s for s in sources)
     return {"out": dest, "frames": len(names),
