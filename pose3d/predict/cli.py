@@ -67,6 +67,11 @@ def _run(args: argparse.Namespace) -> list[dict]:
     sources = [inputs.open_source(p) for p in args.inputs]  # every input checked up front
     if args.cameras:
         return [_run_rig(args, sources)]
+    names = [src.name for src in sources]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise ValueError(f"several inputs are named {', '.join(twice)}: their outputs would "
+                         f"share {args.out}/<name>; run them separately")
     from pose3d.predict.footage import predict_source
     from pose3d.predict.runner import make_predictor
 
