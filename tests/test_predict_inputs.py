@@ -37,6 +37,8 @@ def test_bad_boxes_name_the_file_and_frame(tmp_path):
     with pytest.raises(ValueError, match="outside the 10x8 image"):
         frame_box((12, 0, 20, 5), "0", (10, 8), "a.png")
     assert frame_box(None, "0", (10, 8), "a.png") == (0.0, 0.0, 10.0, 8.0)
+    # An image folder's frame found by its index when the file has no entry by name.
+    assert frame_box({"1": (0, 0, 4, 4)}, "b.png", (10, 8), "shots", 1) == (0, 0, 4, 4)
 
 
 def test_intrinsics_from_text_and_json(tmp_path):

@@ -190,16 +190,18 @@ def read_boxes(path: str | Path) -> dict[str, Box]:
 
 
 def frame_box(boxes: Box | dict[str, Box] | None, name: str, image_size: tuple[int, int],
-              where: str) -> Box:
-    """The box of one frame (the whole frame when none is given); ValueError when a boxes
-    file lacks the frame or the box does not overlap the W x H image."""
+              where: str, index: int | None = None) -> Box:
+    """The box of one frame (the whole frame when none is given), looked up by the frame's
+    name, else its 0-based `index`; ValueError when a boxes file lacks the frame or the box
+    does not overlap the W x H image."""
     w, h = image_size
     if boxes is None:
         return 0.0, 0.0, float(w), float(h)
     if isinstance(boxes, dict):
-        if name not in boxes:
+        key = name if name in boxes or index is None else str(index)
+        if key not in boxes:
             raise ValueError(f"no box for frame {name} of {where}")
-        boxes = boxes[name]
+        boxes = boxes[key]
     x0, y0, x1, y1 = boxes
     if x1 <= 0 or y1 <= 0 or x0 >= w or y0 >= h:
         raise ValueError(f"box {x0:g},{y0:g},{x1:g},{y1:g} of frame {name} of {where} lies "

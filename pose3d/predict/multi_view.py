@@ -30,12 +30,12 @@ def prepared_views(frames: Iterable[Sequence[tuple[str, np.ndarray]]], cameras: 
     """Per synchronised frame: its name (the first view's), the V images, square boxes
     [V, 4], crops [V, S, S, 3] and the crops' pinhole cameras (run in the decode thread).
     `boxes`: None, one box, or per view a box or {frame name: box}."""
-    for views in frames:
+    for index, views in enumerate(frames):
         crops, sq_boxes, crop_cams, images = [], [], [], []
         for v, ((name, image), cam) in enumerate(zip(views, cameras)):
             h, w = image.shape[:2]
             view_boxes = boxes[v] if isinstance(boxes, list) else boxes
-            box = frame_box(view_boxes, name, (w, h), where[v])
+            box = frame_box(view_boxes, name, (w, h), where[v], index)
             crop, sq = crop_frame(undistort(image, cam), box, size)
             crops.append(crop)
             sq_boxes.append(sq)

@@ -99,9 +99,9 @@ def decode(coords: np.ndarray, boxes: np.ndarray, K: np.ndarray, space: HeatmapS
 def prepared_frames(frames: Iterable[tuple[str, np.ndarray]], boxes, size: int, where: str
                     ) -> Iterator[dict]:
     """Per frame: name, the frame, its square box and crop (run in the decode thread)."""
-    for name, image in frames:
+    for index, (name, image) in enumerate(frames):
         h, w = image.shape[:2]
-        box = frame_box(boxes, name, (w, h), where)
+        box = frame_box(boxes, name, (w, h), where, index)
         start = time.perf_counter()
         crop, sq = crop_frame(image, box, size)
         yield {"name": name, "image": image, "box": sq, "crop": crop,
