@@ -18,6 +18,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from pose3d.models.build import build_model
+
 
 class CheckpointError(RuntimeError):
     """A checkpoint that is missing, unreadable or written for another model."""
@@ -92,8 +94,6 @@ def load_model(path: str | Path, device: str | torch.device = "cpu",
     """Rebuild the model a pose3d checkpoint holds, load its weights, move it to `device`
     and put it in eval mode. `kind` ("single_view" or "multi_view"), when given, is checked:
     another model's checkpoint is a CheckpointError naming what it holds."""
-    from pose3d.models import build_model  # the package imports this module: no circle at load
-
     ckpt = read_checkpoint(path)
     found = ckpt.get("fingerprint")
     if not found or not isinstance(found.get("arch"), dict) or "kind" not in found["arch"]:
