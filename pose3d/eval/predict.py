@@ -16,7 +16,7 @@ from tqdm import tqdm
 
 from pose3d.data.loader import make_eval_loader
 from pose3d.data.shards import resolve_shards
-from pose3d.eval.report import Predictions
+from pose3d.eval.predictions import Predictions
 from pose3d.geometry import heatmap_to_world, project
 from pose3d.losses import heatmap_targets
 from pose3d.models import load_model

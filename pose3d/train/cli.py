@@ -37,7 +37,7 @@ def run(cfg, stage=None) -> dict:
     from pose3d.train.loop import train
 
     if stage is None:
-        from pose3d.train.stages import make_stage
+        from pose3d.train.registry import make_stage
 
         stage = make_stage(cfg.stage)
     return stage.run(cfg) if hasattr(stage, "run") else train(cfg, stage)

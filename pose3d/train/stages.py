@@ -4,6 +4,8 @@
                  joints (mm) plus L1 of the 2D joints
     pgt          offline: F_mv on the unlabeled tuples -> new shards carrying P-GT
                  (pose3d.train.pgt)
+
+The registry that maps cfg.stage to these is pose3d.train.registry.
     sv_pretrain  F_sv (integral regression) on labeled tuples, L1 in heatmap space ("Base")
     finetune     F_sv on labeled GT + unlabeled P-GT, eq. 10: λ1 L_pose + λ2 L_mv
                  ("L1-only" when loss.lambda_mv = 0, "Ours" otherwise)
@@ -240,13 +242,3 @@ class Finetune(SingleViewPretrain):
         return pose_targets(batch["joints3d"], batch["has_joints3d"], batch["pgt"],
                             batch["has_pgt"])
 
-
-def make_stage(name: str):
-    """The stage object for `name` (cfg.stage)."""
-    from pose3d.train.pgt import PseudoGroundTruth
-
-    stages = {"mv_pretrain": MultiViewPretrain, "pgt": PseudoGroundTruth,
-              "sv_pretrain": SingleViewPretrain, "finetune": Finetune}
-    if name not in stages:
-        raise ConfigError(f"unknown stage {name!r}; stages: {', '.join(stages)}")
-    return stages[name]()
