@@ -3,7 +3,8 @@ import json
 import numpy as np
 import pytest
 
-from pose3d.eval.figures import sample_figure, save_figure
+from pose3d.data.draw import save_figure
+from pose3d.eval.figures import sample_figure
 from pose3d.eval.predictions import Predictions
 from pose3d.eval.report import comparison_table, summarize, write_report
 

@@ -18,8 +18,8 @@ from collections import defaultdict
 
 import numpy as np
 
-from pose3d.eval.metrics import joint_errors, root_align
 from pose3d.eval.predictions import Predictions
+from pose3d.geometry.metrics import joint_errors, root_align
 
 ROWS = {"per_view_mpjpe": "MPJPE per view (mm)", "consensus_mpjpe": "MPJPE of the views' mean (mm)",
         "spread_mm": "spread of the views (mm)", "scale": "scale (prediction / GT)",

@@ -12,8 +12,9 @@ from pathlib import Path
 
 import torch
 
+from pose3d.data.draw import save_figure
 from pose3d.data.shards import resolve_shards
-from pose3d.eval.figures import sample_figure, save_figure
+from pose3d.eval.figures import sample_figure
 from pose3d.eval.predict import load_single_view, predict
 from pose3d.eval.report import comparison_table, summarize, write_report
 

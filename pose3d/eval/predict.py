@@ -15,12 +15,12 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
 from pose3d.data.loader import make_eval_loader
+from pose3d.data.schema import to_uint8
 from pose3d.data.shards import resolve_shards
 from pose3d.eval.predictions import Predictions
 from pose3d.geometry import heatmap_to_world, project
 from pose3d.losses import heatmap_targets
 from pose3d.models import load_model
-from pose3d.train.visualize import to_uint8
 
 
 def load_single_view(path: str | Path, device: torch.device | str = "cpu"

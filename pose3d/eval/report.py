@@ -10,8 +10,8 @@ import json
 from pathlib import Path
 
 from pose3d.eval.agreement import agreement_table, tuple_groups, view_agreement
-from pose3d.eval.metrics import aggregate, evaluate
 from pose3d.eval.predictions import Predictions
+from pose3d.geometry.metrics import aggregate, evaluate
 
 
 def summarize(preds: Predictions) -> dict:

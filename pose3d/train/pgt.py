@@ -33,7 +33,7 @@ from webdataset.tariterators import tarfile_samples
 from pose3d.data import schema
 from pose3d.data.loader import collate, record
 from pose3d.data.shards import ShardSetWriter, load_manifest, resolve_shards, write_manifest
-from pose3d.eval.metrics import mpjpe
+from pose3d.geometry.metrics import mpjpe
 from pose3d.models.saved import load_model
 from pose3d.train import checkpoint, distributed
 from pose3d.train.config import stage_optim, to_yaml

@@ -7,18 +7,11 @@ import cv2
 import numpy as np
 import torch
 
-from pose3d.data.schema import IMAGE_MEAN, IMAGE_STD
+from pose3d.data.schema import to_uint8
 from pose3d.skeleton.h36m import BONES, bone_side
 
 _SIDE_COLOURS = {"left": (255, 80, 80), "right": (80, 140, 255), "centre": (255, 220, 0)}
 _GT_COLOUR = (40, 220, 40)
-
-
-def to_uint8(image: torch.Tensor) -> np.ndarray:
-    """A normalised image [3, H, W] (ImageNet mean/std) -> uint8 RGB [H, W, 3]."""
-    x = image.detach().float().cpu()
-    x = x * torch.tensor(IMAGE_STD).view(3, 1, 1) + torch.tensor(IMAGE_MEAN).view(3, 1, 1)
-    return (x.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy().copy()
 
 
 def draw_skeleton(image: np.ndarray, points: np.ndarray, colour: tuple[int, int, int] | None,
