@@ -27,8 +27,6 @@ from torch import Tensor, nn
 from pose3d.data.loader import make_train_loader
 from pose3d.data.shards import load_manifest, resolve_shards
 from pose3d.geometry import HeatmapSpace, heatmap_to_world, project
-from pose3d.train.checkpoint import CheckpointError
-from pose3d.train.checkpoint import load as load_checkpoint
 from pose3d.train.config import ConfigError, stage_optim
 from pose3d.train.distributed import DistInfo
 from pose3d.train.stage import StepContext, StepOutput, TrainStage
@@ -74,6 +72,7 @@ class _ShardStage(TrainStage):
                 raise FileNotFoundError(f"{key}: no such shard folder {folder}")
             resolve_shards(folder, role)
             check_image_size(folder, cfg)
+        super().check_inputs(cfg)
 
     def train_loader(self, cfg: DictConfig, epoch: int, dist: DistInfo) -> Iterable[dict]:
         shards = [p for folder, role in self.shard_folders(cfg).values()
@@ -146,31 +145,6 @@ class SingleViewPretrain(_ShardStage):
     def consistency_weight(self, cfg: DictConfig) -> float:
         return 0.0  # Base: L_pose only (L_mv is still logged)
 
-    def mv_init(self, cfg: DictConfig) -> str:
-        """The mv_pretrain checkpoint a fresh run starts from, when no weights_path is set."""
-        return "" if self.init_weights(cfg) else cfg.model.sv_init_from_mv
-
-    def check_inputs(self, cfg: DictConfig) -> None:
-        super().check_inputs(cfg)
-        path = self.mv_init(cfg)
-        if path and not os.path.isfile(path):
-            raise CheckpointError(f"model.sv_init_from_mv: no such checkpoint {path} (run "
-                                  f"stage=mv_pretrain first, or set model.sv_init_from_mv='')")
-
-    def load_initial_weights(self, cfg: DictConfig, model: nn.Module, fp: dict) -> None:
-        path = self.mv_init(cfg)
-        if not path:
-            return super().load_initial_weights(cfg, model, fp)
-        ckpt = load_checkpoint(path)
-        found = (ckpt.get("fingerprint") or {}).get("class")
-        if found != "MultiViewTriangulationModel":
-            raise CheckpointError(f"model.sv_init_from_mv: {path} holds a {found or 'non-pose3d'}"
-                                  f" checkpoint, not a multi-view model (stage=mv_pretrain)")
-        try:
-            model.init_from_multi_view(ckpt["model"])
-        except ValueError as e:
-            raise CheckpointError(f"model.sv_init_from_mv: {path}: {e}") from None
-
     def targets(self, batch: dict) -> tuple[Tensor, Tensor]:
         return batch["joints3d"], batch["has_joints3d"]
 
@@ -221,20 +195,6 @@ class Finetune(SingleViewPretrain):
 
     def consistency_weight(self, cfg: DictConfig) -> float:
         return cfg.loss.lambda_mv
-
-    def init_weights(self, cfg: DictConfig) -> str:
-        return cfg.model.sv.weights_path or cfg.model.finetune_init
-
-    def mv_init(self, cfg: DictConfig) -> str:
-        return ""  # fine-tuning starts from Base (or from scratch), never from F_mv
-
-    def check_inputs(self, cfg: DictConfig) -> None:
-        super().check_inputs(cfg)
-        init = self.init_weights(cfg)
-        if init and not os.path.isfile(init):
-            raise CheckpointError(f"finetune starts from {init}, which does not exist (run "
-                                  f"stage=sv_pretrain first, or set model.sv.weights_path, or "
-                                  f"model.finetune_init='' to start from scratch)")
 
     def targets(self, batch: dict) -> tuple[Tensor, Tensor]:
         from pose3d.losses import pose_targets
