@@ -17,6 +17,7 @@ import sys
 from pose3d.train.checkpoint import CheckpointError
 from pose3d.train.config import ConfigError, load_config
 from pose3d.train.loop import NonFiniteLossError
+from pose3d.train.pgt import NothingLabeledError
 
 EXIT_BAD_INPUT = 2
 EXIT_NON_FINITE = 3
@@ -55,7 +56,7 @@ def main(args: argparse.Namespace, stage=None) -> int:
     try:
         cfg = load_config(args.config, overrides)
         run(cfg, stage)
-    except (ConfigError, CheckpointError, FileNotFoundError) as exc:
+    except (ConfigError, CheckpointError, FileNotFoundError, NothingLabeledError) as exc:
         _error(str(exc))
         return EXIT_BAD_INPUT
     except NonFiniteLossError as exc:
