@@ -24,13 +24,14 @@ import torch
 from omegaconf import DictConfig
 from torch import Tensor, nn
 
+from pose3d.data.draw import overlay_views
 from pose3d.data.loader import make_train_loader
 from pose3d.data.shards import load_manifest, resolve_shards
-from pose3d.geometry import HeatmapSpace, heatmap_to_world, project
+from pose3d.geometry import HeatmapSpace, project
+from pose3d.losses import prediction_to_world
 from pose3d.train.config import ConfigError, stage_optim
 from pose3d.train.distributed import DistInfo
 from pose3d.train.stage import StepContext, StepOutput, TrainStage
-from pose3d.train.visualize import overlay_views
 
 
 def check_image_size(folder: str, cfg: DictConfig) -> None:
@@ -165,18 +166,13 @@ class SingleViewPretrain(_ShardStage):
     def _mpjpe(self, coords: Tensor, target: Tensor, has_target: Tensor, batch: dict) -> Tensor:
         """Per-view prediction back in world mm with the target's root depth (Π), root-aligned
         MPJPE against the target, over valid views of tuples with a target (mm)."""
-        from pose3d.losses import heatmap_targets
-
-        with torch.autocast(coords.device.type, enabled=False):
-            _, root_depth = heatmap_targets(target.float(), batch["K"], batch["R"], batch["t"],
-                                            self.space, batch["valid"])
-            world = heatmap_to_world(coords.float(), root_depth, batch["K"], batch["R"],
-                                     batch["t"], self.space)
-            world = world - world[..., :1, :]
-            rel = (target - target[:, :1])[:, None]
-            err = (world - rel).norm(dim=-1).mean(dim=-1)  # [B, V]
-            use = batch["valid"] & has_target[:, None] & (root_depth > 0)
-            return (err * use).sum() / use.sum().clamp_min(1)
+        world, root_depth = prediction_to_world(coords, target, batch["K"], batch["R"],
+                                                batch["t"], self.space, batch["valid"])
+        world = world - world[..., :1, :]
+        rel = (target.float() - target[:, :1].float())[:, None]
+        err = (world - rel).norm(dim=-1).mean(dim=-1)  # [B, V]
+        use = batch["valid"] & has_target[:, None] & (root_depth > 0)
+        return (err * use).sum() / use.sum().clamp_min(1)
 
     def picture(self, batch: dict, out: StepOutput) -> np.ndarray:
         pred2d = out.outputs["coords"][0][..., :2] * self.space.stride
