@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+import yaml
 from torch import nn
 
 from pose3d.models.build import build_model
@@ -111,7 +112,5 @@ def load_model(path: str | Path, device: str | torch.device = "cpu",
     model.load_state_dict(ckpt["model"])
     config = ckpt.get("config") or {}
     if isinstance(config, str):  # the trainer stores its config as YAML text
-        import yaml
-
         config = yaml.safe_load(config) or {}
     return SavedModel(model.to(device).eval(), arch, config, ckpt)

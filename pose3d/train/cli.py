@@ -16,8 +16,9 @@ import sys
 
 from pose3d.train.checkpoint import CheckpointError
 from pose3d.train.config import ConfigError, load_config
-from pose3d.train.loop import NonFiniteLossError
+from pose3d.train.loop import NonFiniteLossError, train
 from pose3d.train.pgt import NothingLabeledError
+from pose3d.train.registry import make_stage
 
 EXIT_BAD_INPUT = 2
 EXIT_NON_FINITE = 3
@@ -35,11 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(cfg, stage=None) -> dict:
     """Run the stage `cfg.stage` (the offline P-GT stage or a training stage); `stage`
     replaces the registered one (tests use a small stand-in)."""
-    from pose3d.train.loop import train
-
     if stage is None:
-        from pose3d.train.registry import make_stage
-
         stage = make_stage(cfg.stage)
     return stage.run(cfg) if hasattr(stage, "run") else train(cfg, stage)
 

@@ -15,6 +15,7 @@ import torch
 from omegaconf import DictConfig
 from torch import Tensor, nn
 
+from pose3d.models import build_model
 from pose3d.train import checkpoint
 from pose3d.train.checkpoint import CheckpointError
 from pose3d.train.config import initial_weights
@@ -81,8 +82,6 @@ class TrainStage:
 
     def build_model(self, cfg: DictConfig) -> nn.Module:
         """The model of `arch`, its backbone initialised from model.*.backbone_weights."""
-        from pose3d.models import build_model
-
         weights = self.model_config(cfg).backbone_weights or None
         return build_model({**self.arch(cfg), "weights_path": weights})
 

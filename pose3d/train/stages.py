@@ -28,7 +28,7 @@ from pose3d.data.draw import overlay_views
 from pose3d.data.loader import make_train_loader
 from pose3d.data.shards import load_manifest, resolve_shards
 from pose3d.geometry import HeatmapSpace, project
-from pose3d.losses import prediction_to_world
+from pose3d.losses import mv_pretrain_loss, pose_targets, prediction_to_world, total_loss
 from pose3d.train.config import ConfigError, stage_optim
 from pose3d.train.distributed import DistInfo
 from pose3d.train.stage import StepContext, StepOutput, TrainStage
@@ -99,8 +99,6 @@ class MultiViewPretrain(_ShardStage):
                 "deconv_channels": m.deconv_channels, "num_deconv": m.num_deconv}
 
     def step(self, model: nn.Module, batch: dict, ctx: StepContext) -> StepOutput:
-        from pose3d.losses import mv_pretrain_loss
-
         b, v = batch["valid"].shape
         images = _images(batch, ctx).view(b, v, *batch["images"].shape[2:])
         out = model(images, batch["K"], batch["R"], batch["t"], batch["valid"])
@@ -150,8 +148,6 @@ class SingleViewPretrain(_ShardStage):
         return batch["joints3d"], batch["has_joints3d"]
 
     def step(self, model: nn.Module, batch: dict, ctx: StepContext) -> StepOutput:
-        from pose3d.losses import total_loss
-
         b, v = batch["valid"].shape
         coords = model(_images(batch, ctx))["coords"].view(b, v, -1, 3)
         target, has_target = self.targets(batch)
@@ -193,8 +189,6 @@ class Finetune(SingleViewPretrain):
         return cfg.loss.lambda_mv
 
     def targets(self, batch: dict) -> tuple[Tensor, Tensor]:
-        from pose3d.losses import pose_targets
-
         return pose_targets(batch["joints3d"], batch["has_joints3d"], batch["pgt"],
                             batch["has_pgt"])
 
