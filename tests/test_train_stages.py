@@ -20,7 +20,7 @@ from pose3d.train.cli import EXIT_BAD_INPUT, add_arguments, main
 from pose3d.train.config import initial_weights, load_config
 from pose3d.train.distributed import DistInfo
 from pose3d.train.registry import make_stage
-from pose3d.train.stage import StepContext
+from pose3d.train.stage_base import StepContext
 
 SIZE = 32  # the smallest input the ResNet trunk takes (stride 32): seconds per stage on CPU
 

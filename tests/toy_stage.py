@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from pose3d.train.stage import StepOutput, TrainStage
+from pose3d.train.stage_base import StepOutput, TrainStage
 
 SIZE = 16
 

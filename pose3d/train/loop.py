@@ -22,7 +22,7 @@ from pose3d.train import checkpoint, distributed
 from pose3d.train.config import learning_rate, stage_optim, to_yaml
 from pose3d.train.distributed import DistInfo
 from pose3d.train.logger import Logger
-from pose3d.train.stage import StepContext, StepOutput, TrainStage, batch_to
+from pose3d.train.stage_base import StepContext, StepOutput, TrainStage, batch_to
 
 
 class NonFiniteLossError(RuntimeError):

@@ -40,7 +40,7 @@ from pose3d.train.config import stage_optim, to_yaml
 from pose3d.train.distributed import DistInfo
 from pose3d.train.logger import Logger
 from pose3d.train.loop import fork_safe_opencv
-from pose3d.train.stage import batch_to
+from pose3d.train.stage_base import batch_to
 from pose3d.train.stages import check_image_size
 
 WITHHELD_FILE = schema.WITHHELD_FILE

@@ -31,7 +31,7 @@ from pose3d.geometry import HeatmapSpace, project
 from pose3d.losses import mv_pretrain_loss, pose_targets, prediction_to_world, total_loss
 from pose3d.train.config import ConfigError, stage_optim
 from pose3d.train.distributed import DistInfo
-from pose3d.train.stage import StepContext, StepOutput, TrainStage
+from pose3d.train.stage_base import StepContext, StepOutput, TrainStage
 
 
 def check_image_size(folder: str, cfg: DictConfig) -> None:
