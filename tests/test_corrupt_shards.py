@@ -11,7 +11,7 @@ import warnings
 
 import pytest
 from train_data import write_tiny_dataset
-from train_helpers import TINY
+from train_helpers import TINY, torchrun
 
 from pose3d.data.loader import CorruptSampleWarning, make_eval_loader, make_train_loader
 from pose3d.data.shards import resolve_shards
@@ -118,4 +118,16 @@ def test_pgt_that_labels_nothing_fails_in_one_line_and_keeps_the_previous_pgt(
     assert err.count("\n") == 0 and "labeled none" in err
     assert [p.name for p in previous.iterdir()] == ["manifest.json"]
     assert (previous / "manifest.json").read_text() == "{}"
+    assert not (tmp_path / ".pgt_shards.partial").exists()
+
+
+@pytest.mark.slow
+def test_pgt_under_two_ranks_skips_the_bad_shard_and_counts_it_once(clean, damaged, tmp_path):
+    data = damaged[0]
+    proc = torchrun(2, ["-m", "pose3d.train", "--config", TINY, f"data.root={data}",
+                        f"data.image_size={SIZE}", f"run.root={tmp_path}", "stage=pgt",
+                        f"pgt.checkpoint={clean[1]}"], {})
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    report = json.loads((tmp_path / "pgt" / "pgt_report.json").read_text())
+    assert (report["skipped_shards"], report["skipped_samples"], report["tuples"]) == (1, 1, 3)
     assert not (tmp_path / ".pgt_shards.partial").exists()
