@@ -87,7 +87,6 @@ setup(
     version=VERSION,
     description="Multi-view semi-supervised training of single-view 3D human pose models",
     packages=find_packages(include=["pose3d", "pose3d.*"]),
-    package_data={"pose3d": ["configs/*.yaml"]},
     python_requires=">=3.10",
     install_requires=[
         "torch>=2.4",

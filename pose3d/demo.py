@@ -25,6 +25,7 @@ from pose3d.data.studio import StudioConfig
 from pose3d.data.synth import synthesize
 from pose3d.eval.cli import evaluate_checkpoints
 from pose3d.eval.report import comparison_table
+from pose3d.train.cli import run
 from pose3d.train.config import load_config
 
 # The CPU demo: small images and a ResNet-18; every stage a few minutes on 2 cores.
@@ -109,8 +110,6 @@ def stage_plan(args: argparse.Namespace, root: Path, data: Path) -> list[tuple[s
 def run_stage(overrides: list[str], nproc: int) -> None:
     """One stage, in this process or under torchrun with `nproc` workers."""
     if nproc <= 1:
-        from pose3d.train.cli import run
-
         run(load_config(None, overrides))
         return
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",

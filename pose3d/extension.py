@@ -16,6 +16,7 @@ class ExtensionNotBuilt(ImportError):
 def load() -> None:
     """Import `pose3d._C`, which registers the `torch.ops.pose3d` ops. Idempotent."""
     try:
+        # here, not at the top: `pose3d env` must run (and say so) without a built extension
         from pose3d import _C  # noqa: F401
     except ImportError as exc:
         raise ExtensionNotBuilt(

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from pose3d.eval.agreement import agreement_table, view_agreement
-from pose3d.eval.report import Predictions, summarize, write_report
+from pose3d.eval.predictions import Predictions
+from pose3d.eval.report import summarize, write_report
 
 
 def _tuples(rng, offsets: np.ndarray, rotation: np.ndarray | None = None,

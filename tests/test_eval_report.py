@@ -3,8 +3,10 @@ import json
 import numpy as np
 import pytest
 
-from pose3d.eval.figures import sample_figure, save_figure
-from pose3d.eval.report import Predictions, comparison_table, summarize, write_report
+from pose3d.data.draw import save_figure
+from pose3d.eval.figures import sample_figure
+from pose3d.eval.predictions import Predictions
+from pose3d.eval.report import comparison_table, summarize, write_report
 
 
 def _predictions(rng, noise_mm: float, n: int = 12) -> Predictions:

@@ -11,6 +11,7 @@ from pose3d.losses import (
     mv_pretrain_loss,
     pose_loss,
     pose_targets,
+    prediction_to_world,
     total_loss,
 )
 from pose3d.models import MultiViewTriangulationModel
@@ -315,3 +316,15 @@ def test_mv_pretrain_loss_under_bf16_autocast_is_zero_at_the_truth():
         loss, parts = mv_pretrain_loss(out, data["joints3d"], torch.tensor([True, True]),
                                        *cams, valid, lambda_2d=1.0, stride=4)
     assert parts["3d"] < 1e-4 and parts["2d"] < 1e-3 and loss < 1e-3
+
+
+def test_prediction_at_the_targets_own_voxels_goes_back_to_the_target_in_world():
+    data = make_tuples(2, 4, 64, 3, torch.float32)
+    valid = torch.tensor([[True, True, False, True], [True, True, True, True]])
+    coords, _ = heatmap_targets(data["joints3d"], data["K"], data["R"], data["t"], SPACE, valid)
+    world, root_depth = prediction_to_world(coords, data["joints3d"], data["K"], data["R"],
+                                            data["t"], SPACE, valid)
+    assert world.shape == (2, 4, 17, 3) and (root_depth[valid] > 0).all()
+    assert (root_depth[~valid] == 0).all()
+    expected = data["joints3d"][:, None].expand_as(world)
+    torch.testing.assert_close(world[valid], expected[valid], atol=0.5, rtol=1e-4)

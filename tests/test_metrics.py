@@ -4,7 +4,7 @@ import torch
 from scipy.linalg import orthogonal_procrustes
 from scipy.spatial.transform import Rotation
 
-from pose3d.eval.metrics import aggregate, auc, evaluate, mpjpe, n_mpjpe, pa_mpjpe, pck3d
+from pose3d.geometry.metrics import aggregate, auc, evaluate, mpjpe, n_mpjpe, pa_mpjpe, pck3d
 
 
 def _independent_pa_mpjpe(pred, gt):

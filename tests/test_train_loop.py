@@ -19,7 +19,7 @@ from pose3d.train.cli import EXIT_BAD_INPUT, EXIT_NON_FINITE, add_arguments, mai
 from pose3d.train.config import load_config
 from pose3d.train.distributed import DistInfo
 from pose3d.train.loop import train_step
-from pose3d.train.stage import StepContext
+from pose3d.train.stage_base import StepContext
 
 
 def run_toy(root: Path, *overrides: str, stage: ToyStage | None = None) -> int:

@@ -17,10 +17,10 @@ from pose3d.data.loader import iterate_samples
 from pose3d.data.shards import load_manifest
 from pose3d.train import checkpoint
 from pose3d.train.cli import EXIT_BAD_INPUT, add_arguments, main
-from pose3d.train.config import load_config
+from pose3d.train.config import initial_weights, load_config
 from pose3d.train.distributed import DistInfo
-from pose3d.train.stage import StepContext
-from pose3d.train.stages import make_stage
+from pose3d.train.registry import make_stage
+from pose3d.train.stage_base import StepContext
 
 SIZE = 32  # the smallest input the ResNet trunk takes (stride 32): seconds per stage on CPU
 
@@ -82,7 +82,7 @@ def test_every_stage_runs_in_two_processes(dataset, tmp_path):
 
     # finetune starts from sv_pretrain's latest checkpoint by default
     cfg = load_config(TINY, overrides(dataset, tmp_path, "finetune"))
-    assert make_stage("finetune").init_weights(cfg) == str(
+    assert initial_weights(cfg).path == str(
         tmp_path / "sv_pretrain" / "checkpoints" / "latest.pt")
     run_stage_torchrun(dataset, tmp_path, "finetune")
     last = checkpoint.load(tmp_path / "finetune" / "checkpoints" / "latest.pt")

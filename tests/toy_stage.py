@@ -1,14 +1,23 @@
 """A stand-in training stage for the trainer's tests: a small conv net regressing 17 3D
 points from 16 x 16 images of an in-memory data set. It exercises the loop, DDP, checkpoints
-and logging without the real models or shards."""
+and logging without the real models or shards.
+
+Faults on demand (environment, so that they reach torchrun's workers):
+POSE3D_TEST_CRASH_AT_STEP=N (+ POSE3D_TEST_CRASH_MARKER=file, POSE3D_TEST_CRASH_RANK=r):
+rank r exits abruptly after step N, once (the marker file records that it did);
+POSE3D_TEST_NAN_AT_STEP=N: the loss of step N becomes NaN.
+"""
 
 from __future__ import annotations
+
+import os
+from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
-from pose3d.train.stage import StepOutput, TrainStage
+from pose3d.train.stage_base import StepOutput, TrainStage
 
 SIZE = 16
 
@@ -51,13 +60,27 @@ class ToyStage(TrainStage):
     def train_loader(self, cfg, epoch, dist):
         bs = cfg.optim[cfg.stage].batch_size
         for i in range(cfg.data.batches_per_epoch):
+            step = epoch * cfg.data.batches_per_epoch + i + 1  # the loop's step number
+            _maybe_crash(step - 1, dist.rank)  # asked for step N + 1: step N is done
             self.loaded_batches.append((epoch, i))
-            yield toy_batch(cfg.run.seed, epoch, dist.rank, i, bs)
+            yield {**toy_batch(cfg.run.seed, epoch, dist.rank, i, bs), "step": step}
 
     def step(self, model, batch, ctx) -> StepOutput:
         pred = model(batch["images"].flatten(0, 1))
         loss = (pred - batch["target"]).abs().mean()
+        if os.environ.get("POSE3D_TEST_NAN_AT_STEP") == str(batch.get("step")):
+            loss = loss * float("nan")
         return StepOutput(loss, {"train/l1": loss.detach()}, {"pred": pred.detach()})
 
     def picture(self, batch, out) -> np.ndarray:
         return np.zeros((8, 8, 3), np.uint8)
+
+
+def _maybe_crash(step: int, rank: int) -> None:
+    at, marker = os.environ.get("POSE3D_TEST_CRASH_AT_STEP"), os.environ.get(
+        "POSE3D_TEST_CRASH_MARKER")
+    if at != str(step) or not marker or rank != int(os.environ.get(
+            "POSE3D_TEST_CRASH_RANK", "1")) or Path(marker).exists():
+        return
+    Path(marker).write_text(f"crashed after step {step}\n")
+    os._exit(17)  # like a killed worker: no cleanup, no exception handling

@@ -13,6 +13,7 @@ import tempfile
 import time
 
 import torch
+import torchvision
 
 from pose3d.bench.timing import format_table, measure
 from pose3d.data import motion
@@ -64,8 +65,6 @@ def time_read(out_dir: str, tuples: int, batch_size: int, epochs: int,
 
 def time_model(size: int, batch: int, device: torch.device) -> float:
     """Images/s of ResNet-50 forward + backward + SGD step at size x size."""
-    import torchvision
-
     model = torchvision.models.resnet50().to(device)
     optimiser = torch.optim.SGD(model.parameters(), lr=1e-3)
     images = torch.randn(batch, 3, size, size, device=device)

@@ -23,8 +23,8 @@ from pose3d.env_report import collect
 from pose3d.train.config import load_config
 from pose3d.train.distributed import DistInfo
 from pose3d.train.loop import fork_safe_opencv, train_step
-from pose3d.train.stage import StepContext, batch_to
-from pose3d.train.stages import make_stage
+from pose3d.train.registry import make_stage
+from pose3d.train.stage_base import StepContext, batch_to
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -23,6 +23,7 @@ The batch (CPU tensors; B tuples, V views, S = image size):
     K [B, V, 3, 3], R [B, V, 3, 3], t [B, V, 3] float32 (cameras after crop and resize)
     valid [B, V] bool; joints3d, pgt [B, 17, 3] float32 world mm (zeros where absent),
     has_joints3d, has_pgt [B] bool; key, subject, action: list[str]
+    raw: list[dict] (eval loaders with keep_raw only): the samples as read from the tars
 """
 
 from __future__ import annotations
@@ -199,8 +200,8 @@ def record(d: schema.DecodedSample) -> dict:
             "key": d.key, "subject": str(d.meta["subject"]), "action": str(d.meta["action"])}
 
 
-def _decode_stream(samples: Iterator[dict], skips: _Skips, augment_rng, endless: bool
-                   ) -> Iterator[dict]:
+def _decode_stream(samples: Iterator[dict], skips: _Skips, augment_rng, endless: bool,
+                   keep_raw: bool = False) -> Iterator[dict]:
     bad_in_a_row = 0
     for sample in samples:
         try:
@@ -213,6 +214,8 @@ def _decode_stream(samples: Iterator[dict], skips: _Skips, augment_rng, endless:
                                    f"the shards look corrupt") from exc
             continue
         bad_in_a_row = 0
+        if keep_raw:
+            rec["raw"] = sample
         if augment_rng is not None:
             rec["images"], rec["K"] = _augment(rec["images"], rec["K"], rec["valid"],
                                                augment_rng)
@@ -253,8 +256,9 @@ def collate(records: list[dict], normalize: bool = True) -> dict:
         batch[name] = torch.from_numpy(np.stack([r[name] for r in records]).astype(np.float32))
     for name in ("valid", "has_joints3d", "has_pgt"):
         batch[name] = torch.from_numpy(np.array([r[name] for r in records], dtype=bool))
-    for name in ("key", "subject", "action"):
-        batch[name] = [r[name] for r in records]
+    for name in ("key", "subject", "action", "raw"):
+        if name in records[0]:
+            batch[name] = [r[name] for r in records]
     return batch
 
 
@@ -278,11 +282,11 @@ class _Pipeline(torch.utils.data.IterableDataset):
 
     def __init__(self, source, batch_size: int, *, shuffle_buffer: int = 0,
                  augment: bool = False, seed: int = 0, batches: int | None = None,
-                 normalize: bool = True):
+                 normalize: bool = True, keep_raw: bool = False):
         super().__init__()
         self.source, self.batch_size, self.shuffle_buffer = source, batch_size, shuffle_buffer
         self.augment, self.seed, self.batches = augment, seed, batches
-        self.normalize = normalize
+        self.normalize, self.keep_raw = normalize, keep_raw
 
     def __iter__(self) -> Iterator[dict]:
         skips = _Skips()
@@ -299,7 +303,8 @@ class _Pipeline(torch.utils.data.IterableDataset):
                                       rng=random.Random(stream_seed))(samples)
             aug_rng = np.random.default_rng(zlib.crc32(stream_seed.encode())) \
                 if self.augment else None
-            records = _decode_stream(samples, skips, aug_rng, endless=quota is not None)
+            records = _decode_stream(samples, skips, aug_rng, endless=quota is not None,
+                                     keep_raw=self.keep_raw)
             batches = _batches(records, self.batch_size, partial=quota is None, skips=skips,
                                normalize=self.normalize)
             yield from itertools.islice(batches, quota)
@@ -394,13 +399,17 @@ def make_train_loader(shards: str | Sequence[str], batch_size: int, *, num_worke
 
 def make_eval_loader(shards: str | Sequence[str], batch_size: int, *, num_workers: int = 0,
                      rank: int | None = None, world_size: int | None = None,
-                     pin_memory: bool = False, normalize: bool = True) -> ShardLoader:
+                     pin_memory: bool = False, normalize: bool = True,
+                     keep_raw: bool = False) -> ShardLoader:
     """Every sample exactly once across ranks (and workers), in shard order within a slot;
-    the last batch may be smaller and ranks may get different numbers of batches."""
+    the last batch may be smaller and ranks may get different numbers of batches.
+    keep_raw: batches also carry `raw`, each tuple's sample as read from its tar (file
+    name -> bytes), for stages that copy samples into new shards (P-GT)."""
     _check_batch_size(batch_size, num_workers)
     urls = resolve_shards(shards)
     rank, world_size = _resolve_rank(rank, world_size)
-    dataset = _Pipeline(_EvalSource(urls, rank, world_size), batch_size, normalize=normalize)
+    dataset = _Pipeline(_EvalSource(urls, rank, world_size), batch_size, normalize=normalize,
+                        keep_raw=keep_raw)
     return ShardLoader(dataset, num_workers, pin_memory, None)
 
 

@@ -61,6 +61,14 @@ def normalize_images(images: torch.Tensor, inplace: bool = False) -> torch.Tenso
     return (images.float() - mean).mul_(inv_std)
 
 
+def to_uint8(image: torch.Tensor) -> np.ndarray:
+    """A normalised image [3, H, W] (IMAGE_MEAN / IMAGE_STD) -> uint8 RGB [H, W, 3]: the
+    inverse of `normalize_images`, for pictures."""
+    x = image.detach().float().cpu()
+    x = x * torch.tensor(IMAGE_STD).view(3, 1, 1) + torch.tensor(IMAGE_MEAN).view(3, 1, 1)
+    return (x.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy().copy()
+
+
 CAMERAS_FILE = "cameras.npy"
 CAMERA_DTYPE = np.dtype([("K", "<f4", (3, 3)), ("R", "<f4", (3, 3)), ("t", "<f4", (3,)),
                          ("dist", "<f4", (5,))])

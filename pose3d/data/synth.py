@@ -20,7 +20,7 @@ import numpy as np
 from tqdm import tqdm
 
 from pose3d.data import motion, studio
-from pose3d.data.preview import write_preview
+from pose3d.data.shard_preview import write_preview
 from pose3d.data.shards import ShardSetWriter
 from pose3d.data.studio import Job, StudioConfig
 

@@ -15,14 +15,11 @@ root-aligned world millimetres over the tuples seen by at least two views:
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import TYPE_CHECKING
 
 import numpy as np
 
-from pose3d.eval.metrics import joint_errors, root_align
-
-if TYPE_CHECKING:  # report.py imports this module
-    from pose3d.eval.report import Predictions
+from pose3d.eval.predictions import Predictions
+from pose3d.geometry.metrics import joint_errors, root_align
 
 ROWS = {"per_view_mpjpe": "MPJPE per view (mm)", "consensus_mpjpe": "MPJPE of the views' mean (mm)",
         "spread_mm": "spread of the views (mm)", "scale": "scale (prediction / GT)",

@@ -12,8 +12,9 @@ from pathlib import Path
 
 import torch
 
+from pose3d.data.draw import save_figure
 from pose3d.data.shards import resolve_shards
-from pose3d.eval.figures import sample_figure, save_figure
+from pose3d.eval.figures import sample_figure
 from pose3d.eval.predict import load_single_view, predict
 from pose3d.eval.report import comparison_table, summarize, write_report
 
@@ -49,7 +50,7 @@ def evaluate_checkpoints(checkpoints: dict[str, str], data: str, out_dir: str | 
 def _log_wandb(summaries: dict, pictures: list, out: Path, mode: str) -> None:
     if mode == "disabled":
         return
-    import wandb
+    import wandb  # takes seconds to import: only a run that logs to W&B pays for it
 
     run = wandb.init(project="pose3d", job_type="eval", dir=str(out), mode=mode)
     table = wandb.Table(columns=["model", "camera", "mpjpe", "pa_mpjpe"])

@@ -15,12 +15,12 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
 from pose3d.data.loader import make_eval_loader
+from pose3d.data.schema import to_uint8
 from pose3d.data.shards import resolve_shards
-from pose3d.eval.report import Predictions
-from pose3d.geometry import heatmap_to_world, project
-from pose3d.losses import heatmap_targets
+from pose3d.eval.predictions import Predictions
+from pose3d.geometry import project
+from pose3d.losses import prediction_to_world
 from pose3d.models import load_model
-from pose3d.train.visualize import to_uint8
 
 
 def load_single_view(path: str | Path, device: torch.device | str = "cpu"
@@ -51,8 +51,7 @@ def predict(model: torch.nn.Module, shards: str | list[str], image_size: int,
         coords = model(images)["coords"].float().view(b, v, -1, 3).cpu()
         K, R, t, valid = batch["K"], batch["R"], batch["t"], batch["valid"]
         gt = batch["joints3d"]
-        _, root_depth = heatmap_targets(gt, K, R, t, space, valid)
-        world = heatmap_to_world(coords, root_depth, K, R, t, space)
+        world, _ = prediction_to_world(coords, gt, K, R, t, space, valid)
         pred2d = project(world, K, R, t)
         for i in range(b):
             if not batch["has_joints3d"][i]:

@@ -2,9 +2,10 @@
 multi-view pretraining loss."""
 
 from pose3d.losses.consistency import multiview_consistency_loss
+from pose3d.losses.mv_pretrain import mv_pretrain_loss
 from pose3d.losses.pose import pose_loss
-from pose3d.losses.targets import heatmap_targets, pose_targets
-from pose3d.losses.total import mv_pretrain_loss, total_loss
+from pose3d.losses.targets import heatmap_targets, pose_targets, prediction_to_world
+from pose3d.losses.total import total_loss
 
 __all__ = ["heatmap_targets", "multiview_consistency_loss", "mv_pretrain_loss", "pose_loss",
-           "pose_targets", "total_loss"]
+           "pose_targets", "prediction_to_world", "total_loss"]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from pose3d.geometry import HeatmapSpace, world_to_heatmap
+from pose3d.geometry import HeatmapSpace, heatmap_to_world, world_to_heatmap
 
 
 def pose_targets(joints3d: Tensor, has_joints3d: Tensor, pgt: Tensor,
@@ -51,3 +51,21 @@ def heatmap_targets(joints_world: Tensor, K: Tensor, R: Tensor, t: Tensor, space
         ok = ok & valid.bool()
     coords = torch.where(ok[..., None, None], coords, torch.zeros_like(coords))
     return coords, torch.where(ok, root_depth, torch.zeros_like(root_depth))
+
+
+def prediction_to_world(pred_coords: Tensor, target_world: Tensor, K: Tensor, R: Tensor,
+                        t: Tensor, space: HeatmapSpace, valid: Tensor | None = None
+                        ) -> tuple[Tensor, Tensor]:
+    """Each view's prediction back in world mm through Π, placed at the root depth the
+    target pose has in that view (a single view does not observe absolute depth; L_mv and
+    the root-aligned metrics do not depend on it).
+
+    pred_coords [B, V, J, 3] voxels; target_world [B, J, 3] world mm; cameras as in
+    `heatmap_targets`. Returns (world [B, V, J, 3] mm, root_depth [B, V] camera mm, 0 where
+    the view is invalid or the target's root is not in front of it). float32, outside
+    autocast.
+    """
+    with torch.autocast(pred_coords.device.type, enabled=False):
+        K, R, t = K.float(), R.float(), t.float()
+        _, root_depth = heatmap_targets(target_world.float(), K, R, t, space, valid)
+        return heatmap_to_world(pred_coords.float(), root_depth, K, R, t, space), root_depth

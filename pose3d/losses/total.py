@@ -1,11 +1,10 @@
-"""The training objectives: fine-tuning (eq. 10) and the multi-view pretraining loss."""
+"""The single-view training objective: L_pose plus L_mv (eq. 10)."""
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor
 
-from pose3d.geometry import HeatmapSpace, project, world_to_camera
+from pose3d.geometry import HeatmapSpace
 from pose3d.losses.consistency import multiview_consistency_loss
 from pose3d.losses.pose import pose_loss
 from pose3d.losses.targets import heatmap_targets
@@ -30,47 +29,3 @@ def total_loss(pred_coords: Tensor, target_world: Tensor, has_target: Tensor, K:
     l_mv = multiview_consistency_loss(pred_coords, root_depth, K, R, t, use, space)
     loss = lambda_pose * l_pose + lambda_mv * l_mv
     return loss, {"pose": l_pose.detach(), "mv": l_mv.detach(), "loss": loss.detach()}
-
-
-def mv_pretrain_loss(out: dict[str, Tensor], joints3d: Tensor, has_joints3d: Tensor,
-                     K: Tensor, R: Tensor, t: Tensor, valid: Tensor, lambda_3d: float = 1.0,
-                     lambda_2d: float = 0.0, stride: float = 1.0) -> tuple[Tensor, dict]:
-    """Loss for pretraining F_mv on labeled tuples.
-
-    `out` is MultiViewTriangulationModel's output. The 3D term is the mean absolute error per
-    coordinate (mm) between the triangulated joints and GT joints3d [B, J, 3], over joints
-    with valid3d and tuples with has_joints3d [B]; as in learnable triangulation it trains
-    the 2D stage and the confidences through the DLT. L1 keeps the gradient bounded while
-    early triangulations are far off. The optional 2D term (λ_2d) is the mean absolute error
-    per coordinate between joints2d and the GT projected into each valid view, in units of
-    `stride` pixels (pass model.stride for heatmap pixels); it gives the 2D heatmaps a direct
-    signal, which helps a backbone that starts without 2D pretraining.
-
-    Returns (loss, parts) with parts {"3d", "2d", "loss"} as detached scalars.
-    """
-    has_gt = has_joints3d.bool()
-    pred3d = out["joints3d"]
-    if pred3d.shape != joints3d.shape:
-        raise ValueError(f"joints3d must have shape {list(pred3d.shape)} like the model's "
-                         f"joints3d, got {list(joints3d.shape)}")
-    use3d = out["valid3d"] & has_gt[:, None] & torch.isfinite(pred3d).all(dim=-1)
-    l3d = _masked_l1(pred3d, joints3d.float(), use3d)
-    with torch.autocast(joints3d.device.type, enabled=False):
-        gt = joints3d.float()[:, None]
-        in_front = world_to_camera(gt, R.float(), t.float())[..., 2] > 1.0  # [B, V, J]
-        target2d = project(gt, K.float(), R.float(), t.float())
-    use2d = in_front & valid.bool()[..., None] & has_gt[:, None, None]
-    l2d = _masked_l1(out["joints2d"] / stride, target2d / stride, use2d)
-    loss = lambda_3d * l3d + lambda_2d * l2d
-    return loss, {"3d": l3d.detach(), "2d": l2d.detach(), "loss": loss.detach()}
-
-
-def _masked_l1(pred: Tensor, target: Tensor, mask: Tensor) -> Tensor:
-    """Mean |pred - target| per coordinate over the points where mask [...] holds, NaN-free;
-    0 with a gradient path when nothing is selected."""
-    # Mask the inputs, not the error: where() passes exact zeros back to the masked points,
-    # whereas NaN there would turn the zero gradient of abs() into NaN.
-    keep = mask[..., None]
-    pred = torch.where(keep, pred, torch.zeros_like(pred))
-    target = torch.where(keep, target, torch.zeros_like(target))
-    return (pred - target).abs().mean(dim=-1).sum() / mask.sum().clamp_min(1)

@@ -16,7 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+import yaml
 from torch import nn
+
+from pose3d.models.build import build_model
 
 
 class CheckpointError(RuntimeError):
@@ -92,8 +95,6 @@ def load_model(path: str | Path, device: str | torch.device = "cpu",
     """Rebuild the model a pose3d checkpoint holds, load its weights, move it to `device`
     and put it in eval mode. `kind` ("single_view" or "multi_view"), when given, is checked:
     another model's checkpoint is a CheckpointError naming what it holds."""
-    from pose3d.models import build_model  # the package imports this module: no circle at load
-
     ckpt = read_checkpoint(path)
     found = ckpt.get("fingerprint")
     if not found or not isinstance(found.get("arch"), dict) or "kind" not in found["arch"]:
@@ -111,7 +112,5 @@ def load_model(path: str | Path, device: str | torch.device = "cpu",
     model.load_state_dict(ckpt["model"])
     config = ckpt.get("config") or {}
     if isinstance(config, str):  # the trainer stores its config as YAML text
-        import yaml
-
         config = yaml.safe_load(config) or {}
     return SavedModel(model.to(device).eval(), arch, config, ckpt)

@@ -1,6 +1,6 @@
 """What `pose3d predict` writes: predictions as JSON and NPZ, overlay pictures (PNG per
 image, an mp4 per video through OpenCV's VideoWriter) and a 3D figure. The drawing itself
-is the project's: pose3d.train.visualize.draw_skeleton (2D), pose3d.eval.figures (3D)."""
+is the project's one drawing module, pose3d.data.draw (2D with OpenCV, 3D with matplotlib)."""
 
 from __future__ import annotations
 
@@ -11,9 +11,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from pose3d.eval.figures import draw_skeleton_3d, plt, save_figure
+from pose3d.data.draw import draw_skeleton, draw_skeleton_3d, plt, save_figure
 from pose3d.skeleton import JOINT_NAMES, ROOT
-from pose3d.train.visualize import draw_skeleton
 
 UNITS = {"joints2d": "input pixels (x right, y down)",
          "joints3d_rel": "camera mm, root (pelvis) at 0 (x right, y down, z forward)",

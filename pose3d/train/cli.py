@@ -16,7 +16,9 @@ import sys
 
 from pose3d.train.checkpoint import CheckpointError
 from pose3d.train.config import ConfigError, load_config
-from pose3d.train.loop import NonFiniteLossError
+from pose3d.train.loop import NonFiniteLossError, train
+from pose3d.train.pgt import NothingLabeledError
+from pose3d.train.registry import make_stage
 
 EXIT_BAD_INPUT = 2
 EXIT_NON_FINITE = 3
@@ -34,11 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(cfg, stage=None) -> dict:
     """Run the stage `cfg.stage` (the offline P-GT stage or a training stage); `stage`
     replaces the registered one (tests use a small stand-in)."""
-    from pose3d.train.loop import train
-
     if stage is None:
-        from pose3d.train.stages import make_stage
-
         stage = make_stage(cfg.stage)
     return stage.run(cfg) if hasattr(stage, "run") else train(cfg, stage)
 
@@ -55,7 +53,7 @@ def main(args: argparse.Namespace, stage=None) -> int:
     try:
         cfg = load_config(args.config, overrides)
         run(cfg, stage)
-    except (ConfigError, CheckpointError, FileNotFoundError) as exc:
+    except (ConfigError, CheckpointError, FileNotFoundError, NothingLabeledError) as exc:
         _error(str(exc))
         return EXIT_BAD_INPUT
     except NonFiniteLossError as exc:

@@ -43,7 +43,8 @@ class ModelConfig:
     deconv_channels: int = 256
     num_deconv: int = 3
     depth_bins: int = 64  # single-view only: D of the D x H x W volume
-    weights_path: str = ""  # a pose3d checkpoint to start from (another stage's), "" for none
+    # a pose3d checkpoint of this model to start from, "" for none (see initial_weights)
+    weights_path: str = ""
     # the trunk's initial weights: "imagenet" (torchvision's, via the torch hub cache), a
     # local torchvision ResNet state dict file, or "" for random
     backbone_weights: str = ""
@@ -53,13 +54,10 @@ class ModelConfig:
 class ModelsConfig:
     sv: ModelConfig = field(default_factory=ModelConfig)
     mv: ModelConfig = field(default_factory=ModelConfig)
-    # finetune starts from Base (sv_pretrain's result) unless model.sv.weights_path says
-    # otherwise; "" starts it from scratch
+    # finetune: Base (sv_pretrain's result) to start from; "" for scratch (see initial_weights)
     finetune_init: str = "${run.root}/sv_pretrain/checkpoints/latest.pt"
     # sv_pretrain: an mv_pretrain checkpoint whose trunk and 2D head start the single-view
-    # model (the 2D heatmaps repeated over depth, SingleViewModel.init_from_multi_view), so
-    # Base begins with the multi-view model's 2D skill; "" for none. model.sv.weights_path,
-    # when set, wins.
+    # model (SingleViewModel.init_from_multi_view); "" for none (see initial_weights)
     sv_init_from_mv: str = ""
 
 
@@ -201,6 +199,35 @@ def validate(cfg: DictConfig) -> None:
 def stage_optim(cfg: DictConfig) -> StageOptimConfig:
     """The epochs / batch size / learning rate of the configured stage."""
     return cfg.optim[cfg.stage]
+
+
+@dataclass(frozen=True)
+class InitialWeights:
+    """The checkpoint a fresh run (not a resume) starts from."""
+
+    path: str
+    key: str  # the config key that names it
+    from_multi_view: bool  # F_mv's trunk and 2D head into F_sv, else this model's own weights
+    hint: str = ""  # what to do when the file is missing
+
+
+def initial_weights(cfg: DictConfig) -> InitialWeights | None:
+    """The one rule for the weights a fresh run of cfg.stage starts from: the trained model's
+    model.<sv|mv>.weights_path when set; else, for finetune, model.finetune_init (Base); for
+    sv_pretrain, model.sv_init_from_mv (F_mv's 2D skill); else none. Fine-tuning never starts
+    from F_mv."""
+    which = "mv" if cfg.stage == "mv_pretrain" else "sv"
+    own = cfg.model[which].weights_path
+    if own:
+        return InitialWeights(own, f"model.{which}.weights_path", False)
+    if cfg.stage == "finetune" and cfg.model.finetune_init:
+        return InitialWeights(cfg.model.finetune_init, "model.finetune_init", False,
+                              "run stage=sv_pretrain first, or set model.sv.weights_path, or "
+                              "model.finetune_init='' to start from scratch")
+    if cfg.stage == "sv_pretrain" and cfg.model.sv_init_from_mv:
+        return InitialWeights(cfg.model.sv_init_from_mv, "model.sv_init_from_mv", True,
+                              "run stage=mv_pretrain first, or set model.sv_init_from_mv=''")
+    return None
 
 
 def learning_rate(cfg: DictConfig, step: int, total_steps: int) -> float:

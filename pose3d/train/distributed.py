@@ -78,18 +78,6 @@ def cleanup() -> None:
         dist.destroy_process_group()
 
 
-def rank() -> int:
-    return dist.get_rank() if dist.is_initialized() else 0
-
-
-def world_size() -> int:
-    return dist.get_world_size() if dist.is_initialized() else 1
-
-
-def is_main() -> bool:
-    return rank() == 0
-
-
 def barrier() -> None:
     if dist.is_initialized():
         dist.barrier()
@@ -126,14 +114,6 @@ def all_gather_objects(obj: object) -> list:
     out: list = [None] * dist.get_world_size()
     dist.all_gather_object(out, obj)
     return out
-
-
-def broadcast_object(obj: object, src: int = 0) -> object:
-    if not dist.is_initialized():
-        return obj
-    box = [obj]
-    dist.broadcast_object_list(box, src=src)
-    return box[0]
 
 
 def seed_everything(seed: int, rank: int = 0) -> None:

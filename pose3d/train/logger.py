@@ -13,6 +13,7 @@ import secrets
 import time
 from pathlib import Path
 
+import cv2
 import numpy as np
 from omegaconf import DictConfig
 from tqdm import tqdm
@@ -57,7 +58,7 @@ class Logger:
             self.run = self._init_wandb(cfg, mode)
 
     def _init_wandb(self, cfg: DictConfig, mode: str):
-        import wandb
+        import wandb  # takes seconds to import: only a run that logs to W&B pays for it
 
         id_file = self.out_dir / "wandb_id.txt"
         run_id = id_file.read_text().strip() if id_file.exists() else secrets.token_hex(4)
@@ -80,13 +81,11 @@ class Logger:
         """`image`: uint8 [H, W, 3] RGB. Also saved as `<out_dir>/images/<key>_<step>.png`."""
         if not self.active:
             return
-        import cv2
-
         folder = self.out_dir / "images"
         folder.mkdir(exist_ok=True)
         cv2.imwrite(str(folder / f"{key.replace('/', '_')}_{step:08d}.png"), image[..., ::-1])
         if self.run is not None:
-            import wandb
+            import wandb  # already imported by _init_wandb: no cost
 
             self.run.log({key: wandb.Image(image, caption=caption)}, step=step)
 

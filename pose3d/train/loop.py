@@ -3,17 +3,11 @@
 Every rank runs cfg.data.batches_per_epoch steps per epoch. Rank 0 logs and saves. A
 checkpoint is written every run.ckpt_every_steps steps and at the end of every epoch; a run
 restarted with run.resume=auto|latest continues from the newest one, at the same step.
-
-Test hooks (environment, used by the test suite to kill a worker or poison a loss):
-POSE3D_TEST_CRASH_AT_STEP=N (+ POSE3D_TEST_CRASH_MARKER=file, POSE3D_TEST_CRASH_RANK=r):
-rank r exits abruptly after step N, once (the marker file records that it did);
-POSE3D_TEST_NAN_AT_STEP=N: the loss of step N becomes NaN.
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +22,7 @@ from pose3d.train import checkpoint, distributed
 from pose3d.train.config import learning_rate, stage_optim, to_yaml
 from pose3d.train.distributed import DistInfo
 from pose3d.train.logger import Logger
-from pose3d.train.stage import StepContext, StepOutput, TrainStage, batch_to
+from pose3d.train.stage_base import StepContext, StepOutput, TrainStage, batch_to
 
 
 class NonFiniteLossError(RuntimeError):
@@ -79,7 +73,6 @@ def train_step(model: nn.Module, stage: TrainStage, batch: dict, ctx: StepContex
     `step` is the number of this step (1-based), for the error message."""
     with autocast(cfg, info.device):
         out = stage.step(model, batch, ctx)
-    out.loss = _test_hooks(step, out.loss)
     scaler.scale(out.loss).backward()
     _check_finite(out.loss, step, batch, info)
     return out
@@ -90,22 +83,6 @@ def _check_finite(loss: torch.Tensor, step: int, batch: dict, info: DistInfo) ->
     if distributed.any_rank(bad, info.device):
         keys = distributed.all_gather_objects(list(batch.get("key", [])) if bad else None)
         raise NonFiniteLossError(step, keys)
-
-
-def _test_hooks(step: int, loss: torch.Tensor) -> torch.Tensor:
-    if os.environ.get("POSE3D_TEST_NAN_AT_STEP") == str(step):
-        loss = loss * float("nan")
-    return loss
-
-
-def _maybe_crash(step: int, info: DistInfo) -> None:
-    at, marker = os.environ.get("POSE3D_TEST_CRASH_AT_STEP"), os.environ.get(
-        "POSE3D_TEST_CRASH_MARKER")
-    if at != str(step) or not marker or info.rank != int(os.environ.get(
-            "POSE3D_TEST_CRASH_RANK", "1")) or Path(marker).exists():
-        return
-    Path(marker).write_text(f"crashed after step {step}\n")
-    os._exit(17)  # like a killed worker: no cleanup, no exception handling
 
 
 def _save(ckpt_dir: Path, model: nn.Module, optimizer, scaler, pos: Position, cfg: DictConfig,
@@ -276,7 +253,6 @@ def _train(cfg: DictConfig, stage: TrainStage, info: DistInfo) -> dict[str, floa
                     pos.epoch, pos.step_in_epoch = epoch + 1, 0
                 if end_of_epoch or pos.step % cfg.run.ckpt_every_steps == 0:
                     _save(ckpt_dir, model, optimizer, scaler, pos, cfg, fp, info)
-                _maybe_crash(pos.step, info)
     finally:
         bar.close()
         logger.close()

@@ -1,11 +1,14 @@
 """The offline P-GT stage (DESIGN.md step 2): run the pretrained multi-view model on every
 unlabeled tuple and write new shards that carry its prediction as `pgt.npy`.
 
-Each rank labels its share of the unlabeled tuples (whole shards when there are at least as
-many shards as ranks, else every world_size-th tuple) into a folder of its own; rank 0 then
-merges them into `data.pgt_root` with one manifest. The copies keep every original file
-byte for byte. A tuple whose triangulation fails for any joint (fewer than two usable
-views) gets no P-GT and is left out.
+The tuples are read by the evaluation loader (pose3d.data.loader.make_eval_loader), so each
+rank labels the share training and evaluation would give it, and a corrupt shard or sample
+is skipped and counted by the same rule (`skipped_shards`, `skipped_samples` in the
+report). Each rank writes into a folder of its own; rank 0 then merges them into
+`data.pgt_root` with one manifest, swapped in only when complete and non-empty: a run that
+labels nothing fails (NothingLabeledError) and leaves the previous P-GT as it was. The
+copies keep every original file byte for byte. A tuple whose triangulation fails for any
+joint (fewer than two usable views) gets no P-GT and is left out.
 
 Where the ground truth of an unlabeled tuple exists, the P-GT is scored against it: a
 converter or the studio may store it as `withheld_joints3d.npy`, which the training loader
@@ -21,39 +24,31 @@ import itertools
 import json
 import os
 import shutil
-import warnings
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import torch
 from omegaconf import DictConfig
-from webdataset.tariterators import tarfile_samples
 
 from pose3d.data import schema
-from pose3d.data.loader import collate, record
+from pose3d.data.loader import make_eval_loader
 from pose3d.data.shards import ShardSetWriter, load_manifest, resolve_shards, write_manifest
-from pose3d.eval.metrics import mpjpe
+from pose3d.geometry.metrics import mpjpe
 from pose3d.models.saved import load_model
 from pose3d.train import checkpoint, distributed
 from pose3d.train.config import stage_optim, to_yaml
 from pose3d.train.distributed import DistInfo
 from pose3d.train.logger import Logger
 from pose3d.train.loop import fork_safe_opencv
-from pose3d.train.stage import batch_to
+from pose3d.train.stage_base import batch_to
 from pose3d.train.stages import check_image_size
 
 WITHHELD_FILE = schema.WITHHELD_FILE
 
 
-def rank_samples(urls: list[str], rank: int, world: int) -> Iterator[dict]:
-    """This rank's raw samples: every sample of the list on exactly one rank."""
-    if len(urls) >= world:
-        for url in urls[rank::world]:
-            yield from tarfile_samples(iter([{"url": url}]))
-        return
-    every = (s for url in urls for s in tarfile_samples(iter([{"url": url}])))
-    yield from itertools.islice(every, rank, None, world)
+class NothingLabeledError(RuntimeError):
+    """The P-GT stage produced no P-GT (every tuple corrupt or untriangulable): the previous
+    P-GT shards stay as they were."""
 
 
 def withheld_gt(raw: dict) -> np.ndarray | None:
@@ -104,48 +99,52 @@ class PseudoGroundTruth:
         logger = Logger(cfg, cfg.run.out_dir, info.is_main)
         if info.is_main:
             (Path(cfg.run.out_dir) / "config.yaml").write_text(to_yaml(cfg))
-        stats = np.zeros(5)  # tuples, written, scored, sum MPJPE, sum absolute error
+        # tuples, written, scored, sum MPJPE, sum absolute error, skipped samples, shards
+        stats = np.zeros(7)
         bar = logger.progress(None, 0, "pgt", cfg.run.progress)
+        # The loader's reader: its rank split and its rule for a corrupt shard or sample.
+        loader = make_eval_loader(urls, stage_optim(cfg).batch_size, rank=info.rank,
+                                  world_size=info.world_size, keep_raw=True)
         with ShardSetWriter(partial / f"rank{info.rank}", cfg.pgt.samples_per_shard) as writer:
-            samples = rank_samples(urls, info.rank, info.world_size)
-            batch_size = stage_optim(cfg).batch_size
-            while chunk := list(itertools.islice(samples, batch_size)):
-                stats += self._label(model, chunk, writer, cfg, info)
-                bar.update(len(chunk))
+            for batch in loader:
+                stats[:5] += self._label(model, batch, writer, cfg, info)
+                bar.update(len(batch["raw"]))
         bar.close()
+        stats[5], stats[6] = loader.skipped["sample"], loader.skipped["tar"]
+        stats[0] += stats[5]  # a corrupt tuple counts as seen and dropped
         totals = distributed.all_reduce_sum(torch.tensor(stats, dtype=torch.float64)).numpy()
         distributed.barrier()
         report = _report(totals)
         if info.is_main:
-            self._merge(partial, out_root, cfg, info.world_size, report)
+            if report["labeled"] == 0:
+                shutil.rmtree(partial, ignore_errors=True)
+            else:
+                self._merge(partial, out_root, cfg, info.world_size, report)
             Path(cfg.run.out_dir, "pgt_report.json").write_text(json.dumps(report, indent=1))
             logger.log({f"pgt/{k}": v for k, v in report.items() if v is not None}, step=0)
             print(f"pgt: {json.dumps(report)} -> {out_root}", flush=True)
         logger.close()
         distributed.barrier()
+        if report["labeled"] == 0:
+            raise NothingLabeledError(
+                f"pgt labeled none of the {report['tuples']} unlabeled tuples in "
+                f"{cfg.data.root} ({report['skipped_samples']} corrupt, "
+                f"{report['skipped_shards']} unreadable shard(s)); {out_root} left as it was")
         return report
 
     @torch.no_grad()
-    def _label(self, model, raws: list[dict], writer: ShardSetWriter, cfg: DictConfig,
+    def _label(self, model, batch: dict, writer: ShardSetWriter, cfg: DictConfig,
                info: DistInfo) -> np.ndarray:
-        kept, records = [], []
-        for raw in raws:
-            try:
-                records.append(record(schema.decode_sample(raw)))
-                kept.append(raw)
-            except schema.SampleError as exc:
-                warnings.warn(f"pgt: skipping {raw.get('__key__')}: {exc}", stacklevel=2)
-        stats = np.zeros(5)
-        stats[0] = len(raws)
-        if not records:
-            return stats
-        batch = batch_to(collate(records), info.device)
+        raws = batch["raw"]
+        batch = batch_to(batch, info.device)
         amp = cfg.run.amp and info.device.type == "cuda"
         with torch.autocast(info.device.type, dtype=torch.bfloat16, enabled=amp):
             out = model(batch["images"], batch["K"], batch["R"], batch["t"], batch["valid"])
         joints = out["joints3d"].float().cpu()
         ok = (out["valid3d"].all(dim=1).cpu() & torch.isfinite(joints).all(dim=-1).all(dim=-1))
-        for raw, pred, good in zip(kept, joints.numpy(), ok.tolist()):
+        stats = np.zeros(5)
+        stats[0] = len(raws)
+        for raw, pred, good in zip(raws, joints.numpy(), ok.tolist()):
             if not good:
                 continue
             writer.write(schema.with_pgt(raw, pred))
@@ -186,8 +185,9 @@ class PseudoGroundTruth:
 
 
 def _report(totals: np.ndarray) -> dict:
-    tuples, written, scored, sum_rel, sum_abs = totals.tolist()
+    tuples, written, scored, sum_rel, sum_abs, bad_samples, bad_shards = totals.tolist()
     return {"tuples": int(tuples), "labeled": int(written), "dropped": int(tuples - written),
+            "skipped_samples": int(bad_samples), "skipped_shards": int(bad_shards),
             "scored": int(scored),
             "mpjpe_mm": sum_rel / scored if scored else None,
             "abs_error_mm": sum_abs / scored if scored else None}

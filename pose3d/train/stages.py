@@ -4,6 +4,8 @@
                  joints (mm) plus L1 of the 2D joints
     pgt          offline: F_mv on the unlabeled tuples -> new shards carrying P-GT
                  (pose3d.train.pgt)
+
+The registry that maps cfg.stage to these is pose3d.train.registry.
     sv_pretrain  F_sv (integral regression) on labeled tuples, L1 in heatmap space ("Base")
     finetune     F_sv on labeled GT + unlabeled P-GT, eq. 10: λ1 L_pose + λ2 L_mv
                  ("L1-only" when loss.lambda_mv = 0, "Ours" otherwise)
@@ -22,15 +24,14 @@ import torch
 from omegaconf import DictConfig
 from torch import Tensor, nn
 
+from pose3d.data.draw import overlay_views
 from pose3d.data.loader import make_train_loader
 from pose3d.data.shards import load_manifest, resolve_shards
-from pose3d.geometry import HeatmapSpace, heatmap_to_world, project
-from pose3d.train.checkpoint import CheckpointError
-from pose3d.train.checkpoint import load as load_checkpoint
+from pose3d.geometry import HeatmapSpace, project
+from pose3d.losses import mv_pretrain_loss, pose_targets, prediction_to_world, total_loss
 from pose3d.train.config import ConfigError, stage_optim
 from pose3d.train.distributed import DistInfo
-from pose3d.train.stage import StepContext, StepOutput, TrainStage
-from pose3d.train.visualize import overlay_views
+from pose3d.train.stage_base import StepContext, StepOutput, TrainStage
 
 
 def check_image_size(folder: str, cfg: DictConfig) -> None:
@@ -72,6 +73,7 @@ class _ShardStage(TrainStage):
                 raise FileNotFoundError(f"{key}: no such shard folder {folder}")
             resolve_shards(folder, role)
             check_image_size(folder, cfg)
+        super().check_inputs(cfg)
 
     def train_loader(self, cfg: DictConfig, epoch: int, dist: DistInfo) -> Iterable[dict]:
         shards = [p for folder, role in self.shard_folders(cfg).values()
@@ -97,8 +99,6 @@ class MultiViewPretrain(_ShardStage):
                 "deconv_channels": m.deconv_channels, "num_deconv": m.num_deconv}
 
     def step(self, model: nn.Module, batch: dict, ctx: StepContext) -> StepOutput:
-        from pose3d.losses import mv_pretrain_loss
-
         b, v = batch["valid"].shape
         images = _images(batch, ctx).view(b, v, *batch["images"].shape[2:])
         out = model(images, batch["K"], batch["R"], batch["t"], batch["valid"])
@@ -144,37 +144,10 @@ class SingleViewPretrain(_ShardStage):
     def consistency_weight(self, cfg: DictConfig) -> float:
         return 0.0  # Base: L_pose only (L_mv is still logged)
 
-    def mv_init(self, cfg: DictConfig) -> str:
-        """The mv_pretrain checkpoint a fresh run starts from, when no weights_path is set."""
-        return "" if self.init_weights(cfg) else cfg.model.sv_init_from_mv
-
-    def check_inputs(self, cfg: DictConfig) -> None:
-        super().check_inputs(cfg)
-        path = self.mv_init(cfg)
-        if path and not os.path.isfile(path):
-            raise CheckpointError(f"model.sv_init_from_mv: no such checkpoint {path} (run "
-                                  f"stage=mv_pretrain first, or set model.sv_init_from_mv='')")
-
-    def load_initial_weights(self, cfg: DictConfig, model: nn.Module, fp: dict) -> None:
-        path = self.mv_init(cfg)
-        if not path:
-            return super().load_initial_weights(cfg, model, fp)
-        ckpt = load_checkpoint(path)
-        found = (ckpt.get("fingerprint") or {}).get("class")
-        if found != "MultiViewTriangulationModel":
-            raise CheckpointError(f"model.sv_init_from_mv: {path} holds a {found or 'non-pose3d'}"
-                                  f" checkpoint, not a multi-view model (stage=mv_pretrain)")
-        try:
-            model.init_from_multi_view(ckpt["model"])
-        except ValueError as e:
-            raise CheckpointError(f"model.sv_init_from_mv: {path}: {e}") from None
-
     def targets(self, batch: dict) -> tuple[Tensor, Tensor]:
         return batch["joints3d"], batch["has_joints3d"]
 
     def step(self, model: nn.Module, batch: dict, ctx: StepContext) -> StepOutput:
-        from pose3d.losses import total_loss
-
         b, v = batch["valid"].shape
         coords = model(_images(batch, ctx))["coords"].view(b, v, -1, 3)
         target, has_target = self.targets(batch)
@@ -189,18 +162,13 @@ class SingleViewPretrain(_ShardStage):
     def _mpjpe(self, coords: Tensor, target: Tensor, has_target: Tensor, batch: dict) -> Tensor:
         """Per-view prediction back in world mm with the target's root depth (Π), root-aligned
         MPJPE against the target, over valid views of tuples with a target (mm)."""
-        from pose3d.losses import heatmap_targets
-
-        with torch.autocast(coords.device.type, enabled=False):
-            _, root_depth = heatmap_targets(target.float(), batch["K"], batch["R"], batch["t"],
-                                            self.space, batch["valid"])
-            world = heatmap_to_world(coords.float(), root_depth, batch["K"], batch["R"],
-                                     batch["t"], self.space)
-            world = world - world[..., :1, :]
-            rel = (target - target[:, :1])[:, None]
-            err = (world - rel).norm(dim=-1).mean(dim=-1)  # [B, V]
-            use = batch["valid"] & has_target[:, None] & (root_depth > 0)
-            return (err * use).sum() / use.sum().clamp_min(1)
+        world, root_depth = prediction_to_world(coords, target, batch["K"], batch["R"],
+                                                batch["t"], self.space, batch["valid"])
+        world = world - world[..., :1, :]
+        rel = (target.float() - target[:, :1].float())[:, None]
+        err = (world - rel).norm(dim=-1).mean(dim=-1)  # [B, V]
+        use = batch["valid"] & has_target[:, None] & (root_depth > 0)
+        return (err * use).sum() / use.sum().clamp_min(1)
 
     def picture(self, batch: dict, out: StepOutput) -> np.ndarray:
         pred2d = out.outputs["coords"][0][..., :2] * self.space.stride
@@ -220,33 +188,7 @@ class Finetune(SingleViewPretrain):
     def consistency_weight(self, cfg: DictConfig) -> float:
         return cfg.loss.lambda_mv
 
-    def init_weights(self, cfg: DictConfig) -> str:
-        return cfg.model.sv.weights_path or cfg.model.finetune_init
-
-    def mv_init(self, cfg: DictConfig) -> str:
-        return ""  # fine-tuning starts from Base (or from scratch), never from F_mv
-
-    def check_inputs(self, cfg: DictConfig) -> None:
-        super().check_inputs(cfg)
-        init = self.init_weights(cfg)
-        if init and not os.path.isfile(init):
-            raise CheckpointError(f"finetune starts from {init}, which does not exist (run "
-                                  f"stage=sv_pretrain first, or set model.sv.weights_path, or "
-                                  f"model.finetune_init='' to start from scratch)")
-
     def targets(self, batch: dict) -> tuple[Tensor, Tensor]:
-        from pose3d.losses import pose_targets
-
         return pose_targets(batch["joints3d"], batch["has_joints3d"], batch["pgt"],
                             batch["has_pgt"])
 
-
-def make_stage(name: str):
-    """The stage object for `name` (cfg.stage)."""
-    from pose3d.train.pgt import PseudoGroundTruth
-
-    stages = {"mv_pretrain": MultiViewPretrain, "pgt": PseudoGroundTruth,
-              "sv_pretrain": SingleViewPretrain, "finetune": Finetune}
-    if name not in stages:
-        raise ConfigError(f"unknown stage {name!r}; stages: {', '.join(stages)}")
-    return stages[name]()

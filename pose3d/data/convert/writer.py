@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import cv2
 from tqdm import tqdm
 
 from pose3d.data.schema import META_FILE
@@ -67,8 +68,6 @@ def _picklable(exc: BaseException) -> BaseException:
 
 
 def _worker(produce: Producer, tasks: mp.Queue, results: mp.Queue) -> None:
-    import cv2
-
     cv2.setNumThreads(1)  # one process per core already
     while (item := tasks.get()) is not None:
         index, unit = item

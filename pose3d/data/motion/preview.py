@@ -11,10 +11,10 @@ from pathlib import Path
 
 import numpy as np
 
+from pose3d.data.draw import draw_skeleton_3d, plt, save_figure
 from pose3d.data.motion.body import sample_subject
 from pose3d.data.motion.bvh import clips_from_bvh_files
 from pose3d.data.motion.procedural import ACTIONS, generate_clip
-from pose3d.eval.figures import draw_skeleton_3d, plt, save_figure
 from pose3d.skeleton.h36m import ROOT
 
 

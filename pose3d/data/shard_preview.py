@@ -12,31 +12,13 @@ import cv2
 import numpy as np
 
 from pose3d.data import schema
+from pose3d.data.draw import BRIGHT_SIDE_RGB, draw_skeleton
 from pose3d.data.loader import iterate_samples
-from pose3d.skeleton import BONES
-from pose3d.skeleton.h36m import bone_side
-
-# Overlay colours (RGB) chosen to stand out against the limb colours.
-_OVERLAY = {"left": (120, 255, 80), "right": (255, 60, 255), "centre": (255, 255, 255)}
 
 
 def _project(sample: schema.DecodedSample, view: int, points: np.ndarray) -> np.ndarray:
     cam = sample.cameras()[view]
     return cam.project(points)
-
-
-def draw_skeleton(image: np.ndarray, uv: np.ndarray, scale: float = 1.0) -> np.ndarray:
-    """Draw bones (left green, right magenta, centre white) and joints, pixel coordinates
-    uv [17, 2] of the unscaled image; in place."""
-    pts = np.round(uv * scale * 16).astype(np.int64)
-    width = max(1, int(round(scale)))
-    for bone in BONES:
-        p, c = bone
-        cv2.line(image, tuple(pts[p]), tuple(pts[c]), _OVERLAY[bone_side(bone)], width,
-                 cv2.LINE_AA, shift=4)
-    for q in pts:
-        cv2.circle(image, tuple(q), 16 * (width + 1), (255, 255, 0), -1, cv2.LINE_AA, shift=4)
-    return image
 
 
 def preview_grid(samples: Sequence[schema.DecodedSample], cell: int = 192) -> np.ndarray:
@@ -55,7 +37,10 @@ def preview_grid(samples: Sequence[schema.DecodedSample], cell: int = 192) -> np
             img = np.ascontiguousarray(cv2.resize(sample.images[v], (cell, cell),
                                                   interpolation=cv2.INTER_LINEAR))
             if pose is not None:
-                draw_skeleton(img, _project(sample, v, pose), cell / size)
+                scale = cell / size
+                draw_skeleton(img, _project(sample, v, pose) * scale,
+                              thickness=max(1, int(round(scale))), palette=BRIGHT_SIDE_RGB,
+                              joint_colour=(255, 255, 0))
             grid[row * cell:(row + 1) * cell, v * cell:(v + 1) * cell] = img
         label = f"{sample.key} ({sample.meta.get('role', '?')})"
         cv2.putText(grid, label, (4, row * cell + 14), cv2.FONT_HERSHEY_SIMPLEX, 0.4,

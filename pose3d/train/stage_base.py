@@ -6,6 +6,7 @@ a stage is a short class that reads like the method it implements.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -14,7 +15,10 @@ import torch
 from omegaconf import DictConfig
 from torch import Tensor, nn
 
+from pose3d.models import build_model
 from pose3d.train import checkpoint
+from pose3d.train.checkpoint import CheckpointError
+from pose3d.train.config import initial_weights
 from pose3d.train.distributed import DistInfo
 
 
@@ -48,23 +52,36 @@ class TrainStage:
         that `pose3d.models.load_model` rebuilds the model from the file alone."""
         raise NotImplementedError
 
-    def init_weights(self, cfg: DictConfig) -> str:
-        """A pose3d checkpoint whose model weights a fresh run starts from ("" for none)."""
-        return self.model_config(cfg).weights_path
-
     def load_initial_weights(self, cfg: DictConfig, model: nn.Module, fp: dict) -> None:
-        """Weights of a fresh run (not a resume): those of the checkpoint `init_weights`
-        names, after checking that its fingerprint matches `fp`; none when it names none."""
-        if self.init_weights(cfg):
-            checkpoint.load_model_weights(model, self.init_weights(cfg), fp)
+        """Weights of a fresh run (not a resume), per pose3d.train.config.initial_weights:
+        another checkpoint of this model (its fingerprint must match `fp`), or F_mv's trunk
+        and 2D head; none when the config names none."""
+        init = initial_weights(cfg)
+        if init is None:
+            return
+        if not init.from_multi_view:
+            checkpoint.load_model_weights(model, init.path, fp)
+            return
+        ckpt = checkpoint.load(init.path)
+        found = (ckpt.get("fingerprint") or {}).get("class")
+        if found != "MultiViewTriangulationModel":
+            raise CheckpointError(f"{init.key}: {init.path} holds a {found or 'non-pose3d'} "
+                                  f"checkpoint, not a multi-view model (stage=mv_pretrain)")
+        try:
+            model.init_from_multi_view(ckpt["model"])
+        except ValueError as e:
+            raise CheckpointError(f"{init.key}: {init.path}: {e}") from None
 
     def check_inputs(self, cfg: DictConfig) -> None:
-        """Raise (one line) when the data this stage reads is missing: called before any work."""
+        """Raise (one line) when the data or the initial weights this stage reads are
+        missing: called before any work."""
+        init = initial_weights(cfg)
+        if init is not None and not os.path.isfile(init.path):
+            hint = f" ({init.hint})" if init.hint else ""
+            raise CheckpointError(f"{init.key}: no such checkpoint {init.path}{hint}")
 
     def build_model(self, cfg: DictConfig) -> nn.Module:
         """The model of `arch`, its backbone initialised from model.*.backbone_weights."""
-        from pose3d.models import build_model
-
         weights = self.model_config(cfg).backbone_weights or None
         return build_model({**self.arch(cfg), "weights_path": weights})
 
