@@ -50,7 +50,7 @@ SMALL = {
     ],
     "batches": {"mv_pretrain": 900, "sv_pretrain": 400, "finetune": 300},
 }
-# The paper's sizes (DESIGN.md section 1), for GPU nodes.
+# The paper's sizes (docs/design.md, section 8), for GPU nodes.
 FULL = {
     "studio": dict(image_size=256, clips_per_action=8, frames_per_clip=250, frame_step=2),
     "overrides": ["data.image_size=256", "data.num_workers=8"],

@@ -1,4 +1,4 @@
-"""Heatmap-space normalisation of a world pose into one view (DESIGN.md eqs. 4-8) and its
+"""Heatmap-space normalisation of a world pose into one view (docs/design.md, eqs. 4-8) and its
 exact inverse Π.
 
 Heatmap coordinates (u', v', z') are voxel units of a D x H x W volume: u' = u / s and

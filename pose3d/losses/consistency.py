@@ -1,4 +1,4 @@
-"""L_mv: the multi-view consistency loss (DESIGN.md eq. 9).
+"""L_mv: the multi-view consistency loss (docs/design.md, eq. 9).
 
 For a tuple seen by C valid views, every view's prediction is mapped to world mm by Π_c
 (with that view's root depth from GT or P-GT) and

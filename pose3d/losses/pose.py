@@ -1,4 +1,5 @@
-"""L_pose: L1 between predicted and target joints in heatmap space (DESIGN.md step 6)."""
+"""L_pose: L1 between predicted and target joints in heatmap space (docs/design.md,
+section 2, Losses)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Training targets: a world pose (GT or P-GT) normalised into every view's heatmap space
-(DESIGN.md eqs. 4-8)."""
+(docs/design.md, eqs. 4-8)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The multi-view model F_mv: algebraic triangulation (DESIGN.md step 1).
+"""The multi-view model F_mv: algebraic triangulation (docs/design.md, eq. 3).
 
 Per view: ResNet trunk -> deconv head -> J 2D heatmaps -> 2D soft-argmax, and a confidence
 head (pooling + MLP + sigmoid) per joint. Confidence-weighted DLT over the valid views gives

@@ -1,4 +1,4 @@
-"""The single-view integral regression model F_sv (DESIGN.md step 3, eqs. 1-2).
+"""The single-view integral regression model F_sv (docs/design.md, eqs. 1-2).
 
 Pixel convention (shared with the multi-view model and pose3d.geometry.world_to_heatmap):
 heatmap coordinate x corresponds to input-image pixel u = x * stride, i.e. u' = u / s

@@ -1,4 +1,5 @@
-"""Soft-argmax of 3D and 2D heatmaps (DESIGN.md eqs. 1-2): the fused op and its reference.
+"""Soft-argmax of 3D and 2D heatmaps (docs/design.md, eqs. 1-2): the fused op and its
+reference.
 
 `soft_argmax_3d` turns per-joint logit volumes `[B, J, D, H, W]` into expected voxel
 coordinates `[B, J, 3]` = (x, y, z) along (W, H, D), in voxel units (0 .. W-1 etc.).

@@ -1,4 +1,4 @@
-"""The offline P-GT stage (DESIGN.md step 2): run the pretrained multi-view model on every
+"""The offline P-GT stage (docs/design.md, eq. 3): run the pretrained multi-view model on every
 unlabeled tuple and write new shards that carry its prediction as `pgt.npy`.
 
 The tuples are read by the evaluation loader (pose3d.data.loader.make_eval_loader), so each

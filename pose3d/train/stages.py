@@ -1,4 +1,4 @@
-"""The training stages of the method (DESIGN.md section 1) and the stage registry.
+"""The training stages of the method (docs/design.md, section 4).
 
     mv_pretrain  F_mv (algebraic triangulation) on labeled tuples: L1 of the triangulated
                  joints (mm) plus L1 of the 2D joints

@@ -35,7 +35,7 @@ LABEL_KEYS = ("subject_names", "camera_names", "action_names", "cameras", "table
 TABLE_FIELDS = ("subject_idx", "action_idx", "frame_idx", "keypoints", "bbox_by_camera_tlbr")
 CAMERA_FIELDS = ("R", "t", "K", "dist")
 
-# The paper's protocol (DESIGN.md section 1).
+# The paper's protocol (docs/design.md, section 8).
 SPLITS: dict[str, tuple[str, ...]] = {
     "labeled": ("S1", "S5", "S6"),
     "unlabeled": ("S7", "S8"),

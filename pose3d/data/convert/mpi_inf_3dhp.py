@@ -40,7 +40,7 @@ ANNOT_FILE = "annot.mat"
 CALIBRATION_HEADER = "Skeletool Camera Calibration File"
 NUM_SOURCE_JOINTS = len(MPI_INF_3DHP_NAMES)  # 28
 
-# The paper's protocol (DESIGN.md section 1): training set only, these cameras.
+# The paper's protocol (docs/design.md, section 8): training set only, these cameras.
 SPLITS: dict[str, tuple[str, ...]] = {
     "labeled": ("S1", "S2", "S3"),
     "unlabeled": ("S4", "S5", "S6", "S7"),
