@@ -298,6 +298,8 @@ def phase_tests(run: Run, phase: Phase) -> None:
         passed = c["tests"] - c["failures"] - c["errors"] - c["skipped"]
         if s.rc == 5:  # pytest: nothing selected
             s.status = "fail (no test selected)"
+            figures.append(f"{name}: no test selected")
+            continue
         figures.append(f"{name} {passed} passed, {c['failures'] + c['errors']} failed, "
                        f"{c['skipped']} skipped")
     phase.figure = "; ".join(figures)
