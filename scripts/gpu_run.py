@@ -15,8 +15,8 @@ unused goes to the next ones):
   bench   `pose3d bench ops`, `pose3d bench train`, `pose3d bench data`
   method  `pose3d demo --full --seeds 3` (the paired experiment at GPU scale)
 A failed phase does not stop the next ones. Everything that comes back lies in --out, at
-most 8 files: summary.md, summary.json, env.json, bench.md, the experiment's JSON and
-Markdown, and logs.tar.gz with every log. The summary table is printed last.
+most 8 files: summary.md, summary.json, env.json, bench.md, the experiment's JSON,
+Markdown and figure, and logs.tar.gz with every log. The summary table is printed last.
 
 `--device cpu --quick` rehearses all of it on a CPU in a minute or two (tiny sizes, a few
 tests); tests/test_gpu_run.py runs that. Standard library only: it runs before anything is
@@ -47,6 +47,7 @@ PHASES = ("setup", "tests", "bench", "method")
 BOX_S = {"setup": 110, "tests": 70, "bench": 120, "method": 240}
 QUICK_BOX_S = {"setup": 240, "tests": 240, "bench": 300, "method": 300}  # a loaded 2-core CPU
 TOTAL_S = 540
+QUICK_TOTAL_S = 1200
 RESERVE_S = 8  # kept for bundling and the summary
 # Files that may come back from $OUT (the device returns at most 8).
 KEPT_MAX_BYTES = 15 << 20
@@ -392,8 +393,8 @@ def phase_method(run: Run, phase: Phase) -> None:
     else:
         cmd = run.pose3d("demo", "--full", *argv)
     s = run.step(phase, "demo", cmd, end - time.monotonic())
-    kept = [p for p in (out / "experiment" / "experiment.json",
-                        out / "experiment" / "experiment.md") if p.is_file()]
+    kept = [out / "experiment" / f"experiment.{ext}" for ext in ("json", "md", "png")]
+    kept = [p for p in kept if p.is_file()]
     for p in kept:
         shutil.copy(p, run.out / p.name)
     figure = [] if seeds else ["demo has no --seeds: one pair"]
@@ -405,10 +406,21 @@ def phase_method(run: Run, phase: Phase) -> None:
         figure.append("experiment: " + ", ".join(p.name for p in kept))
         md = run.out / "experiment.md"
         if md.is_file():
-            print(f"\n{md.read_text()[:3000]}", flush=True)
+            text = md.read_text()
+            print(f"\n{text[:3000]}", flush=True)
+            figure.append(_paired_figure(text))
     elif s.rc == 0 and seeds:
         s.status = "fail (no experiment/experiment.json)"
-    phase.figure = "; ".join(figure)
+    phase.figure = "; ".join(f for f in figure if f)
+
+
+def _paired_figure(experiment_md: str) -> str:
+    """The mean row of the experiment's paired differences ('' if there is none)."""
+    _, _, section = experiment_md.partition("## Paired differences")
+    rows = [r for t in _tables(section)[:1] for r in t if r.get("camera") == "mean"]
+    if not rows:
+        return ""
+    return "paired " + ", ".join(f"{k} {v}" for k, v in rows[0].items() if k != "camera")
 
 
 RUNNERS = {"setup": phase_setup, "tests": phase_tests, "bench": phase_bench,
@@ -476,12 +488,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="run this phase (repeatable); set-up always runs, cheap when done")
     parser.add_argument("--timeout", action="append", default=[], metavar="PHASE=SECONDS",
                         help=f"one phase's time box (defaults {BOX_S})")
-    parser.add_argument("--total", type=float, default=TOTAL_S,
-                        help="the whole run's limit in seconds; later phases get what is left")
+    parser.add_argument("--total", type=float, default=None,
+                        help=f"the whole run's limit in seconds (default {TOTAL_S}, with "
+                             f"--quick {QUICK_TOTAL_S}); later phases get what is left")
     parser.add_argument("--seeds", type=int, default=3, help="paired seeds of the method")
     parser.add_argument("--rebuild", action="store_true", help="build the extension anyway")
     args = parser.parse_args(argv)
     args.work = args.work or "/tmp/pose3d-gpu-run"
+    args.total = args.total or (QUICK_TOTAL_S if args.quick else TOTAL_S)
     boxes = {}
     for item in args.timeout:
         name, _, seconds = item.partition("=")
