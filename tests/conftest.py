@@ -48,6 +48,7 @@ def device() -> Iterator[torch.device]:
         torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
 
 
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects by marker
 def pytest_collection_modifyitems(config, items):
     for item in items:
         if "device" in getattr(item, "fixturenames", ()):
