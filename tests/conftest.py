@@ -1,4 +1,5 @@
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +23,35 @@ def mocap_dir() -> Path:
     if path is None:
         pytest.skip("no mocap folder (../shared/mocap or POSE3D_MOCAP_DIR)")
     return path
+
+
+@pytest.fixture
+def device() -> Iterator[torch.device]:
+    """Where a test that takes this fixture runs: POSE3D_TEST_DEVICE (default cpu).
+
+    Such tests carry the `on_device` marker (added at collection); the GPU run
+    (scripts/gpu_run.py) runs them with POSE3D_TEST_DEVICE=cuda. There float32 means float32:
+    TF32 convolutions and matmuls are off for the test, so tolerances hold on both devices.
+    """
+    dev = torch.device(os.environ.get("POSE3D_TEST_DEVICE", "cpu"))
+    if dev.type != "cuda":
+        yield dev
+        return
+    if not torch.cuda.is_available():
+        pytest.skip("POSE3D_TEST_DEVICE=cuda but no CUDA device")
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        yield dev
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects by marker
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if "device" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.on_device)
 
 
 @pytest.fixture

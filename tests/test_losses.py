@@ -19,9 +19,9 @@ from pose3d.models import MultiViewTriangulationModel
 SPACE = HeatmapSpace(stride=4, depth_bins=16, depth_range_mm=2000)
 
 
-def _consistent(batch=2, views=4, dtype=torch.float64, seed=0):
+def _consistent(batch=2, views=4, dtype=torch.float64, seed=0, device="cpu"):
     """A batch whose every view predicts exactly the projection of one world pose."""
-    data = make_tuples(batch, views, 64, seed, dtype)
+    data = {k: v.to(device) for k, v in make_tuples(batch, views, 64, seed, dtype).items()}
     coords, root_depth = heatmap_targets(data["joints3d"], data["K"], data["R"], data["t"],
                                          SPACE)
     return data, coords, root_depth
@@ -130,11 +130,11 @@ def test_mv_loss_is_zero_when_all_views_agree():
     assert _mv(coords32, depth32, data32, valid) < 0.5  # mm, summed over 51 coordinates
 
 
-def test_mv_loss_is_eq9_literally():
-    data, coords, root_depth = _consistent(3, 4)
-    coords = coords + torch.randn_like(coords) * 0.5
+def test_mv_loss_is_eq9_literally(device):
+    data, coords, root_depth = _consistent(3, 4, device=device)
+    coords = coords + torch.randn(coords.shape, dtype=coords.dtype).to(device) * 0.5
     valid = torch.tensor([[True, True, True, True], [True, False, True, False],
-                          [False, False, True, False]])
+                          [False, False, True, False]], device=device)
     loss = _mv(coords, root_depth, data, valid)
     torch.testing.assert_close(loss, _eq9_by_loops(coords, root_depth, data, valid))
     assert loss > 10  # half a voxel of noise is tens of millimetres
@@ -200,11 +200,11 @@ def test_mv_loss_bad_shapes_raise():
 # ---- eq. 10 and the multi-view pretraining loss
 
 
-def test_total_loss_combines_pose_and_mv():
-    data, coords, _ = _consistent(3, 3, dtype=torch.float32)
-    pred = (coords + torch.randn_like(coords) * 0.3).requires_grad_(True)
-    valid = torch.ones(3, 3, dtype=torch.bool)
-    has_target = torch.tensor([True, True, False])
+def test_total_loss_combines_pose_and_mv(device):
+    data, coords, _ = _consistent(3, 3, dtype=torch.float32, device=device)
+    pred = (coords + torch.randn(coords.shape).to(device) * 0.3).requires_grad_(True)
+    valid = torch.ones(3, 3, dtype=torch.bool, device=device)
+    has_target = torch.tensor([True, True, False], device=device)
     target = data["joints3d"].clone()
     target[2] = 0.0  # no GT, no P-GT: zeros as in the batch
     cams = data["K"], data["R"], data["t"]
@@ -246,14 +246,15 @@ def test_mv_pretrain_loss_is_zero_at_the_truth_and_nan_free():
     assert (broken.grad[0, 3] == 0).all()
 
 
-def test_mv_pretrain_loss_trains_the_multi_view_model():
+def test_mv_pretrain_loss_trains_the_multi_view_model(device):
     model = MultiViewTriangulationModel("resnet18", deconv_channels=16, num_deconv=2,
-                                        confidence_hidden=16)
-    data = make_tuples(2, 3, 64)
+                                        confidence_hidden=16).to(device)
+    data = {k: v.to(device) for k, v in make_tuples(2, 3, 64).items()}
     cams = data["K"], data["R"], data["t"]
-    valid = torch.ones(2, 3, dtype=torch.bool)
-    out = model(torch.randn(2, 3, 3, 64, 64), *cams, valid)
-    loss, parts = mv_pretrain_loss(out, data["joints3d"], torch.ones(2, dtype=torch.bool),
+    valid = torch.ones(2, 3, dtype=torch.bool, device=device)
+    out = model(torch.randn(2, 3, 3, 64, 64).to(device), *cams, valid)
+    loss, parts = mv_pretrain_loss(out, data["joints3d"],
+                                   torch.ones(2, dtype=torch.bool, device=device),
                                    *cams, valid, lambda_2d=0.1, stride=model.stride)
     loss.backward()
     assert parts["3d"] > 0 and parts["2d"] > 0

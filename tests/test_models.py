@@ -59,22 +59,23 @@ def _assert_all_parameters_have_gradients(model: nn.Module) -> None:
     assert not missing, f"no gradient for {missing[:5]}"
 
 
-def test_single_view_gradients_reach_every_parameter():
-    model = _single()
-    model(torch.randn(2, 3, 64, 64))["coords"].square().sum().backward()
+def test_single_view_gradients_reach_every_parameter(device):
+    model = _single().to(device)
+    model(torch.randn(2, 3, 64, 64).to(device))["coords"].square().sum().backward()
     _assert_all_parameters_have_gradients(model)
 
 
-def test_single_view_channels_last_and_bf16_agree():
+def test_single_view_channels_last_and_bf16_agree(device):
     model = _single().eval()
     _spread_heads(model)
-    images = torch.randn(2, 3, 64, 64)
+    model.to(device)
+    images = torch.randn(2, 3, 64, 64).to(device)
     with torch.no_grad():
         ref = model(images)["coords"]
         model = model.to(memory_format=torch.channels_last)
         images = images.contiguous(memory_format=torch.channels_last)
         cl = model(images)["coords"]
-        with torch.autocast("cpu", dtype=torch.bfloat16):
+        with torch.autocast(device.type, dtype=torch.bfloat16):
             bf = model(images)["coords"]
     assert ref.std() > 0.3  # the outputs differ between joints: the comparison means something
     torch.testing.assert_close(cl, ref, atol=1e-4, rtol=0)
@@ -123,9 +124,10 @@ def test_multi_view_shapes_and_invalid_views():
     assert ((out["joints2d"] >= 0) & (out["joints2d"] <= 64)).all()  # input pixels
 
 
-def test_multi_view_gradients_reach_every_parameter():
-    model = _multi()
+def test_multi_view_gradients_reach_every_parameter(device):
+    model = _multi().to(device)
     images, data = _views(2, 3)
+    images, data = images.to(device), {k: v.to(device) for k, v in data.items()}
     out = model(images, data["K"], data["R"], data["t"])
     # a 3D term reaches the confidences, a 2D one the heatmap head
     ((out["joints3d"] - data["joints3d"]).abs().mean() + out["joints2d"].square().mean()
@@ -133,16 +135,18 @@ def test_multi_view_gradients_reach_every_parameter():
     _assert_all_parameters_have_gradients(model)
 
 
-def test_multi_view_channels_last_and_bf16_agree():
+def test_multi_view_channels_last_and_bf16_agree(device):
     model = _multi().eval()
     _spread_heads(model)
+    model.to(device)
     images, data = _views(2, 3)
-    cams = data["K"], data["R"], data["t"]
+    images = images.to(device)
+    cams = tuple(data[k].to(device) for k in ("K", "R", "t"))
     with torch.no_grad():
         ref = model(images, *cams)
         model = model.to(memory_format=torch.channels_last)
         cl = model(images, *cams)
-        with torch.autocast("cpu", dtype=torch.bfloat16):
+        with torch.autocast(device.type, dtype=torch.bfloat16):
             bf = model(images, *cams)
     assert ref["joints2d"].std() > 2  # pixels
     for key in ("joints2d", "confidences", "joints3d"):

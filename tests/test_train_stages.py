@@ -20,7 +20,7 @@ from pose3d.train.cli import EXIT_BAD_INPUT, add_arguments, main
 from pose3d.train.config import initial_weights, load_config
 from pose3d.train.distributed import DistInfo
 from pose3d.train.registry import make_stage
-from pose3d.train.stage_base import StepContext
+from pose3d.train.stage_base import StepContext, batch_to
 
 SIZE = 32  # the smallest input the ResNet trunk takes (stride 32): seconds per stage on CPU
 
@@ -92,24 +92,43 @@ def test_every_stage_runs_in_two_processes(dataset, tmp_path):
     assert all(math.isfinite(r["train/loss_mv"]) for r in rows)
 
 
-def _one_step(dataset, tmp_path, stage_name, *extra):
+@pytest.mark.slow
+def test_every_stage_runs_in_one_process_on_the_test_device(dataset, tmp_path, device):
+    """The trainer's own path on `device`: on a GPU bf16 autocast and channels_last (the
+    defaults), the P-GT pass under autocast, checkpoints written and read back."""
+    for stage in ("mv_pretrain", "pgt", "sv_pretrain", "finetune"):
+        assert run_cli(*overrides(dataset, tmp_path, stage), f"run.device={device.type}") == 0
+    report = json.loads((tmp_path / "pgt" / "pgt_report.json").read_text())
+    assert report["scored"] > 0 and math.isfinite(report["mpjpe_mm"])
+    for stage in ("mv_pretrain", "sv_pretrain", "finetune"):
+        last = checkpoint.load(tmp_path / stage / "checkpoints" / "latest.pt")
+        assert last["step"] == 2, stage
+        assert all(torch.isfinite(v).all() for v in last["model"].values()
+                   if v.is_floating_point()), stage
+        rows = [json.loads(r) for r in (tmp_path / stage / "metrics.jsonl").read_text()
+                .splitlines()]
+        assert rows and all(math.isfinite(r["train/loss"]) for r in rows), stage
+
+
+def _one_step(dataset, tmp_path, stage_name, *extra, device="cpu"):
     cfg = load_config(TINY, overrides(dataset, tmp_path, stage_name, "optim.finetune."
                                       "batch_size=2", *extra))
     stage = make_stage(stage_name)
     model = stage.build_model(cfg)
     stage.prepare(cfg, model)
-    info = DistInfo(0, 1, 0, torch.device("cpu"))
+    device = torch.device(device)
+    info = DistInfo(0, 1, 0, device)
     batch = next(iter(stage.train_loader(cfg, 0, info)))
-    return stage.step(model, batch, StepContext(info.device, False))
+    return stage.step(model.to(device), batch_to(batch, device), StepContext(device, False))
 
 
-def test_finetune_weighs_the_consistency_loss_by_lambda_mv(dataset, tmp_path):
+def test_finetune_weighs_the_consistency_loss_by_lambda_mv(dataset, tmp_path, device):
     # the finetune loader needs P-GT shards: reuse the labeled ones as the P-GT folder
     pgt = f"data.pgt_root={dataset}"
-    l1_only = _one_step(dataset, tmp_path, "finetune", pgt, "loss.lambda_mv=0")
+    l1_only = _one_step(dataset, tmp_path, "finetune", pgt, "loss.lambda_mv=0", device=device)
     torch.testing.assert_close(l1_only.loss, l1_only.metrics["train/loss_pose"])
     ours = _one_step(dataset, tmp_path, "finetune", pgt, "loss.lambda_mv=0.5",
-                     "loss.lambda_pose=2")
+                     "loss.lambda_pose=2", device=device)
     m = ours.metrics
     assert m["train/loss_mv"] > 0
     torch.testing.assert_close(ours.loss, 2 * m["train/loss_pose"] + 0.5 * m["train/loss_mv"])
