@@ -9,6 +9,7 @@ from pathlib import Path
 
 from pose3d.data.convert import h36m, mpi_inf_3dhp
 from pose3d.data.shards import MANIFEST
+from pose3d.data.staging import staged_dataset
 
 
 def _csv(text: str) -> list[str]:
@@ -34,7 +35,8 @@ def _add_common(p: argparse.ArgumentParser, eval_step: int) -> None:
     p.add_argument("--max-frames", type=int, default=None,
                    help="at most this many tuples per role (H36M) or sequence (3DHP): trials")
     p.add_argument("--overwrite", action="store_true",
-                   help="replace the shards and manifest already in --out")
+                   help="replace the dataset already in --out (only once the new one is "
+                        "complete)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -82,17 +84,9 @@ def splits_from_args(defaults: dict[str, tuple[str, ...]], roles: list[str] | No
     return splits
 
 
-def _prepare_out(root: Path, out: Path, overwrite: bool) -> None:
-    """Refuse to mix with an existing dataset in `out`; with overwrite, remove its shards and
-    manifest (only once the input root is known to exist)."""
+def _check_root(root: Path) -> None:
     if not root.is_dir():
         raise FileNotFoundError(f"dataset root folder not found: {root}")
-    old = sorted(out.glob("*.tar")) + ([out / MANIFEST] if (out / MANIFEST).exists() else [])
-    if old and not overwrite:
-        raise FileExistsError(f"{out} already holds a dataset ({old[0].name} ...); pass "
-                              "--overwrite to replace it or choose another --out")
-    for path in old:
-        path.unlink()
 
 
 def _run(args: argparse.Namespace):
@@ -105,8 +99,9 @@ def _run(args: argparse.Namespace):
             frame_step=args.frame_step, eval_frame_step=args.eval_frame_step,
             cameras=args.cameras, bbox_scale=args.bbox_scale, images=args.images,
             with_damaged_actions=args.with_damaged_actions, max_frames=args.max_frames)
-        _prepare_out(args.root, args.out, args.overwrite)
-        return h36m.convert_h36m(args.root, args.out, options, labels=args.labels, **common)
+        _check_root(args.root)
+        with staged_dataset(args.out, args.overwrite) as tmp:
+            return h36m.convert_h36m(args.root, tmp, options, labels=args.labels, **common)
     try:
         cameras = [int(c) for c in args.cameras]
     except ValueError:
@@ -117,14 +112,15 @@ def _run(args: argparse.Namespace):
         cameras=cameras, sequences=args.sequences, frame_step=args.frame_step,
         eval_frame_step=args.eval_frame_step, box_margin=args.box_margin, frames=args.frames,
         max_frames=args.max_frames)
-    _prepare_out(args.root, args.out, args.overwrite)
-    return mpi_inf_3dhp.convert_mpi_inf_3dhp(args.root, args.out, options, **common)
+    _check_root(args.root)
+    with staged_dataset(args.out, args.overwrite) as tmp:
+        return mpi_inf_3dhp.convert_mpi_inf_3dhp(args.root, tmp, options, **common)
 
 
 def main(args: argparse.Namespace) -> int:
     try:
         summary = _run(args)
-    except (FileNotFoundError, FileExistsError, ValueError) as exc:
+    except (OSError, ValueError) as exc:  # FileNotFound, FileExists, Permission, ENOSPC
         print(f"pose3d convert {args.dataset}: error: {exc}", file=sys.stderr)
         return 2
     for line in summary.lines():
