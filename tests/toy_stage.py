@@ -45,6 +45,9 @@ class ToyStage(TrainStage):
     def build_model(self, cfg) -> nn.Module:
         return ToyNet(cfg.model.sv.deconv_channels)
 
+    def arch(self, cfg) -> dict:
+        return {"kind": "toy", "deconv_channels": cfg.model.sv.deconv_channels}
+
     def train_loader(self, cfg, epoch, dist):
         bs = cfg.optim[cfg.stage].batch_size
         for i in range(cfg.data.batches_per_epoch):
