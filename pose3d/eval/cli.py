@@ -99,17 +99,21 @@ def evaluate_checkpoints(checkpoints: dict[str, str], data: str, out_dir: str | 
                          progress: bool = True) -> dict[str, dict]:
     """Evaluate each named checkpoint on the `role` shards of `data`; write report.json,
     report.md, predictions_<name>.npz and figures/<name>_<i>.png under `out_dir`. Bad input
-    fails (check_inputs) before `out_dir` is created."""
+    fails (check_inputs) before `out_dir` is created. Each model's summary holds `skipped`:
+    the samples the reader skipped (counts by reason, the first few named)."""
     models, shards = check_inputs(checkpoints, data, out_dir, role=role, figures=figures,
                                   batch_size=batch_size, device=device)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     summaries, pictures = {}, []
     for name, (model, image_size) in models.items():
-        preds, kept = predict(model, shards, image_size, batch_size, device,
-                              keep_images=figures, progress=progress)
+        preds, kept, skipped = predict(model, shards, image_size, batch_size, device,
+                                       keep_images=figures, progress=progress)
         preds.save(out / f"predictions_{name}.npz")
-        summaries[name] = summarize(preds)
+        summaries[name] = {**summarize(preds), "skipped": skipped}
+        if skipped["counts"]:
+            print(f"eval {name}: skipped {skipped['counts']} (e.g. {skipped['examples'][0]})",
+                  file=sys.stderr)
         by_key = {k: i for i, k in enumerate(preds.key)}
         for i, item in enumerate(kept):
             j = by_key[item["key"]]
@@ -135,6 +139,8 @@ def _log_wandb(summaries: dict, pictures: list, out: Path, mode: str) -> None:
     run.log({"eval/table": table,
              **{f"eval/{name}/mpjpe": s["camera"]["all"]["mpjpe"] for name, s in
                 summaries.items()},
+             **{f"eval/{name}/skipped_{reason}": n for name, s in summaries.items()
+                for reason, n in s["skipped"]["counts"].items()},
              "eval/figures": [wandb.Image(str(p), caption=n) for n, p in pictures]})
     run.finish()
 
@@ -173,7 +179,7 @@ def main(args: argparse.Namespace) -> int:
                                       role=args.role, figures=args.figures,
                                       batch_size=args.batch_size, device=args.device,
                                       wandb_mode=args.wandb)
-    except (EvalInputError, FileNotFoundError, CheckpointError) as exc:
+    except (ValueError, FileNotFoundError, CheckpointError) as exc:  # EvalInputError too
         print(f"pose3d eval: error: {exc}", file=sys.stderr)
         return 2
     print(comparison_table(result["summaries"]))
