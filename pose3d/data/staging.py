@@ -38,6 +38,17 @@ def _writable_ancestor(path: Path) -> Path:
     return path
 
 
+def check_writable(folder: str | os.PathLike, what: str = "output folder") -> None:
+    """PermissionError (one line) unless `folder` is, or can be created as, a folder this
+    process may write in; FileExistsError when it is a file. Creates nothing."""
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise FileExistsError(f"{what} {folder} is a file, not a folder")
+    existing = _writable_ancestor(folder)
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise PermissionError(f"cannot write the {what} {folder}: {existing} is not writable")
+
+
 def check_output(out: str | os.PathLike, overwrite: bool) -> None:
     """Whether a dataset may be written to `out` (call before any work): FileExistsError when
     `out` is a file, or holds a dataset and not `overwrite`, or holds anything else;

@@ -25,6 +25,7 @@ from omegaconf import DictConfig
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from pose3d.data.staging import check_writable
 from pose3d.train import checkpoint, distributed
 from pose3d.train.config import learning_rate, stage_optim, to_yaml
 from pose3d.train.distributed import DistInfo
@@ -243,6 +244,7 @@ def _train(cfg: DictConfig, stage: TrainStage, info: DistInfo) -> dict[str, floa
 
     # Everything that can be wrong with the inputs fails here, before any work.
     stage.check_inputs(cfg)
+    check_writable(out_dir, "run folder (run.out_dir)")
     start_from = resume_path(cfg, ckpt_dir)
     ckpt = checkpoint.load(start_from) if start_from else None
     if ckpt is not None:
