@@ -98,7 +98,8 @@ def test_synth_bad_options_are_one_line(tmp_path, capsys, args, words):
     assert not out.exists() and _no_partials(tmp_path)
 
 
-def test_synth_into_an_unwritable_folder_is_one_line(tmp_path, capsys, monkeypatch):
+@pytest.mark.parametrize("command", ["synth", "demo"])
+def test_an_unwritable_output_folder_is_one_line(tmp_path, capsys, monkeypatch, command):
     locked = tmp_path / "locked"
     locked.mkdir()
     locked.chmod(0o500)
@@ -107,8 +108,10 @@ def test_synth_into_an_unwritable_folder_is_one_line(tmp_path, capsys, monkeypat
         monkeypatch.setattr(os, "access",
                             lambda p, mode: False if str(p) == str(locked) else real(p, mode))
     try:
-        code = cli.main(["synth", "--out", str(locked / "data"), *SYNTH])
+        code = cli.main([command, "--out", str(locked / "data"),
+                         *(SYNTH if command == "synth" else [])])
     finally:
         locked.chmod(0o700)
     err = capsys.readouterr().err.strip()
     assert code == 2 and "not writable" in err and "\n" not in err
+    assert err.startswith(f"pose3d {command}: error:") and not (locked / "data").exists()
