@@ -25,6 +25,7 @@ from omegaconf import DictConfig
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from pose3d.data.loader import MAX_SKIP_EXAMPLES
 from pose3d.data.staging import check_writable
 from pose3d.train import checkpoint, distributed
 from pose3d.train.config import learning_rate, stage_optim, to_yaml
@@ -151,7 +152,8 @@ class _SkipTally:
     def end_epoch(self, loader) -> list[str]:
         """Add the epoch's loader; returns the examples first seen in it."""
         self.done.update(getattr(loader, "skipped", {}))
-        new = list(getattr(loader, "skip_examples", []))[:5 - len(self.examples)]
+        room = MAX_SKIP_EXAMPLES - len(self.examples)
+        new = list(getattr(loader, "skip_examples", []))[:max(room, 0)]
         self.examples += new
         return new
 
