@@ -124,7 +124,7 @@ def test_training_counts_and_names_skips_in_metrics_jsonl(poisoned, tmp_path):
 
 
 def test_eval_report_counts_and_names_skips(poisoned, tmp_path, capsys):
-    from test_eval_cli import SV, _save
+    from test_eval_errors import SV, _save
 
     data, bad = poisoned
     out = tmp_path / "eval"

@@ -84,7 +84,10 @@ def splits_from_args(defaults: dict[str, tuple[str, ...]], roles: list[str] | No
     return splits
 
 
-def _check_root(root: Path) -> None:
+def _prepare_out(root: Path, out: Path, overwrite: bool) -> None:
+    """Check the input root. `out` is already the temporary folder that main() swaps in for
+    the real --out once the conversion is complete (pose3d.data.staging): an existing
+    dataset there is checked by staged_dataset and never touched before then."""
     if not root.is_dir():
         raise FileNotFoundError(f"dataset root folder not found: {root}")
 
@@ -99,9 +102,8 @@ def _run(args: argparse.Namespace):
             frame_step=args.frame_step, eval_frame_step=args.eval_frame_step,
             cameras=args.cameras, bbox_scale=args.bbox_scale, images=args.images,
             with_damaged_actions=args.with_damaged_actions, max_frames=args.max_frames)
-        _check_root(args.root)
-        with staged_dataset(args.out, args.overwrite) as tmp:
-            return h36m.convert_h36m(args.root, tmp, options, labels=args.labels, **common)
+        _prepare_out(args.root, args.out, args.overwrite)
+        return h36m.convert_h36m(args.root, args.out, options, labels=args.labels, **common)
     try:
         cameras = [int(c) for c in args.cameras]
     except ValueError:
@@ -112,14 +114,22 @@ def _run(args: argparse.Namespace):
         cameras=cameras, sequences=args.sequences, frame_step=args.frame_step,
         eval_frame_step=args.eval_frame_step, box_margin=args.box_margin, frames=args.frames,
         max_frames=args.max_frames)
-    _check_root(args.root)
-    with staged_dataset(args.out, args.overwrite) as tmp:
-        return mpi_inf_3dhp.convert_mpi_inf_3dhp(args.root, tmp, options, **common)
+    _prepare_out(args.root, args.out, args.overwrite)
+    return mpi_inf_3dhp.convert_mpi_inf_3dhp(args.root, args.out, options, **common)
+
+
+def _writing_to(args: argparse.Namespace, tmp: Path) -> argparse.Namespace:
+    """`args` with --out replaced by the temporary folder; a converter's resume cache
+    (--cache, default OUT.h36m-cache) stays beside the real --out."""
+    if getattr(args, "cache", False) is None:
+        args = argparse.Namespace(**{**vars(args), "cache": Path(f"{args.out}.h36m-cache")})
+    return argparse.Namespace(**{**vars(args), "out": tmp})
 
 
 def main(args: argparse.Namespace) -> int:
     try:
-        summary = _run(args)
+        with staged_dataset(args.out, args.overwrite) as tmp:
+            summary = _run(_writing_to(args, tmp))
     except (OSError, ValueError) as exc:  # FileNotFound, FileExists, Permission, ENOSPC
         print(f"pose3d convert {args.dataset}: error: {exc}", file=sys.stderr)
         return 2
