@@ -92,6 +92,14 @@ def _prepare_out(root: Path, out: Path, overwrite: bool) -> None:
         raise FileNotFoundError(f"dataset root folder not found: {root}")
 
 
+def _writing_to(args: argparse.Namespace, tmp: Path) -> argparse.Namespace:
+    """`args` with --out replaced by the temporary folder; a converter's resume cache
+    (--cache, default OUT.h36m-cache) stays beside the real --out."""
+    if getattr(args, "cache", False) is None:
+        args = argparse.Namespace(**{**vars(args), "cache": Path(f"{args.out}.h36m-cache")})
+    return argparse.Namespace(**{**vars(args), "out": tmp})
+
+
 def _run(args: argparse.Namespace):
     common = {"workers": args.workers, "samples_per_shard": args.samples_per_shard,
               "shuffle_buffer": args.shuffle_buffer, "progress": not args.no_progress}
@@ -116,14 +124,6 @@ def _run(args: argparse.Namespace):
         max_frames=args.max_frames)
     _prepare_out(args.root, args.out, args.overwrite)
     return mpi_inf_3dhp.convert_mpi_inf_3dhp(args.root, args.out, options, **common)
-
-
-def _writing_to(args: argparse.Namespace, tmp: Path) -> argparse.Namespace:
-    """`args` with --out replaced by the temporary folder; a converter's resume cache
-    (--cache, default OUT.h36m-cache) stays beside the real --out."""
-    if getattr(args, "cache", False) is None:
-        args = argparse.Namespace(**{**vars(args), "cache": Path(f"{args.out}.h36m-cache")})
-    return argparse.Namespace(**{**vars(args), "out": tmp})
 
 
 def main(args: argparse.Namespace) -> int:
