@@ -21,6 +21,7 @@ from pathlib import Path
 
 import torch
 
+from pose3d.data.staging import check_writable
 from pose3d.data.studio import StudioConfig
 from pose3d.data.synth import synthesize
 from pose3d.eval.cli import evaluate_checkpoints
@@ -120,6 +121,11 @@ def run_stage(overrides: list[str], nproc: int) -> None:
 
 def main(args: argparse.Namespace) -> int:
     out = Path(args.out)
+    try:
+        check_writable(out, "demo folder (--out)")
+    except OSError as exc:
+        print(f"pose3d demo: error: {exc}", file=sys.stderr)
+        return 2
     data, root = out / "data", out / "runs"
     preset = preset_of(args)
     timings: dict[str, float] = {}

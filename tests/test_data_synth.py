@@ -103,7 +103,7 @@ def test_synth_command(tmp_path, capsys):
     out = tmp_path / "data"
     code = cli.main(["synth", "--out", str(out), "--labeled", "S5", "--unlabeled", "",
                      "--eval", "S11", "--actions", ACTIONS[0], "--clips-per-action", "1",
-                     "--frames-per-clip", "3", "--frame-step", "1", "--image-size", "24",
+                     "--frames-per-clip", "3", "--frame-step", "1", "--image-size", "32",
                      "--samples-per-shard", "2", "--no-progress", "--occluders"])
     assert code == 0
     manifest = load_manifest(out)
@@ -113,7 +113,7 @@ def test_synth_command(tmp_path, capsys):
     assert manifest["config"]["occluders"] == pytest.approx(0.3)
     assert "labeled: 3 tuples in 2 shards" in capsys.readouterr().out
     sample = next(iterate_samples(str(out)))
-    assert np.asarray(sample.images).shape[1] == 24
+    assert np.asarray(sample.images).shape[1] == 32
 
 
 def test_unlabeled_truth_is_withheld_from_training_but_scorable(tmp_path):

@@ -1,4 +1,5 @@
 import pytest
+import torch
 from omegaconf import OmegaConf
 
 from pose3d.train.config import ConfigError, learning_rate, load_config, stage_optim
@@ -23,6 +24,26 @@ def test_yaml_and_overrides_merge_over_defaults():
     ("optim.lr_schedule=linear", ["optim.lr_schedule must be one of"]),
     ("data.batches_per_epoch=0", ["data.batches_per_epoch must be positive"]),
     ("no_equals_sign", ["key=value"]),
+    # values that used to pass validation and fail later (issue 16, item 8)
+    ("loss.lambda_mv=nan", ["loss.lambda_mv must be >= 0", "nan"]),
+    ("loss.lambda_pose=inf", ["loss.lambda_pose", "inf"]),
+    ("loss.lambda_3d=-1", ["loss.lambda_3d must be >= 0"]),
+    ("optim.sv_pretrain.lr=nan", ["optim.sv_pretrain.lr must be positive"]),
+    ("optim.sv_pretrain.lr=-1e-3", ["optim.sv_pretrain.lr must be positive"]),
+    ("optim.sv_pretrain.lr=0", ["optim.sv_pretrain.lr must be positive"]),
+    ("optim.sv_pretrain.epochs=0", ["optim.sv_pretrain.epochs must be positive"]),
+    ("optim.sv_pretrain.batch_size=0", ["optim.sv_pretrain.batch_size must be positive"]),
+    ("loss.depth_range_mm=0", ["loss.depth_range_mm must be positive"]),
+    ("model.sv.depth_bins=0", ["model.sv.depth_bins must be positive"]),
+    ("model.sv.backbone=resnet99", ["model.sv.backbone must be one of", "resnet18",
+                                    "resnet99"]),
+    ("model.mv.num_deconv=-1", ["model.mv.num_deconv must be >= 0"]),
+    ("data.shuffle_buffer=-5", ["data.shuffle_buffer must be >= 0"]),
+    ("optim.grad_clip_norm=nan", ["optim.grad_clip_norm"]),
+    ("run.dist_timeout_s=0", ["run.dist_timeout_s must be positive"]),
+    ("data.image_size=100", ["data.image_size must be a positive multiple of 32"]),
+    ("data.image_size=0", ["data.image_size must be a positive multiple of 32"]),
+    ("run.device=tpu", ["run.device must be"]),
 ])
 def test_bad_overrides_give_one_line_naming_the_key(override, words):
     with pytest.raises(ConfigError) as exc:
@@ -31,6 +52,38 @@ def test_bad_overrides_give_one_line_naming_the_key(override, words):
     assert "\n" not in message
     for w in words:
         assert w in message
+
+
+def test_every_message_says_bad_config():
+    for override in ("loss.lambda_mv=nan", "stage=x", "model.sv.backbone=vgg"):
+        with pytest.raises(ConfigError, match=r"^bad config: "):
+            load_config(TINY, [override])
+
+
+def test_other_stages_lr_is_not_this_runs_business():
+    # the P-GT stage does not train: its lr 0 (the default) is fine, and a finetune run
+    # does not care about the P-GT stage's epochs
+    assert load_config(TINY, ["stage=pgt"]).optim.pgt.lr == 0.0
+    load_config(TINY, ["stage=finetune", "optim.pgt.epochs=0", "optim.sv_pretrain.lr=0"])
+    with pytest.raises(ConfigError, match="optim.sv_pretrain.lr must be finite"):
+        load_config(TINY, ["stage=finetune", "optim.sv_pretrain.lr=nan"])
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+@pytest.mark.parametrize("device", ["cuda", "cuda:0"])
+def test_cuda_device_without_a_gpu(device):
+    with pytest.raises(ConfigError, match="no CUDA device"):
+        load_config(TINY, [f"run.device={device}"])
+
+
+@pytest.mark.parametrize("text", ["model: {sv: [1, 2\n", "stage: sv_pretrain\n  bad: : x\n",
+                                  "- a list\n- not a mapping\n"])
+def test_malformed_yaml_is_one_line(tmp_path, text):
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as exc:
+        load_config(path)
+    assert "\n" not in str(exc.value) and str(path) in str(exc.value)
 
 
 def test_unknown_key_in_yaml_file(tmp_path):
@@ -61,3 +114,14 @@ def test_learning_rate_schedules_follow_the_step():
     assert lrs[0] == pytest.approx(0.2) and lrs[5] == pytest.approx(0.1)
     assert lrs[10] == pytest.approx(0.0, abs=1e-12)
     assert all(a > b for a, b in zip(lrs, lrs[1:]))
+
+
+def test_train_command_stops_in_one_line_before_any_work(tmp_path, capsys):
+    from pose3d import cli
+
+    root = tmp_path / "run"
+    code = cli.main(["train", "--config", TINY, f"run.root={root}", "optim.sv_pretrain.epochs=0"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "\n" not in err
+    assert err.startswith("pose3d train: error: bad config: optim.sv_pretrain.epochs")
+    assert not root.exists()

@@ -14,9 +14,11 @@ Eval: every sample exactly once across ranks and workers: with at least as many 
 every shard and keeps sample j of shard i when (i + j) mod S == s.
 
 Bad input never crashes or hangs a run: an unreadable or truncated tar, a corrupt JPEG, a
-sample without its cameras or a view it claims is valid, is skipped with a
-CorruptSampleWarning naming the shard and key, and counted (`loader.skipped`). A training
-stream in which no shard can be read raises instead of spinning.
+sample without its cameras or a view it claims is valid, non-finite cameras / joints3d /
+pgt, images of another size than the dataset's (`image_size`, by default the first sample's)
+is skipped with a CorruptSampleWarning naming the shard and key, and counted
+(`loader.skipped`, the first few named in `loader.skip_examples`). A training stream in
+which no shard can be read raises instead of spinning.
 
 The batch (CPU tensors; B tuples, V views, S = image size):
     images [B, V, 3, S, S] float32 (ImageNet-normalised RGB; zeros for missing views)
@@ -53,20 +55,27 @@ class CorruptSampleWarning(UserWarning):
     """A shard or sample was skipped (the message names the shard and the key)."""
 
 
+MAX_SKIP_EXAMPLES = 5  # skips named (shard and key) in loader.skip_examples and the logs
+
+
 class _Skips:
     """Skipped samples by reason, in one process; `take()` hands over the counts since the
-    last call (they travel to the main process inside batches). The first MAX_WARNINGS
-    skips are each announced; later ones are only counted."""
+    last call (they travel to the main process inside batches), `take_examples()` the
+    messages of the first MAX_SKIP_EXAMPLES. The first MAX_WARNINGS skips are each
+    announced; later ones are only counted."""
 
     MAX_WARNINGS = 20
 
     def __init__(self) -> None:
         self.pending: Counter = Counter()
+        self.examples: list[str] = []
         self.warned = 0
 
     def add(self, reason: str, message: str) -> None:
         self.pending[reason] += 1
         self.warned += 1
+        if self.warned <= MAX_SKIP_EXAMPLES:
+            self.examples.append(message[:300])
         if self.warned <= self.MAX_WARNINGS:
             if self.warned == self.MAX_WARNINGS:
                 message += " (further skips in this process are counted, not shown)"
@@ -74,6 +83,10 @@ class _Skips:
 
     def take(self) -> dict[str, int]:
         out, self.pending = dict(self.pending), Counter()
+        return out
+
+    def take_examples(self) -> list[str]:
+        out, self.examples = self.examples, []
         return out
 
 
@@ -201,11 +214,14 @@ def record(d: schema.DecodedSample) -> dict:
 
 
 def _decode_stream(samples: Iterator[dict], skips: _Skips, augment_rng, endless: bool,
-                   keep_raw: bool = False) -> Iterator[dict]:
+                   image_size: int | None = None, keep_raw: bool = False) -> Iterator[dict]:
+    """Records of the usable samples; the others are skipped and counted. Every record has
+    images of `image_size` px (default: the first usable sample's): a batch never mixes
+    sizes. keep_raw: each record also carries `raw`, the sample as read from its tar."""
     bad_in_a_row = 0
     for sample in samples:
         try:
-            rec = record(schema.decode_sample(sample))
+            rec = record(schema.decode_sample(sample, image_size))
         except schema.SampleError as exc:
             skips.add("sample", f"skipping sample in {sample.get('__url__', '?')}: {exc}")
             bad_in_a_row += 1
@@ -214,6 +230,7 @@ def _decode_stream(samples: Iterator[dict], skips: _Skips, augment_rng, endless:
                                    f"the shards look corrupt") from exc
             continue
         bad_in_a_row = 0
+        image_size = rec["images"].shape[1]
         if keep_raw:
             rec["raw"] = sample
         if augment_rng is not None:
@@ -269,10 +286,12 @@ def _batches(records: Iterator[dict], batch_size: int, partial: bool, skips: _Sk
     for rec in records:
         buf.append(rec)
         if len(buf) == batch_size:
-            yield {**collate(buf, normalize), "skipped": skips.take()}
+            yield {**collate(buf, normalize), "skipped": skips.take(),
+                   "skip_examples": skips.take_examples()}
             buf = []
     if buf and partial:
-        yield {**collate(buf, normalize), "skipped": skips.take()}
+        yield {**collate(buf, normalize), "skipped": skips.take(),
+               "skip_examples": skips.take_examples()}
 
 
 class _Pipeline(torch.utils.data.IterableDataset):
@@ -282,11 +301,12 @@ class _Pipeline(torch.utils.data.IterableDataset):
 
     def __init__(self, source, batch_size: int, *, shuffle_buffer: int = 0,
                  augment: bool = False, seed: int = 0, batches: int | None = None,
-                 normalize: bool = True, keep_raw: bool = False):
+                 normalize: bool = True, image_size: int | None = None,
+                 keep_raw: bool = False):
         super().__init__()
         self.source, self.batch_size, self.shuffle_buffer = source, batch_size, shuffle_buffer
         self.augment, self.seed, self.batches = augment, seed, batches
-        self.normalize, self.keep_raw = normalize, keep_raw
+        self.normalize, self.image_size, self.keep_raw = normalize, image_size, keep_raw
 
     def __iter__(self) -> Iterator[dict]:
         skips = _Skips()
@@ -304,22 +324,24 @@ class _Pipeline(torch.utils.data.IterableDataset):
             aug_rng = np.random.default_rng(zlib.crc32(stream_seed.encode())) \
                 if self.augment else None
             records = _decode_stream(samples, skips, aug_rng, endless=quota is not None,
-                                     keep_raw=self.keep_raw)
+                                     image_size=self.image_size, keep_raw=self.keep_raw)
             batches = _batches(records, self.batch_size, partial=quota is None, skips=skips,
                                normalize=self.normalize)
             yield from itertools.islice(batches, quota)
-        yield {"skipped": skips.take()}
+        yield {"skipped": skips.take(), "skip_examples": skips.take_examples()}
 
 
 class ShardLoader:
     """Iterable over batches (dicts); `skipped` counts samples/shards skipped so far by
-    reason ('sample', 'tar'); len() is the number of batches per epoch when fixed."""
+    reason ('sample', 'tar'), `skip_examples` names the first few (shard, key, why); len()
+    is the number of batches per epoch when fixed."""
 
     def __init__(self, dataset: _Pipeline, num_workers: int, pin_memory: bool,
                  num_batches: int | None):
         self.dataset, self.num_workers, self.pin_memory = dataset, num_workers, pin_memory
         self.num_batches = num_batches
         self.skipped: Counter = Counter()
+        self.skip_examples: list[str] = []
 
     def set_epoch(self, epoch: int) -> None:
         """Reshuffle for `epoch` (like make_train_loader(..., epoch=epoch))."""
@@ -338,6 +360,8 @@ class ShardLoader:
             pin_memory=self.pin_memory, persistent_workers=False)
         for batch in loader:
             self.skipped.update(batch.pop("skipped"))
+            room = MAX_SKIP_EXAMPLES - len(self.skip_examples)
+            self.skip_examples.extend(batch.pop("skip_examples")[:max(room, 0)])
             if "images" in batch:
                 yield batch
 
@@ -378,11 +402,13 @@ def make_train_loader(shards: str | Sequence[str], batch_size: int, *, num_worke
                       seed: int = 0, epoch: int = 0, batches_per_epoch: int | None = None,
                       rank: int | None = None, world_size: int | None = None,
                       augment: bool = False, shuffle_buffer: int = 100,
-                      pin_memory: bool = False, normalize: bool = True) -> ShardLoader:
+                      pin_memory: bool = False, normalize: bool = True,
+                      image_size: int | None = None) -> ShardLoader:
     """Training batches, exactly `batches_per_epoch` on every rank (default: one pass over
     the samples split over the ranks, rounded up). Shards and samples are reshuffled per
     (seed, epoch); rank / world_size default to torch.distributed's when initialised.
-    normalize=False yields uint8 images (see collate)."""
+    normalize=False yields uint8 images (see collate). image_size: the side (px) every
+    sample must have, others are skipped (default: the first sample's)."""
     _check_batch_size(batch_size, num_workers)
     urls = resolve_shards(shards)
     rank, world_size = _resolve_rank(rank, world_size)
@@ -393,23 +419,25 @@ def make_train_loader(shards: str | Sequence[str], batch_size: int, *, num_worke
         raise ValueError(f"batches_per_epoch must be >= 1, got {batches_per_epoch}")
     source = _TrainSource(urls, seed, epoch, rank, world_size)
     dataset = _Pipeline(source, batch_size, shuffle_buffer=shuffle_buffer, augment=augment,
-                        seed=seed, batches=batches_per_epoch, normalize=normalize)
+                        seed=seed, batches=batches_per_epoch, normalize=normalize,
+                        image_size=image_size)
     return ShardLoader(dataset, num_workers, pin_memory, batches_per_epoch)
 
 
 def make_eval_loader(shards: str | Sequence[str], batch_size: int, *, num_workers: int = 0,
                      rank: int | None = None, world_size: int | None = None,
                      pin_memory: bool = False, normalize: bool = True,
-                     keep_raw: bool = False) -> ShardLoader:
+                     image_size: int | None = None, keep_raw: bool = False) -> ShardLoader:
     """Every sample exactly once across ranks (and workers), in shard order within a slot;
     the last batch may be smaller and ranks may get different numbers of batches.
-    keep_raw: batches also carry `raw`, each tuple's sample as read from its tar (file
-    name -> bytes), for stages that copy samples into new shards (P-GT)."""
+    image_size as for make_train_loader. keep_raw: batches also carry `raw`, each tuple's
+    sample as read from its tar (file name -> bytes), for stages that copy samples into new
+    shards (P-GT)."""
     _check_batch_size(batch_size, num_workers)
     urls = resolve_shards(shards)
     rank, world_size = _resolve_rank(rank, world_size)
     dataset = _Pipeline(_EvalSource(urls, rank, world_size), batch_size, normalize=normalize,
-                        keep_raw=keep_raw)
+                        image_size=image_size, keep_raw=keep_raw)
     return ShardLoader(dataset, num_workers, pin_memory, None)
 
 

@@ -238,7 +238,10 @@ def _load_array(data: bytes, where: str, shape: tuple[int, ...]) -> np.ndarray:
         raise SampleError(f"{where}: unreadable array ({exc})") from exc
     if arr.shape != shape:
         raise SampleError(f"{where}: expected shape {list(shape)}, got {list(arr.shape)}")
-    return arr.astype(np.float32)
+    arr = arr.astype(np.float32)
+    if not np.isfinite(arr).all():
+        raise SampleError(f"{where}: non-finite values")
+    return arr
 
 
 def _read_meta(sample: dict, key: str) -> dict:
@@ -273,15 +276,19 @@ def _read_cameras(sample: dict, key: str, num_views: int) -> dict[str, np.ndarra
     return cams
 
 
-def decode_sample(sample: dict) -> DecodedSample:
+def decode_sample(sample: dict, image_size: int | None = None) -> DecodedSample:
     """A raw WebDataset sample (file extension -> bytes, plus __key__) -> DecodedSample.
     Raises SampleError naming the problem for a sample that cannot be used: a valid view
-    without its JPEG, a corrupt JPEG, missing or malformed cameras or meta."""
+    without its JPEG, a corrupt JPEG, missing or malformed cameras or meta, non-finite
+    cameras / joints3d / pgt, or (when `image_size` is given: the dataset's side in px)
+    images of another size."""
     key = str(sample.get("__key__", "?"))
     meta = _read_meta(sample, key)
     valid = np.array([bool(v) for v in meta["valid"]])
     cams = _read_cameras(sample, key, len(valid))
     side = int(meta.get("image_size", 0))
+    if image_size is not None and side != image_size:
+        raise SampleError(f"{key}: {side} px images, but the dataset's are {image_size} px")
     images = None
     for v in np.flatnonzero(valid):
         name = view_file(v)

@@ -13,6 +13,7 @@ import argparse
 import dataclasses
 import multiprocessing
 import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from tqdm import tqdm
 from pose3d.data import motion, studio
 from pose3d.data.shard_preview import write_preview
 from pose3d.data.shards import ShardSetWriter
+from pose3d.data.staging import check_output, staged_dataset
 from pose3d.data.studio import Job, StudioConfig
 
 # Set in each worker process by _init_worker (and in this process for workers=1).
@@ -70,15 +72,27 @@ def _results(jobs: list[Job], config: StudioConfig, bvh_clips, workers: int
 
 def synthesize(out_dir: str | os.PathLike, config: StudioConfig, *, workers: int = 1,
                samples_per_shard: int = 200, shuffle_buffer: int = 500,
-               progress: bool = True, preview: int = 0) -> dict:
+               progress: bool = True, preview: int = 0, overwrite: bool = False) -> dict:
     """Render every (role, subject, action, clip) of `config` into shards in `out_dir`;
     returns the manifest (also written to out_dir/manifest.json). preview > 0 also writes
-    out_dir/preview.png with that many tuples."""
+    out_dir/preview.png with that many tuples. A non-empty `out_dir` is an error unless
+    `overwrite`; either way the new dataset replaces it only once complete
+    (pose3d.data.staging)."""
+    check_output(out_dir, overwrite)
     bvh_clips = _load_bvh(config)
     actions = _actions(config, bvh_clips)
     jobs = studio.plan_jobs(config, actions)
     if not jobs:
         raise ValueError("nothing to render: no subject in any role")
+    with staged_dataset(out_dir, overwrite) as tmp:
+        return _render(tmp, config, jobs, actions, bvh_clips, workers=workers,
+                       samples_per_shard=samples_per_shard, shuffle_buffer=shuffle_buffer,
+                       progress=progress, preview=preview)
+
+
+def _render(out_dir: Path, config: StudioConfig, jobs: list[Job], actions: list[str],
+            bvh_clips, *, workers: int, samples_per_shard: int, shuffle_buffer: int,
+            progress: bool, preview: int) -> dict:
     rigs = {subject: [c.undistorted().to_dict()
                       for c in studio.subject_rig(subject, config.cameras, config.seed)]
             for subjects in config.roles.values() for subject in subjects}
@@ -138,6 +152,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--preview", type=int, default=0, metavar="N",
                         help="also write OUT/preview.png with N tuples")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace the dataset already in --out (only once the new one "
+                             "is complete)")
     parser.add_argument("--no-progress", action="store_true")
 
 
@@ -152,9 +169,17 @@ def config_from_args(args: argparse.Namespace) -> StudioConfig:
 
 
 def main(args: argparse.Namespace) -> int:
-    manifest = synthesize(args.out, config_from_args(args), workers=args.workers,
-                          samples_per_shard=args.samples_per_shard,
-                          progress=not args.no_progress, preview=args.preview)
+    try:
+        if args.image_size < 32 or args.image_size % 32:
+            raise ValueError(f"--image-size must be a positive multiple of 32 (the models' "
+                             f"stride), got {args.image_size}")
+        manifest = synthesize(args.out, config_from_args(args), workers=args.workers,
+                              samples_per_shard=args.samples_per_shard,
+                              progress=not args.no_progress, preview=args.preview,
+                              overwrite=args.overwrite)
+    except (OSError, ValueError) as exc:  # bad options, --out not writable, disk full
+        print(f"pose3d synth: error: {exc}", file=sys.stderr)
+        return 2
     for role, info in manifest["roles"].items():
         print(f"{role}: {info['samples']} tuples in {len(info['shards'])} shards, "
               f"subjects {','.join(info['subjects'])}")

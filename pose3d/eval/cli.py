@@ -8,15 +8,90 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import sys
 from pathlib import Path
 
 import torch
+from omegaconf import OmegaConf
 
 from pose3d.data.draw import save_figure
-from pose3d.data.shards import resolve_shards
+from pose3d.data.loader import iterate_samples
+from pose3d.data.shards import load_manifest, resolve_shards
 from pose3d.eval.figures import sample_figure
 from pose3d.eval.predict import load_single_view, predict
 from pose3d.eval.report import comparison_table, summarize, write_report
+from pose3d.models import CheckpointError
+
+
+class EvalInputError(ValueError):
+    """Bad input to `pose3d eval` (one line, found before anything is written)."""
+
+
+def check_inputs(checkpoints: dict[str, str], data: str, out_dir: str | Path, *, role: str,
+                 figures: int, batch_size: int, device: str
+                 ) -> tuple[dict[str, tuple[torch.nn.Module, int]], list[str]]:
+    """Everything `evaluate_checkpoints` needs, checked before it writes anything: the
+    models (single-view checkpoints, loaded, with their input size in px), the role's
+    shards (with ground truth, of the image size the checkpoints were trained on), the
+    options, and an --out that can be a folder. Raises EvalInputError, FileNotFoundError
+    or CheckpointError, each one line."""
+    if batch_size < 1:
+        raise EvalInputError(f"--batch-size must be >= 1, got {batch_size}")
+    if figures < 0:
+        raise EvalInputError(f"--figures must be >= 0, got {figures}")
+    _check_device(device)
+    _check_out(Path(out_dir))
+    if not Path(data).is_dir():
+        raise FileNotFoundError(f"--data: no such dataset folder {data}")
+    shards = resolve_shards(data, role)
+    size = load_manifest(data).get("image_size")
+    if not _has_ground_truth(shards):
+        raise EvalInputError(f"the {role!r} shards of {data} hold no 3D ground truth (an "
+                             f"unlabeled role?); evaluate on a role with joints3d, e.g. eval")
+    models = {}
+    for name, path in checkpoints.items():
+        model, cfg = load_single_view(path, device)
+        trained = OmegaConf.select(cfg, "data.image_size")
+        if size is not None and trained is not None and int(trained) != int(size):
+            raise EvalInputError(f"checkpoint {name}={path} was trained on {trained} px images "
+                                 f"but {data} holds {size} px images")
+        if trained is None and size is None:
+            raise EvalInputError(f"neither {path} nor {data}/manifest.json says the image size")
+        models[name] = (model, int(trained if trained is not None else size))
+    return models, shards
+
+
+def _check_device(device: str) -> None:
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise EvalInputError(f"--device must be cpu, cuda or cuda:N, got {device!r}") from None
+    if dev.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if (dev.index or 0) >= count:
+            raise EvalInputError(f"--device {device}: this machine has {count or 'no'} CUDA "
+                                 f"device(s); use --device cpu")
+    elif dev.type != "cpu":
+        raise EvalInputError(f"--device must be cpu, cuda or cuda:N, got {device!r}")
+
+
+def _check_out(out: Path) -> None:
+    """--out must be (or become) a writable folder; nothing is created here."""
+    if out.exists() and not out.is_dir():
+        raise EvalInputError(f"--out {out} exists and is not a folder")
+    existing = out
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise EvalInputError(f"--out {out}: cannot write in {existing}")
+
+
+def _has_ground_truth(shards: list[str]) -> bool:
+    """Whether the first readable sample of the shards carries joints3d."""
+    for sample in iterate_samples(shards, on_error=lambda message: None):
+        return sample.joints3d is not None
+    return True  # nothing readable: the loader reports that, naming the shards
 
 
 def evaluate_checkpoints(checkpoints: dict[str, str], data: str, out_dir: str | Path, *,
@@ -24,17 +99,22 @@ def evaluate_checkpoints(checkpoints: dict[str, str], data: str, out_dir: str | 
                          device: str = "cpu", wandb_mode: str = "disabled",
                          progress: bool = True) -> dict[str, dict]:
     """Evaluate each named checkpoint on the `role` shards of `data`; write report.json,
-    report.md, predictions_<name>.npz and figures/<name>_<i>.png under `out_dir`."""
+    report.md, predictions_<name>.npz and figures/<name>_<i>.png under `out_dir`. Bad input
+    fails (check_inputs) before `out_dir` is created. Each model's summary holds `skipped`:
+    the samples the reader skipped (counts by reason, the first few named)."""
+    models, shards = check_inputs(checkpoints, data, out_dir, role=role, figures=figures,
+                                  batch_size=batch_size, device=device)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    shards = resolve_shards(data, role)
     summaries, pictures = {}, []
-    for name, path in checkpoints.items():
-        model, cfg = load_single_view(path, device)
-        preds, kept = predict(model, shards, cfg.data.image_size, batch_size, device,
-                              keep_images=figures, progress=progress)
+    for name, (model, image_size) in models.items():
+        preds, kept, skipped = predict(model, shards, image_size, batch_size, device,
+                                       keep_images=figures, progress=progress)
         preds.save(out / f"predictions_{name}.npz")
-        summaries[name] = summarize(preds)
+        summaries[name] = {**summarize(preds), "skipped": skipped}
+        if skipped["counts"]:
+            print(f"eval {name}: skipped {skipped['counts']} (e.g. {skipped['examples'][0]})",
+                  file=sys.stderr)
         by_key = {k: i for i, k in enumerate(preds.key)}
         for i, item in enumerate(kept):
             j = by_key[item["key"]]
@@ -60,6 +140,8 @@ def _log_wandb(summaries: dict, pictures: list, out: Path, mode: str) -> None:
     run.log({"eval/table": table,
              **{f"eval/{name}/mpjpe": s["camera"]["all"]["mpjpe"] for name, s in
                 summaries.items()},
+             **{f"eval/{name}/skipped_{reason}": n for name, s in summaries.items()
+                for reason, n in s["skipped"]["counts"].items()},
              "eval/figures": [wandb.Image(str(p), caption=n) for n, p in pictures]})
     run.finish()
 
@@ -77,22 +159,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def parse_checkpoints(items: list[str]) -> dict[str, str]:
-    """['Base=a.pt', 'b.pt'] -> {'Base': 'a.pt', 'b': 'b.pt'}; files must exist."""
+    """['Base=a.pt', 'b.pt'] -> {'Base': 'a.pt', 'b': 'b.pt'}; files must exist, names must
+    differ (they name the report's columns and output files)."""
     out = {}
     for item in items:
         name, _, path = item.rpartition("=")
         name = name or Path(path).stem
         if not Path(path).is_file():
             raise FileNotFoundError(f"no checkpoint at {path}")
+        if name in out:
+            raise EvalInputError(f"two checkpoints are named {name!r} ({out[name]} and {path});"
+                                 f" name them: --checkpoint NAME=PATH")
         out[name] = path
     return out
 
 
 def main(args: argparse.Namespace) -> int:
-    result = evaluate_checkpoints(parse_checkpoints(args.checkpoint), args.data, args.out,
-                                  role=args.role, figures=args.figures,
-                                  batch_size=args.batch_size, device=args.device,
-                                  wandb_mode=args.wandb)
+    try:
+        result = evaluate_checkpoints(parse_checkpoints(args.checkpoint), args.data, args.out,
+                                      role=args.role, figures=args.figures,
+                                      batch_size=args.batch_size, device=args.device,
+                                      wandb_mode=args.wandb)
+    except (ValueError, FileNotFoundError, CheckpointError) as exc:  # EvalInputError too
+        print(f"pose3d eval: error: {exc}", file=sys.stderr)
+        return 2
     print(comparison_table(result["summaries"]))
     print(json.dumps({k: str(v) for k, v in result["report"].items()}))
     return 0

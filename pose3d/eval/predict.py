@@ -34,14 +34,17 @@ def load_single_view(path: str | Path, device: torch.device | str = "cpu"
 @torch.no_grad()
 def predict(model: torch.nn.Module, shards: str | list[str], image_size: int,
             batch_size: int = 8, device: torch.device | str = "cpu", num_workers: int = 0,
-            keep_images: int = 0, progress: bool = True) -> tuple[Predictions, list[dict]]:
-    """Predictions for every valid view of every eval tuple with GT, and the first
-    `keep_images` (image, pred2d) pairs for figures. Needs shards with joints3d."""
+            keep_images: int = 0, progress: bool = True
+            ) -> tuple[Predictions, list[dict], dict]:
+    """Predictions for every valid view of every eval tuple with GT, the first
+    `keep_images` (image, pred2d) pairs for figures, and what the reader skipped:
+    {"counts": {reason: n}, "examples": [the first few, naming shard and key]}. Needs shards
+    with joints3d of `image_size` px (others are skipped)."""
     device = torch.device(device)
     space = model.heatmap_space(image_size)
     urls = resolve_shards(shards)
     loader = make_eval_loader(urls, batch_size, num_workers=num_workers, rank=0, world_size=1,
-                              normalize=True)
+                              normalize=True, image_size=image_size)
     out: dict[str, list] = {k: [] for k in ("pred", "gt", "camera", "action", "subject", "key",
                                             "rotation")}
     kept: list[dict] = []
@@ -69,9 +72,11 @@ def predict(model: torch.nn.Module, shards: str | list[str], image_size: int,
                 if len(kept) < keep_images:
                     kept.append({"key": out["key"][-1], "pred2d": pred2d[i, c].numpy(),
                                  "image": to_uint8(batch["images"][i, c])})
+    skipped = {"counts": dict(loader.skipped), "examples": list(loader.skip_examples)}
     if not out["pred"]:
-        raise ValueError(f"no eval tuple with ground truth in {shards}")
+        raise ValueError(f"no usable eval tuple with ground truth in {shards} (skipped: "
+                         f"{skipped['counts'] or 'none'})")
     preds = Predictions(np.stack(out["pred"]), np.stack(out["gt"]), out["camera"],
                         out["action"], out["subject"], out["key"],
                         rotation=np.stack(out["rotation"]))
-    return preds, kept
+    return preds, kept, skipped

@@ -7,10 +7,14 @@ of the wrong type, raises ConfigError with a one-line message naming the key.
 
 from __future__ import annotations
 
+import fnmatch
 import math
+import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import yaml
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 
@@ -143,6 +147,21 @@ def _one_line(exc: OmegaConfBaseException) -> str:
     return f"{first} (key: {key})" if key and key not in first else first
 
 
+def _read_yaml(path: Path):
+    """The YAML file as an OmegaConf node; malformed YAML is one line naming file and line."""
+    try:
+        node = OmegaConf.load(path)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"bad config: cannot parse {path}{where}: {problem}") from None
+    if not isinstance(node, DictConfig):
+        raise ConfigError(f"bad config: {path} must hold a mapping of keys, not a "
+                          f"{type(node).__name__}")
+    return node
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()
                 ) -> DictConfig:
     """Defaults <- YAML file <- `key=value` overrides, validated; interpolations resolved."""
@@ -152,7 +171,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
             path = Path(path)
             if not path.is_file():
                 raise ConfigError(f"config file not found: {path}")
-            cfg = OmegaConf.merge(cfg, OmegaConf.load(path))
+            cfg = OmegaConf.merge(cfg, _read_yaml(path))
         bad = [o for o in overrides if "=" not in o or o.startswith("=")]
         if bad:
             raise ConfigError(f"overrides must look like key=value, got {bad[0]!r}")
@@ -165,35 +184,107 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
     return cfg
 
 
+# One rule per numeric config key, first match wins; `STAGE` stands for the configured stage
+# (the other stages' optim values are not used by this run, only checked to be finite). A
+# new key needs one row here (a float key that no row names must still be finite).
+_RULES: tuple[tuple[str, str], ...] = (
+    ("data.image_size", "multiple_of_32"),
+    ("data.batches_per_epoch", "positive"),
+    ("data.num_workers", "non_negative"),
+    ("data.shuffle_buffer", "non_negative"),
+    ("model.*.deconv_channels", "positive"),
+    ("model.*.num_deconv", "non_negative"),
+    ("model.*.depth_bins", "positive"),
+    ("optim.weight_decay", "non_negative"),
+    ("optim.grad_clip_norm", "non_negative"),  # 0 = off
+    ("optim.pgt.lr", "finite"),  # the P-GT stage is inference only: lr and epochs unused
+    ("optim.pgt.epochs", "finite"),
+    ("optim.STAGE.epochs", "positive"),
+    ("optim.STAGE.batch_size", "positive"),
+    ("optim.STAGE.lr", "positive"),
+    ("loss.depth_range_mm", "positive"),
+    ("loss.*", "non_negative"),  # the loss weights λ
+    ("pgt.samples_per_shard", "positive"),
+    ("run.ckpt_every_steps", "positive"),
+    ("run.log_every_steps", "positive"),
+    ("run.image_every_steps", "positive"),
+    ("run.keep_checkpoints", "positive"),
+    ("run.dist_timeout_s", "positive"),
+)
+_CHECKS: dict[str, tuple[Callable[[float], bool], str]] = {
+    "finite": (lambda v: True, "must be finite"),
+    "non_negative": (lambda v: v >= 0, "must be >= 0"),
+    "positive": (lambda v: v > 0, "must be positive"),
+    "multiple_of_32": (lambda v: v > 0 and v % 32 == 0,
+                       "must be a positive multiple of 32 (the ResNet trunk's stride)"),
+}
+# Names checked against what exists: key pattern -> the allowed values.
+_CHOICES: tuple[tuple[str, Callable[[], tuple[str, ...]]], ...] = (
+    ("stage", lambda: STAGES),
+    ("run.wandb", lambda: WANDB_MODES),
+    ("optim.lr_schedule", lambda: LR_SCHEDULES),
+    ("model.*.backbone", lambda: tuple(_backbones())),
+)
+
+
+def _backbones() -> tuple[str, ...]:
+    from pose3d.models.backbone import RESNETS
+
+    return tuple(RESNETS)
+
+
+def _leaves(node, prefix: str = "") -> list[tuple[str, object]]:
+    out = []
+    for key, value in node.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, DictConfig):
+            out.extend(_leaves(value, name + "."))
+        else:
+            out.append((name, value))
+    return out
+
+
+def _rule(key: str, stage: str, rules: tuple[tuple[str, object], ...]):
+    for pattern, rule in rules:
+        if fnmatch.fnmatchcase(key, pattern.replace("STAGE", stage)):
+            return rule
+    return None
+
+
 def validate(cfg: DictConfig) -> None:
-    """Value checks the types cannot express."""
+    """Every value's range and every name against its registry (_RULES, _CHOICES), before
+    any work: ConfigError with one line naming the key."""
     if cfg.stage not in STAGES:
-        raise ConfigError(f"stage must be one of {', '.join(STAGES)}, got {cfg.stage!r}")
-    if cfg.run.wandb not in WANDB_MODES:
-        raise ConfigError(f"run.wandb must be one of {', '.join(WANDB_MODES)}, "
-                          f"got {cfg.run.wandb!r}")
-    if cfg.optim.lr_schedule not in LR_SCHEDULES:
-        raise ConfigError(f"optim.lr_schedule must be one of {', '.join(LR_SCHEDULES)}, "
-                          f"got {cfg.optim.lr_schedule!r}")
-    if cfg.run.device not in ("auto", "cpu", "cuda") and not cfg.run.device.startswith("cuda:"):
-        raise ConfigError(f"run.device must be auto, cpu or cuda, got {cfg.run.device!r}")
-    positive = {
-        "data.image_size": cfg.data.image_size,
-        "data.batches_per_epoch": cfg.data.batches_per_epoch,
-        "run.ckpt_every_steps": cfg.run.ckpt_every_steps,
-        "run.log_every_steps": cfg.run.log_every_steps,
-        "run.image_every_steps": cfg.run.image_every_steps,
-        "run.keep_checkpoints": cfg.run.keep_checkpoints,
-        f"optim.{cfg.stage}.batch_size": stage_optim(cfg).batch_size,
-    }
-    for key, value in positive.items():
-        if value <= 0:
-            raise ConfigError(f"{key} must be positive, got {value}")
-    if cfg.data.num_workers < 0:
-        raise ConfigError(f"data.num_workers must be >= 0, got {cfg.data.num_workers}")
-    for key in ("lambda_pose", "lambda_mv", "lambda_3d", "lambda_2d"):
-        if cfg.loss[key] < 0:
-            raise ConfigError(f"loss.{key} must be >= 0, got {cfg.loss[key]}")
+        raise ConfigError(f"bad config: stage must be one of {', '.join(STAGES)}, "
+                          f"got {cfg.stage!r}")
+    for key, value in _leaves(cfg):
+        choices = _rule(key, cfg.stage, _CHOICES)
+        if choices is not None and value not in choices():
+            raise ConfigError(f"bad config: {key} must be one of {', '.join(choices())}, "
+                              f"got {value!r}")
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue
+        name = _rule(key, cfg.stage, _RULES) or "finite"
+        check, what = _CHECKS[name]
+        if not math.isfinite(value) or not check(value):
+            raise ConfigError(f"bad config: {key} {what}, got {value}")
+    _validate_device(cfg.run.device)
+
+
+def _validate_device(device: str) -> None:
+    """auto | cpu | cuda | cuda:N, and a CUDA device only where one exists."""
+    if device not in ("auto", "cpu", "cuda") and not re.fullmatch(r"cuda:\d+", device):
+        raise ConfigError(f"bad config: run.device must be auto, cpu, cuda or cuda:N, "
+                          f"got {device!r}")
+    if device.startswith("cuda"):
+        import torch
+
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        index = int(device.partition(":")[2] or 0)
+        if index >= count:
+            raise ConfigError(f"bad config: run.device={device} but this machine has "
+                              f"{count or 'no'} CUDA device{'s' if count != 1 else ''} "
+                              f"(use run.device=auto or cpu)")
 
 
 def stage_optim(cfg: DictConfig) -> StageOptimConfig:

@@ -77,6 +77,18 @@ class Logger:
         if self.run is not None:
             self.run.log(clean, step=step)
 
+    def log_skips(self, examples: list[str], step: int) -> None:
+        """Name skipped samples (shard, key, why) in metrics.jsonl and the W&B summary; their
+        counts go with the scalars (data/skipped_*)."""
+        if not self.active:
+            return
+        self._jsonl.write(json.dumps({"step": step, "time": time.time(),
+                                      "skip_examples": examples}) + "\n")
+        self._jsonl.flush()
+        if self.run is not None:
+            named = list(self.run.summary.get("data/skip_examples", None) or [])
+            self.run.summary["data/skip_examples"] = named + examples
+
     def log_image(self, key: str, image: np.ndarray, step: int, caption: str = "") -> None:
         """`image`: uint8 [H, W, 3] RGB. Also saved as `<out_dir>/images/<key>_<step>.png`."""
         if not self.active:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +19,8 @@ from omegaconf import DictConfig
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from pose3d.data.loader import MAX_SKIP_EXAMPLES
+from pose3d.data.staging import check_writable
 from pose3d.train import checkpoint, distributed
 from pose3d.train.config import learning_rate, stage_optim, to_yaml
 from pose3d.train.distributed import DistInfo
@@ -106,6 +109,58 @@ def _restore(ckpt: dict, optimizer, scaler, info: DistInfo) -> Position:
     return Position(ckpt["step"], ckpt["epoch"], ckpt["step_in_epoch"])
 
 
+class _SkipTally:
+    """Samples and shards the loaders skipped since this process started (every epoch's
+    loader), summed over ranks when logged; the first few named (rank 0's)."""
+
+    REASONS = ("sample", "tar")
+
+    def __init__(self) -> None:
+        self.done: Counter = Counter()
+        self.examples: list[str] = []
+
+    def metrics(self, loader, device: torch.device) -> dict[str, float]:
+        """Collective: every rank calls it at the same step."""
+        current = self.done + Counter(getattr(loader, "skipped", {}))
+        counts = distributed.all_reduce_sum(
+            torch.tensor([float(current[r]) for r in self.REASONS], device=device))
+        return {f"data/skipped_{r}": v for r, v in zip(self.REASONS, counts.tolist())}
+
+    def end_epoch(self, loader) -> list[str]:
+        """Add the epoch's loader; returns the examples first seen in it."""
+        self.done.update(getattr(loader, "skipped", {}))
+        room = MAX_SKIP_EXAMPLES - len(self.examples)
+        new = list(getattr(loader, "skip_examples", []))[:max(room, 0)]
+        self.examples += new
+        return new
+
+
+def check_resume_position(ckpt: dict, per_epoch: int, path: Path | None) -> None:
+    """A mid-epoch checkpoint resumes only with the data.batches_per_epoch it was written
+    with: each epoch's batches depend on it (the per-worker quotas), so a resume with
+    another value would neither repeat nor skip exactly the batches already trained on."""
+    if not ckpt.get("step_in_epoch"):
+        return  # at an epoch boundary any number of batches per epoch continues cleanly
+    written = _saved_batches_per_epoch(ckpt)
+    if written is None and ckpt["step_in_epoch"] < per_epoch:
+        return
+    if written != per_epoch:
+        raise checkpoint.CheckpointError(
+            f"checkpoint {path} stopped after batch {ckpt['step_in_epoch']} of epoch "
+            f"{ckpt['epoch']} with data.batches_per_epoch={written or '?'}; resume it with that "
+            f"value (a mid-epoch resume cannot change it), or start over with run.resume=none")
+
+
+def _saved_batches_per_epoch(ckpt: dict) -> int | None:
+    import yaml
+
+    try:
+        value = (yaml.safe_load(ckpt.get("config") or "") or {})["data"]["batches_per_epoch"]
+    except (yaml.YAMLError, KeyError, TypeError):
+        return None
+    return int(value)
+
+
 class _Meter:
     """Sums over a logging interval, kept on the device (no host sync per step) and
     averaged over ranks when read."""
@@ -168,8 +223,11 @@ def _train(cfg: DictConfig, stage: TrainStage, info: DistInfo) -> dict[str, floa
 
     # Everything that can be wrong with the inputs fails here, before any work.
     stage.check_inputs(cfg)
+    check_writable(out_dir, "run folder (run.out_dir)")
     start_from = resume_path(cfg, ckpt_dir)
     ckpt = checkpoint.load(start_from) if start_from else None
+    if ckpt is not None:
+        check_resume_position(ckpt, cfg.data.batches_per_epoch, start_from)
     distributed.seed_everything(cfg.run.seed, info.rank)
     model = stage.build_model(cfg)
     fp = checkpoint.fingerprint(model, stage.arch(cfg))
@@ -203,12 +261,13 @@ def _train(cfg: DictConfig, stage: TrainStage, info: DistInfo) -> dict[str, floa
     total = optim_cfg.epochs * per_epoch
     bar = logger.progress(total, pos.step, f"{stage.name}", cfg.run.progress)
     ctx = StepContext(info.device, channels_last)
-    meter, last = _Meter(), {}
+    meter, last, skips = _Meter(), {}, _SkipTally()
     try:
         for epoch in range(pos.epoch, optim_cfg.epochs):
             skip = pos.step_in_epoch if epoch == pos.epoch else 0
             pos.epoch, pos.step_in_epoch = epoch, skip
-            batches = iter(stage.train_loader(cfg, epoch, info))
+            loader = stage.train_loader(cfg, epoch, info)
+            batches = iter(loader)
             for _ in range(skip):  # a mid-epoch resume: the batches already trained on
                 next(batches)
             for i in range(skip, per_epoch):
@@ -239,7 +298,8 @@ def _train(cfg: DictConfig, stage: TrainStage, info: DistInfo) -> dict[str, floa
                 if pos.step % cfg.run.log_every_steps == 0 or end_of_epoch:
                     last = meter.read(info.device)
                     last.update({"train/lr": optimizer.param_groups[0]["lr"],
-                                 "train/epoch": epoch + pos.step_in_epoch / per_epoch})
+                                 "train/epoch": epoch + pos.step_in_epoch / per_epoch,
+                                 **skips.metrics(loader, info.device)})
                     logger.log(last, pos.step)
                     bar.set_postfix(loss=f"{last['train/loss']:.4g}",
                                     img_s=f"{last['perf/images_per_s']:.0f}")
@@ -253,6 +313,9 @@ def _train(cfg: DictConfig, stage: TrainStage, info: DistInfo) -> dict[str, floa
                     pos.epoch, pos.step_in_epoch = epoch + 1, 0
                 if end_of_epoch or pos.step % cfg.run.ckpt_every_steps == 0:
                     _save(ckpt_dir, model, optimizer, scaler, pos, cfg, fp, info)
+            examples = skips.end_epoch(loader)
+            if examples:
+                logger.log_skips(examples, pos.step)
     finally:
         bar.close()
         logger.close()

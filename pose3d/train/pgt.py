@@ -104,7 +104,8 @@ class PseudoGroundTruth:
         bar = logger.progress(None, 0, "pgt", cfg.run.progress)
         # The loader's reader: its rank split and its rule for a corrupt shard or sample.
         loader = make_eval_loader(urls, stage_optim(cfg).batch_size, rank=info.rank,
-                                  world_size=info.world_size, keep_raw=True)
+                                  world_size=info.world_size, image_size=cfg.data.image_size,
+                                  keep_raw=True)
         with ShardSetWriter(partial / f"rank{info.rank}", cfg.pgt.samples_per_shard) as writer:
             for batch in loader:
                 stats[:5] += self._label(model, batch, writer, cfg, info)

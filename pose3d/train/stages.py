@@ -82,7 +82,8 @@ class _ShardStage(TrainStage):
             shards, stage_optim(cfg).batch_size, num_workers=cfg.data.num_workers,
             seed=cfg.run.seed, epoch=epoch, batches_per_epoch=cfg.data.batches_per_epoch,
             rank=dist.rank, world_size=dist.world_size, augment=cfg.data.augment,
-            shuffle_buffer=cfg.data.shuffle_buffer, pin_memory=dist.device.type == "cuda")
+            shuffle_buffer=cfg.data.shuffle_buffer, pin_memory=dist.device.type == "cuda",
+            image_size=cfg.data.image_size)
 
 
 class MultiViewPretrain(_ShardStage):

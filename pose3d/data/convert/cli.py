@@ -9,6 +9,7 @@ from pathlib import Path
 
 from pose3d.data.convert import h36m, h36m_official, mpi_inf_3dhp
 from pose3d.data.shards import MANIFEST
+from pose3d.data.staging import staged_dataset
 
 
 def _csv(text: str) -> list[str]:
@@ -34,7 +35,8 @@ def _add_common(p: argparse.ArgumentParser, eval_step: int) -> None:
     p.add_argument("--max-frames", type=int, default=None,
                    help="at most this many tuples per role (H36M) or sequence (3DHP): trials")
     p.add_argument("--overwrite", action="store_true",
-                   help="replace the shards and manifest already in --out")
+                   help="replace the dataset already in --out (only once the new one is "
+                        "complete)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -97,16 +99,19 @@ def splits_from_args(defaults: dict[str, tuple[str, ...]], roles: list[str] | No
 
 
 def _prepare_out(root: Path, out: Path, overwrite: bool) -> None:
-    """Refuse to mix with an existing dataset in `out`; with overwrite, remove its shards and
-    manifest (only once the input root is known to exist)."""
+    """Check the input root. `out` is already the temporary folder that main() swaps in for
+    the real --out once the conversion is complete (pose3d.data.staging): an existing
+    dataset there is checked by staged_dataset and never touched before then."""
     if not root.is_dir():
         raise FileNotFoundError(f"dataset root folder not found: {root}")
-    old = sorted(out.glob("*.tar")) + ([out / MANIFEST] if (out / MANIFEST).exists() else [])
-    if old and not overwrite:
-        raise FileExistsError(f"{out} already holds a dataset ({old[0].name} ...); pass "
-                              "--overwrite to replace it or choose another --out")
-    for path in old:
-        path.unlink()
+
+
+def _writing_to(args: argparse.Namespace, tmp: Path) -> argparse.Namespace:
+    """`args` with --out replaced by the temporary folder; a converter's resume cache
+    (--cache, default OUT.h36m-cache) stays beside the real --out."""
+    if getattr(args, "cache", False) is None:
+        args = argparse.Namespace(**{**vars(args), "cache": Path(f"{args.out}.h36m-cache")})
+    return argparse.Namespace(**{**vars(args), "out": tmp})
 
 
 def _run(args: argparse.Namespace):
@@ -158,8 +163,9 @@ def _run_h36m_release(args: argparse.Namespace, common: dict):
 
 def main(args: argparse.Namespace) -> int:
     try:
-        summary = _run(args)
-    except (FileNotFoundError, FileExistsError, ValueError) as exc:
+        with staged_dataset(args.out, args.overwrite) as tmp:
+            summary = _run(_writing_to(args, tmp))
+    except (OSError, ValueError) as exc:  # FileNotFound, FileExists, Permission, ENOSPC
         print(f"pose3d convert {args.dataset}: error: {exc}", file=sys.stderr)
         return 2
     for line in summary.lines():

@@ -1,0 +1,109 @@
+"""Writing a dataset folder so that nothing is lost on failure.
+
+`pose3d synth` and `pose3d convert` write into a temporary folder beside `--out`
+(`.NAME.partial-XXXX`) and swap it in only when it is complete (a manifest) and non-empty.
+Until then an existing dataset in `--out` stays as it was: a bad input root, a failure
+mid-run, Ctrl-C or a full disk leave it intact and the partial folder is removed. The swap
+is two renames in the same parent folder; `--overwrite` replaces `--out` as a whole (no stale
+shards of the old dataset survive), and refuses a folder that holds files no pose3d dataset
+writes (a mistyped `--out` must not delete someone's work).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from pose3d.data.shards import MANIFEST
+
+# What a pose3d dataset folder holds: shards, the manifest (and its temporary file), the
+# preview picture. Anything else in --out stops --overwrite.
+DATASET_FILES = ("*.tar", MANIFEST, f"{MANIFEST}.tmp", "preview.png")
+
+
+def _is_dataset_file(path: Path) -> bool:
+    return path.is_file() and any(path.match(pattern) for pattern in DATASET_FILES)
+
+
+def _writable_ancestor(path: Path) -> Path:
+    """The nearest folder at or above `path` that exists."""
+    path = path.absolute()
+    while not path.exists():
+        path = path.parent
+    return path
+
+
+def check_writable(folder: str | os.PathLike, what: str = "output folder") -> None:
+    """PermissionError (one line) unless `folder` is, or can be created as, a folder this
+    process may write in; FileExistsError when it is a file. Creates nothing."""
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise FileExistsError(f"{what} {folder} is a file, not a folder")
+    existing = _writable_ancestor(folder)
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise PermissionError(f"cannot write the {what} {folder}: {existing} is not writable")
+
+
+def check_output(out: str | os.PathLike, overwrite: bool) -> None:
+    """Whether a dataset may be written to `out` (call before any work): FileExistsError when
+    `out` is a file, or holds a dataset and not `overwrite`, or holds anything else;
+    PermissionError when its parent folder cannot be written (the swap needs that)."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(f"--out {out} is a file, not a folder")
+    entries = sorted(out.iterdir()) if out.is_dir() else []
+    if entries and not overwrite:
+        raise FileExistsError(f"{out} is not empty ({entries[0].name} ...); pass --overwrite "
+                              f"to replace the dataset there, or choose another --out")
+    foreign = [p for p in entries if not _is_dataset_file(p)]
+    if foreign:
+        raise FileExistsError(f"--overwrite replaces {out} as a whole, but it holds "
+                              f"{foreign[0].name}, which is not part of a pose3d dataset; "
+                              f"move it away or choose another --out")
+    parent = _writable_ancestor(out.absolute().parent)
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise PermissionError(f"cannot write a dataset to {out}: {parent} is not writable")
+
+
+def _samples(folder: Path) -> int:
+    try:
+        manifest = json.loads((folder / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return 0
+    return sum(role.get("samples", 0) for role in manifest.get("roles", {}).values())
+
+
+def _swap(new: Path, out: Path) -> None:
+    """Put `new` where `out` is; the old folder goes only once the new one is in place."""
+    if not out.exists():
+        os.rename(new, out)
+        return
+    old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+    os.rename(out, old / out.name)
+    os.rename(new, out)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def staged_dataset(out: str | os.PathLike, overwrite: bool = False) -> Iterator[Path]:
+    """A temporary folder beside `out` to write a dataset into; swapped in for `out` when the
+    block ends without an error and the folder holds a manifest listing at least one sample
+    (else ValueError). On any error the temporary folder is removed and `out` is untouched.
+    `out` is checked first (check_output)."""
+    out = Path(out)
+    check_output(out, overwrite)
+    out.absolute().parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.absolute().parent))
+    try:
+        yield tmp
+        if _samples(tmp) == 0:
+            raise ValueError(f"nothing was written for {out} (no manifest or no samples)")
+        _swap(tmp, out)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)

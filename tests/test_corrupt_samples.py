@@ -1,0 +1,139 @@
+"""One rule for a corrupt sample (issue 16, items 5, 7, 10): non-finite labels or cameras
+and images of another size than the dataset's are skipped, counted and named (shard and key)
+by the one reader, in training and evaluation alike, and the counts reach metrics.jsonl and
+eval's report.json."""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import tarfile
+import warnings
+
+import numpy as np
+import pytest
+from train_data import write_tiny_dataset
+from train_helpers import TINY
+
+from pose3d import cli
+from pose3d.data.loader import CorruptSampleWarning, make_eval_loader, make_train_loader
+from pose3d.data.shards import shards_for_role
+from pose3d.train.cli import add_arguments, main
+
+SIZE = 32
+
+
+def _members(path):
+    with tarfile.open(path) as tar:
+        return [(m.name, tar.extractfile(m).read()) for m in tar.getmembers()]
+
+
+def _write(path, members):
+    with tarfile.open(path, "w") as tar:
+        for name, data in members:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+
+
+def _npy(array):
+    buf = io.BytesIO()
+    np.save(buf, np.asarray(array, np.float32))
+    return buf.getvalue()
+
+
+@pytest.fixture(scope="module")
+def poisoned(tmp_path_factory):
+    """A 32 px dataset whose labeled shards hold a tuple with a NaN in joints3d, one with an
+    inf in pgt.npy, and one 64 px tuple. Returns (folder, {bad key: shard file name})."""
+    root = tmp_path_factory.mktemp("poisoned")
+    data, big = root / "data", root / "big"
+    write_tiny_dataset(data, frames=6, image_size=SIZE, samples_per_shard=3)
+    write_tiny_dataset(big, frames=1, image_size=2 * SIZE, samples_per_shard=3)
+    first, second = shards_for_role(data, "labeled")[:2]
+    members = _members(first)
+    keys = sorted({name.split(".")[0] for name, _ in members})
+    nan_key, inf_key = keys[0], keys[1]
+    poisoned = []
+    for name, payload in members:
+        if name == f"{nan_key}.joints3d.npy":
+            joints = np.load(io.BytesIO(payload))
+            joints[3, 1] = np.nan
+            payload = _npy(joints)
+        if name == f"{inf_key}.meta.json":  # a sample's files are consecutive in the tar
+            poisoned.append((f"{inf_key}.pgt.npy", _npy(np.full((17, 3), np.inf))))
+        poisoned.append((name, payload))
+    _write(first, poisoned)
+    big_key = "S1-turning-0042-000000"
+    extra = [(f"{big_key}.{name.split('.', 1)[1]}", payload)
+             for name, payload in _members(shards_for_role(big, "labeled")[0])]
+    _write(second, _members(second) + extra)
+    names = {nan_key: first, inf_key: first, big_key: second}
+    return data, {k: v.rsplit("/", 1)[1] for k, v in names.items()}
+
+
+def test_eval_reader_skips_counts_and_names_them(poisoned):
+    data, bad = poisoned
+    loader = make_eval_loader(shards_for_role(data, "labeled"), batch_size=2, image_size=SIZE)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        keys = [k for batch in loader for k in batch["key"]]
+    assert not set(bad) & set(keys) and len(keys) == 6 - 2  # 6 good labeled, 2 poisoned
+    assert loader.skipped["sample"] == 3
+    messages = [str(w.message) for w in caught if w.category is CorruptSampleWarning]
+    for key, shard in bad.items():
+        assert any(key in m and shard in m for m in messages), (key, messages)
+    assert any("non-finite" in m and "joints3d" in m for m in messages)
+    assert any("64 px images, but the dataset's are 32 px" in m for m in messages)
+    assert len(loader.skip_examples) == 3 and all(s in " ".join(loader.skip_examples)
+                                                  for s in bad)
+
+
+def test_a_mixed_size_shard_never_breaks_a_batch(poisoned):
+    data, _ = poisoned
+    loader = make_train_loader(shards_for_role(data, "labeled"), batch_size=2,
+                               batches_per_epoch=6, shuffle_buffer=4)  # size: the first's
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        shapes = {tuple(b["images"].shape[-2:]) for b in loader}
+    assert shapes == {(SIZE, SIZE)} and loader.skipped["sample"] > 0
+
+
+@pytest.mark.slow
+def test_training_counts_and_names_skips_in_metrics_jsonl(poisoned, tmp_path):
+    data, bad = poisoned
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    args = parser.parse_args([
+        "--config", TINY, f"data.root={data}", f"data.image_size={SIZE}",
+        f"run.root={tmp_path}", "stage=sv_pretrain", "data.batches_per_epoch=3",
+        "optim.sv_pretrain.epochs=1", "optim.sv_pretrain.batch_size=2",
+        "model.sv.num_deconv=1", "model.sv.depth_bins=4", "model.sv.deconv_channels=8"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert main(args) == 0
+    rows = [json.loads(r) for r in (tmp_path / "sv_pretrain" / "metrics.jsonl").read_text()
+            .splitlines()]
+    scalars = [r for r in rows if "train/loss" in r]
+    assert all(np.isfinite(r["train/loss"]) and np.isfinite(r["train/mpjpe_mm"])
+               for r in scalars)
+    assert scalars[-1]["data/skipped_sample"] >= 1
+    named = [e for r in rows for e in r.get("skip_examples", [])]
+    assert named and any(key in e and bad[key] in e for e in named for key in bad)
+
+
+def test_eval_report_counts_and_names_skips(poisoned, tmp_path, capsys):
+    from test_eval_errors import SV, _save
+
+    data, bad = poisoned
+    out = tmp_path / "eval"
+    ckpt = _save(tmp_path / "sv.pt", SV, image_size=SIZE)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        code = cli.main(["eval", "--data", str(data), "--role", "labeled", "--out", str(out),
+                         "--checkpoint", f"A={ckpt}", "--device", "cpu", "--figures", "0"])
+    assert code == 0, capsys.readouterr().err
+    skipped = json.loads((out / "report.json").read_text())["A"]["skipped"]
+    assert skipped["counts"] == {"sample": 3}
+    assert all(any(key in e for e in skipped["examples"]) for key in bad)
