@@ -62,3 +62,18 @@ def rng() -> np.random.Generator:
 @pytest.fixture(autouse=True)
 def _seed_torch():
     torch.manual_seed(0)
+
+
+@pytest.fixture
+def read_only_dir(tmp_path, monkeypatch) -> Iterator[Path]:
+    """A folder no one may write in. Root may write anywhere, so for root os.access is made
+    to say what the mode bits say."""
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    if os.geteuid() == 0:
+        real = os.access
+        monkeypatch.setattr(os, "access",
+                            lambda p, mode: False if str(p) == str(locked) else real(p, mode))
+    yield locked
+    locked.chmod(0o700)

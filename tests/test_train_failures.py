@@ -45,18 +45,9 @@ def test_a_full_disk_while_saving_names_the_folder(tmp_path, capsys, monkeypatch
     assert not list(folder.glob(".*tmp*"))  # no half-written file left behind
 
 
-def test_an_unwritable_run_folder_is_one_line_before_any_work(tmp_path, capsys, monkeypatch):
-    locked = tmp_path / "locked"
-    locked.mkdir()
-    locked.chmod(0o500)
-    if os.geteuid() == 0:  # root may write anywhere: pretend the folder is read-only
-        real = os.access
-        monkeypatch.setattr(os, "access",
-                            lambda p, mode: False if str(p) == str(locked) else real(p, mode))
-    try:
-        code = run_toy(locked / "run")
-    finally:
-        locked.chmod(0o700)
+def test_an_unwritable_run_folder_is_one_line_before_any_work(read_only_dir, capsys):
+    locked = read_only_dir
+    code = run_toy(locked / "run")
     err = capsys.readouterr().err.strip()
     assert code == EXIT_BAD_INPUT and "\n" not in err and "is not writable" in err
     assert not (locked / "run").exists()

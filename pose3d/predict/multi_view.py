@@ -10,11 +10,10 @@ from collections.abc import Iterable, Iterator, Sequence
 import cv2
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from pose3d.geometry import Camera, camera_to_pixels, pixels_to_camera
 from pose3d.predict.inputs import Box, frame_box
-from pose3d.predict.runner import Predictor, make_predictor
+from pose3d.predict.runner import Predictor, in_batches, make_predictor
 from pose3d.predict.single_view import concat, crop_frame
 
 
@@ -51,20 +50,8 @@ def run_batches(predictor: Predictor, items: Iterable[dict], cameras: list[Camer
     """Batches of synchronised frames through F_mv: yields (items, arrays) with joints3d
     [B, J, 3] world mm, valid3d [B, J], joints2d [B, V, J, 2] input pixels, confidences
     [B, V, J] and box [B, V, 4]."""
-    bar = tqdm(total=total, desc=desc, unit="frame", disable=not progress, leave=False)
-    batch: list[dict] = []
-    try:
-        for item in items:
-            batch.append(item)
-            if len(batch) == batch_size:
-                yield batch, _run(predictor, batch, cameras)
-                bar.update(len(batch))
-                batch = []
-        if batch:
-            yield batch, _run(predictor, batch, cameras)
-            bar.update(len(batch))
-    finally:
-        bar.close()
+    return in_batches(items, batch_size, lambda batch: _run(predictor, batch, cameras), total,
+                      progress, desc)
 
 
 @torch.no_grad()

@@ -4,13 +4,16 @@ on a GPU)."""
 
 from __future__ import annotations
 
+import itertools
 import time
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
+from tqdm import tqdm
 
 from pose3d.data.schema import normalize_images
 from pose3d.models import SavedModel, load_model
@@ -96,3 +99,18 @@ def timing(start: float, decode_s: float, predictor: Predictor, frames: int) -> 
             "decode_s": decode_s, "model_s": predictor.model_s,
             "decode_share": decode_s / wall if wall > 0 else 0.0,
             "model_share": predictor.model_s / wall if wall > 0 else 0.0}
+
+
+def in_batches(items: Iterable[dict], batch_size: int, run: Callable[[list[dict]], dict],
+               total: int | None = None, progress: bool = True, desc: str = "predict"
+               ) -> Iterator[tuple[list[dict], dict[str, np.ndarray]]]:
+    """Group `items` into batches of `batch_size` (the last may be smaller), yield each with
+    `run(batch)`, and count the frames on a tqdm bar."""
+    bar = tqdm(total=total, desc=desc, unit="frame", disable=not progress, leave=False)
+    it = iter(items)
+    try:
+        while batch := list(itertools.islice(it, batch_size)):
+            yield batch, run(batch)
+            bar.update(len(batch))
+    finally:
+        bar.close()

@@ -17,12 +17,11 @@ from collections.abc import Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from pose3d.data.convert.crop import crop_image
 from pose3d.geometry import Camera, HeatmapSpace, camera_to_pixels, heatmap_to_camera
 from pose3d.predict.inputs import Box, frame_box
-from pose3d.predict.runner import Predictor, make_predictor
+from pose3d.predict.runner import Predictor, in_batches, make_predictor
 from pose3d.skeleton import BONES, ROOT
 
 # Sum of the 16 bone lengths of the synthetic studio's average body (1.75 m stature).
@@ -115,20 +114,9 @@ def run_batches(predictor: Predictor, items: Iterable[dict], batch_size: int,
     """Batches of prepared frames through F_sv: yields (the batch's items, decoded arrays
     for them, see `decode`, plus coords [B, J, 3] voxels, box [B, 4] and K [B, 3, 3])."""
     space = predictor.model.heatmap_space(predictor.image_size)
-    bar = tqdm(total=total, desc=desc, unit="frame", disable=not progress, leave=False)
-    batch: list[dict] = []
-    try:
-        for item in items:
-            batch.append(item)
-            if len(batch) == batch_size:
-                yield batch, _run(predictor, batch, space, intrinsics, root_depth)
-                bar.update(len(batch))
-                batch = []
-        if batch:
-            yield batch, _run(predictor, batch, space, intrinsics, root_depth)
-            bar.update(len(batch))
-    finally:
-        bar.close()
+    return in_batches(items, batch_size,
+                      lambda batch: _run(predictor, batch, space, intrinsics, root_depth),
+                      total, progress, desc)
 
 
 @torch.no_grad()
