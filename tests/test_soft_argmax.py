@@ -8,7 +8,7 @@ from pose3d.ops.soft_argmax import (
     soft_argmax_3d_reference,
 )
 
-cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
 # (B, J, D, H, W): odd sizes; rows that are whole 16-byte packs; a plane of several CPU chunks
 SHAPES = [(2, 3, 5, 6, 7), (1, 2, 4, 8, 16), (1, 1, 2, 300, 8)]
@@ -225,7 +225,8 @@ def test_bfloat16_autocast_trains_through_the_op():
 
 # --- CUDA: run only where there is a GPU ---------------------------------------------------
 
-@cuda
+@pytest.mark.cuda
+@needs_cuda
 @pytest.mark.parametrize("shape", [*SHAPES, (32, 17, 8, 16, 16), (1, 1, 64, 64, 64)])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16, torch.float16])
 def test_cuda_matches_cpu_and_reference(shape, dtype):
@@ -247,7 +248,8 @@ def test_cuda_matches_cpu_and_reference(shape, dtype):
                                atol=tol * g_cpu.double().abs().max())
 
 
-@cuda
+@pytest.mark.cuda
+@needs_cuda
 def test_cuda_unaligned_and_huge_logits():
     base = logits((1 * 2 * 4 * 4 * 8 + 1,), scale=1e4)
     x = base[1:].view(1, 2, 4, 4, 8)  # storage offset of one element: no 16-byte loads
@@ -256,7 +258,8 @@ def test_cuda_unaligned_and_huge_logits():
     assert_coords_close(out.cpu(), soft_argmax_3d_reference(x.double()))
 
 
-@cuda
+@pytest.mark.cuda
+@needs_cuda
 def test_cuda_gradcheck_and_opcheck():
     x = logits((2, 2, 3, 4, 4), scale=2.0, dtype=torch.float64, device="cuda").requires_grad_()
     assert torch.autograd.gradcheck(soft_argmax_3d, (x,))
