@@ -171,6 +171,15 @@ def test_saves_no_full_size_tensor_for_backward():
         assert t.data_ptr() == x.data_ptr() or t.numel() <= 2 * 3 * 3, t.shape
 
 
+@pytest.mark.parametrize("fn", [soft_argmax_3d, lambda h: soft_argmax_2d(h[:, :, 0])])
+def test_double_backward_is_refused(fn):
+    # The backward op has no derivative of its own: a second derivative would be silently 0.
+    x = logits((1, 2, 3, 4, 8)).requires_grad_()
+    (grad,) = torch.autograd.grad(fn(x).sum(), x, create_graph=True)
+    with pytest.raises(RuntimeError, match="soft_argmax_3d has no second derivative"):
+        grad.pow(2).sum().backward()
+
+
 def _opcheck_samples(device="cpu"):
     x = logits((2, 3, 3, 4, 8), device=device)
     xg = x.clone().requires_grad_()

@@ -7,7 +7,7 @@ coordinates `[B, J, 3]` = (x, y, z) along (W, H, D), in voxel units (0 .. W-1 et
 The fused op (`torch.ops.pose3d.soft_argmax_3d`, C++/CUDA in csrc/soft_argmax/) reads the
 logits once with an online max and sum and never materialises the probability volume; its
 backward recomputes the probabilities from the logits and the saved per-volume
-(max, log sum). Output dtype: float64 for float64 logits, float32 for float32, float16 and
+(max, log sum). It has a first derivative only: a double backward raises. Output dtype: float64 for float64 logits, float32 for float32, float16 and
 bfloat16 logits (bfloat16 cannot hold a coordinate near 95 to better than a quarter voxel).
 The kernels accumulate in float32 for all of those, so bfloat16 autocast needs no rule.
 
@@ -19,6 +19,7 @@ from __future__ import annotations
 import torch
 
 from pose3d.extension import load
+from pose3d.ops.first_derivative import first_derivative_only
 
 load()
 
@@ -115,6 +116,7 @@ def _setup_context(ctx, inputs, output) -> None:
     ctx.mark_non_differentiable(stats)
 
 
+@first_derivative_only("soft_argmax_3d")
 def _backward(ctx, grad_coords: torch.Tensor, _grad_stats: torch.Tensor | None):
     heatmaps, coords, stats = ctx.saved_tensors
     if not ctx.needs_input_grad[0]:
