@@ -71,7 +71,12 @@ def _extension():
             os.environ["TORCH_CUDA_ARCH_LIST"] = "8.0;9.0"
         arch = os.environ.get("TORCH_CUDA_ARCH_LIST", "native")
         macros += [("POSE3D_WITH_CUDA", None), ("POSE3D_CUDA_ARCH_LIST", f'"{arch}"')]
-        args["nvcc"] = opt + ["--use_fast_math", "-lineinfo"]
+        # No --use_fast_math: CUDAExtension gives every .cu file the same flags, and in the
+        # fp32 triangulation it would make divide, reciprocal and sqrt approximate and flush
+        # denormals, so that the GPU would no longer do the CPU's arithmetic (triangulate.cpp,
+        # test_simd_and_scalar_paths_agree) and validity tests at the thresholds could differ.
+        # The soft-argmax kernels call the fast exp (__expf) themselves, where it matters.
+        args["nvcc"] = opt + ["-lineinfo"]
         return CUDAExtension(
             "pose3d._C", cpp + cu, extra_compile_args=args, define_macros=macros,
             extra_link_args=["-fopenmp"] if "-fopenmp" in cxx else [],

@@ -1,6 +1,7 @@
 import pytest
 import torch
 from omegaconf import OmegaConf
+from op_memory import allocated_inside
 from pose_tuples import make_tuples
 from torch import nn
 from torchvision import models as tv_models
@@ -81,6 +82,28 @@ def test_single_view_channels_last_and_bf16_agree(device):
     torch.testing.assert_close(cl, ref, atol=1e-4, rtol=0)
     assert bf.dtype == torch.float32
     assert (bf - ref).abs().max() < 0.25  # voxels
+
+
+def test_single_view_channels_last_heatmaps_reach_soft_argmax_uncopied():
+    # The 1x1 conv writes channels_last maps [N, h, w, J*D]; the op must walk them where they
+    # lie (D of unit stride) in the forward and the backward, and hand back a gradient in the
+    # same layout, so that no full-size copy of the heatmaps is made in a training step.
+    from torch.profiler import ProfilerActivity, profile
+
+    model = _single().to(memory_format=torch.channels_last)
+    images = torch.randn(2, 3, 64, 64).contiguous(memory_format=torch.channels_last)
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        out = model(images, return_heatmaps=True)
+        heatmaps = out["heatmaps"]
+        grads = []
+        heatmaps.register_hook(grads.append)
+        out["coords"].square().sum().backward()
+    assert heatmaps.stride(2) == 1 and not heatmaps.is_contiguous()
+    forward = allocated_inside(prof, "pose3d::soft_argmax_3d_forward")
+    backward = allocated_inside(prof, "pose3d::soft_argmax_3d_backward")
+    assert forward < heatmaps.nbytes // 8  # coords and stats
+    assert backward < heatmaps.nbytes + heatmaps.nbytes // 8  # the gradient
+    assert grads[0].stride() == heatmaps.stride()
 
 
 def _views(batch=2, views=3, size=64, seed=0):

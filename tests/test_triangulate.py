@@ -211,7 +211,7 @@ def test_double_backward_is_refused():
     points2d.requires_grad_()
     grad, = torch.autograd.grad(triangulate(points2d, proj, conf).sum(), points2d,
                                 create_graph=True)
-    with pytest.raises(RuntimeError):
+    with pytest.raises(RuntimeError, match="triangulate has no second derivative"):
         grad.sum().backward()
 
 
@@ -360,6 +360,7 @@ def test_benchmark_reports_every_method(monkeypatch):
 
 # --- CUDA -----------------------------------------------------------------------------
 
+@pytest.mark.cuda
 @needs_cuda
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_cuda_matches_cpu(dtype):
@@ -379,6 +380,7 @@ def test_cuda_matches_cpu(dtype):
                                    atol=1e-3 * b.abs().max().item())
 
 
+@pytest.mark.cuda
 @needs_cuda
 def test_cuda_float32_within_1e4_of_float64_svd():
     points2d, proj, conf, _ = random_problems(256, 4, 17, noise_px=2.0, seed=16)
@@ -390,6 +392,7 @@ def test_cuda_float32_within_1e4_of_float64_svd():
     assert rel.max() < 1e-4, rel.max()
 
 
+@pytest.mark.cuda
 @needs_cuda
 def test_cuda_opcheck_and_compile():
     points2d, proj, conf, _ = random_problems(2, 3, 4, noise_px=2.0, seed=17)

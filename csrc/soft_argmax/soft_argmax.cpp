@@ -1,6 +1,7 @@
 // soft_argmax_3d: op schemas, the public composite ops and the CPU kernels.
 //
-// Forward reads each [D, H, W] logit volume once: it walks the volume in chunks of rows and,
+// Forward reads each [D, H, W] logit volume once, where it lies (see Walk in soft_argmax.h:
+// channels_last heatmaps are not copied): it walks the volume in chunks of rows and,
 // in one pass over a chunk, takes its max and sums exp(logit - running max) with the first
 // moments along x, y, z, then folds the chunk into the running (max, sum, sx, sy, sz),
 // rescaling when the max grows. Backward recomputes the
@@ -15,6 +16,7 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <array>
 #include <bit>
 #include <cmath>
 #include <cstdint>
@@ -178,97 +180,135 @@ void chunk_grad(const double* x, double* grad, const double* col, const double* 
   chunk_grad_impl(x, grad, col, row, n, max, a, b, c);
 }
 
-// The chunk as acc_t: the logits themselves when they already are, else converted into buf.
-template <typename scalar_t, typename acc_t>
-const acc_t* as_acc(const scalar_t* src, int64_t n, std::vector<acc_t>& buf) {
-  if constexpr (std::is_same_v<scalar_t, acc_t>) {
-    return src;
-  } else {
-    buf.resize(n);
-    for (int64_t i = 0; i < n; ++i) buf[i] = static_cast<acc_t>(src[i]);
-    return buf.data();
-  }
-}
-
-// Calls fn(offset, d, h0, rows) for each chunk of a [D, H, W] volume; chunks stay within one
-// depth plane so that every logit of a chunk has the same z and y = h0 + its row.
+// Calls fn(off, o, r0, nr) for each chunk of a volume walked by w: rows r0 .. r0 + nr - 1
+// of the middle axis at outer index o, the first at logit offset off. A chunk stays within
+// one outer index, so that every logit of a chunk has the same outer coordinate o and middle
+// coordinate r0 + its row.
 template <typename Fn>
-void for_each_chunk(int64_t D, int64_t H, int64_t W, int64_t chunk_rows, Fn&& fn) {
-  for (int64_t d = 0; d < D; ++d) {
-    for (int64_t h0 = 0; h0 < H; h0 += chunk_rows) {
-      fn((d * H + h0) * W, d, h0, std::min(chunk_rows, H - h0));
+void for_each_chunk(const Walk& w, int64_t chunk_rows, Fn&& fn) {
+  for (int64_t o = 0; o < w.n2; ++o) {
+    for (int64_t r0 = 0; r0 < w.n1; r0 += chunk_rows) {
+      fn(o * w.s2 + r0 * w.s1, o, r0, std::min(chunk_rows, w.n1 - r0));
     }
   }
 }
 
+// Whether the nr rows of a chunk lie back to back in memory.
+inline bool dense_rows(const Walk& w, int64_t nr) { return nr == 1 || w.s1 == w.n0; }
+
+// The chunk at x + off as nr * n0 acc_t: the logits themselves when they already are and lie
+// back to back, else gathered and converted into buf.
+template <typename scalar_t, typename acc_t>
+const acc_t* load_chunk(const scalar_t* x, const Walk& w, int64_t nr, std::vector<acc_t>& buf) {
+  if constexpr (std::is_same_v<scalar_t, acc_t>) {
+    if (dense_rows(w, nr)) return x;
+  }
+  buf.resize(nr * w.n0);
+  for (int64_t r = 0; r < nr; ++r) {
+    const scalar_t* src = x + r * w.s1;
+    acc_t* dst = buf.data() + r * w.n0;
+    for (int64_t i = 0; i < w.n0; ++i) dst[i] = static_cast<acc_t>(src[i]);
+  }
+  return buf.data();
+}
+
+// Writes nr * n0 gradients from src (back to back) to the chunk's place at grad + off.
+template <typename scalar_t, typename acc_t>
+void store_chunk(const acc_t* src, scalar_t* grad, const Walk& w, int64_t nr) {
+  for (int64_t r = 0; r < nr; ++r) {
+    scalar_t* dst = grad + r * w.s1;
+    const acc_t* row = src + r * w.n0;
+    for (int64_t i = 0; i < w.n0; ++i) dst[i] = static_cast<scalar_t>(row[i]);
+  }
+}
+
 // Per-volume constants of the backward: p = exp(logit - max) * inv_sum and
-// grad_logit = p * (gx (x - Ex) + gy (y - Ey) + gz (z - Ez)).
+// grad_logit = p * sum_k g_k (coordinate_k - E_k), with k = inner, middle, outer axis.
 template <typename T>
 struct GradTerms {
-  T max, inv_sum, gx, gy, gz, ex, ey, ez;
+  T max, inv_sum;
+  std::array<T, 3> g, e;  // per walk axis
 };
 
+template <typename T>
+constexpr T kMinusInf = -std::numeric_limits<T>::infinity();
+
 template <typename scalar_t>
-void forward_volume(const scalar_t* x, int64_t D, int64_t H,
+void forward_volume(const scalar_t* x, const Walk& w,
                     const ChunkLayout<at::opmath_type<scalar_t>>& layout,
                     at::opmath_type<scalar_t>* coords, at::opmath_type<scalar_t>* stats,
                     std::vector<at::opmath_type<scalar_t>>& buf) {
   using acc_t = at::opmath_type<scalar_t>;
-  const int64_t W = layout.W;
   const acc_t *col = layout.col.data(), *row = layout.row.data();
-  // Running max and the sums relative to it, in double: a 96^3 volume adds ~500 chunks.
-  double m = -std::numeric_limits<double>::infinity(), s = 0, sx = 0, sy = 0, sz = 0;
+  // Running max and the sums relative to it (total and first moments along the inner,
+  // middle and outer axis), in double: a 96^3 volume adds ~500 chunks.
+  double m = kMinusInf<double>, s = 0, s0 = 0, s1 = 0, s2 = 0;
   auto rescale = [&](double new_max) {
-    const double g = std::exp(m - new_max);  // 0 while m is -inf
-    s *= g, sx *= g, sy *= g, sz *= g;
+    const double g = std::exp(m - new_max);  // 0 while m is -inf (NaN sums stay NaN)
+    s *= g, s0 *= g, s1 *= g, s2 *= g;
     m = new_max;
   };
-  for_each_chunk(D, H, W, layout.rows, [&](int64_t off, int64_t d, int64_t h0, int64_t nr) {
-    const int64_t n = nr * W;
-    const acc_t* chunk = as_acc(x + off, n, buf);
-    acc_t ref = m == -std::numeric_limits<double>::infinity() ? chunk_max(chunk, n)
-                                                              : static_cast<acc_t>(m);
+  for_each_chunk(w, layout.rows, [&](int64_t off, int64_t o, int64_t r0, int64_t nr) {
+    const int64_t n = nr * w.n0;
+    const acc_t* chunk = load_chunk(x + off, w, nr, buf);
+    acc_t ref = static_cast<acc_t>(m);
+    if (m == kMinusInf<double>) {
+      ref = chunk_max(chunk, n);  // NaN is skipped by the max; it reaches the sums below
+      if (ref == kMinusInf<acc_t>) {
+        // No finite logit so far nor here: the -inf logits have no mass (exp(-inf - -inf)
+        // would be NaN), but a NaN logit must still make the result NaN.
+        if (std::any_of(chunk, chunk + n, [](acc_t v) { return std::isnan(v); })) {
+          s = s0 = s1 = s2 = std::numeric_limits<double>::quiet_NaN();
+        }
+        return;
+      }
+    }
     Moments<acc_t> c = chunk_moments(chunk, col, row, n, ref);
-    if (!(c.max <= ref + kHeadroom)) {  // also taken for NaN, which then reaches the result
+    if (!(c.max <= ref + kHeadroom)) {
       ref = c.max;
       c = chunk_moments(chunk, col, row, n, ref);
     }
     if (ref > m) rescale(ref);  // the chunk sums are relative to ref, which is now >= m
     const double f = std::exp(ref - m), cs = f * c.sum;
     s += cs;
-    sx += f * c.scol;
-    sy += h0 * cs + f * c.srow;
-    sz += d * cs;
+    s0 += f * c.scol;
+    s1 += r0 * cs + f * c.srow;
+    s2 += o * cs;
     if (c.max > m) rescale(c.max);
   });
-  coords[0] = static_cast<acc_t>(sx / s);
-  coords[1] = static_cast<acc_t>(sy / s);
-  coords[2] = static_cast<acc_t>(sz / s);
+  // A volume without a finite logit has no mass: 0 / 0 = NaN, as the eager softmax gives.
+  coords[w.axis[0]] = static_cast<acc_t>(s0 / s);
+  coords[w.axis[1]] = static_cast<acc_t>(s1 / s);
+  coords[w.axis[2]] = static_cast<acc_t>(s2 / s);
   stats[0] = static_cast<acc_t>(m);
   stats[1] = static_cast<acc_t>(std::log(s));
 }
 
 template <typename scalar_t>
-void backward_volume(const scalar_t* x, scalar_t* grad, int64_t D, int64_t H,
+void backward_volume(const scalar_t* x, scalar_t* grad, const Walk& w,
                      const ChunkLayout<at::opmath_type<scalar_t>>& layout,
                      const GradTerms<at::opmath_type<scalar_t>>& t,
                      std::vector<at::opmath_type<scalar_t>>& in_buf,
                      std::vector<at::opmath_type<scalar_t>>& out_buf) {
   using acc_t = at::opmath_type<scalar_t>;
-  const int64_t W = layout.W;
-  const acc_t b = t.inv_sum * t.gx, c = t.inv_sum * t.gy;
-  for_each_chunk(D, H, W, layout.rows, [&](int64_t off, int64_t d, int64_t h0, int64_t nr) {
-    const int64_t n = nr * W;
-    // a + b col + c row = inv_sum (gx (x - Ex) + gy (y - Ey) + gz (z - Ez)) on this chunk
-    const acc_t a = t.inv_sum * (t.gy * (h0 - t.ey) + t.gz * (d - t.ez) - t.gx * t.ex);
-    const acc_t* chunk = as_acc(x + off, n, in_buf);
-    const acc_t *col = layout.col.data(), *row = layout.row.data();
+  const acc_t b = t.inv_sum * t.g[0], c = t.inv_sum * t.g[1];
+  const acc_t *col = layout.col.data(), *row = layout.row.data();
+  for_each_chunk(w, layout.rows, [&](int64_t off, int64_t o, int64_t r0, int64_t nr) {
+    const int64_t n = nr * w.n0;
+    // a + b col + c row = inv_sum sum_k g_k (coordinate_k - E_k) on this chunk
+    const acc_t a =
+        t.inv_sum * (t.g[1] * (r0 - t.e[1]) + t.g[2] * (o - t.e[2]) - t.g[0] * t.e[0]);
+    const acc_t* chunk = load_chunk(x + off, w, nr, in_buf);
+    acc_t* out = nullptr;  // where the gradient can be written in place
     if constexpr (std::is_same_v<scalar_t, acc_t>) {
-      chunk_grad(chunk, grad + off, col, row, n, t.max, a, b, c);
+      if (dense_rows(w, nr)) out = grad + off;
+    }
+    if (out != nullptr) {
+      chunk_grad(chunk, out, col, row, n, t.max, a, b, c);
     } else {
       out_buf.resize(n);
       chunk_grad(chunk, out_buf.data(), col, row, n, t.max, a, b, c);
-      for (int64_t i = 0; i < n; ++i) grad[off + i] = static_cast<scalar_t>(out_buf[i]);
+      store_chunk(out_buf.data(), grad + off, w, nr);
     }
   });
 }
@@ -290,8 +330,9 @@ void advise_huge_pages(const at::Tensor& t) {
 
 std::tuple<at::Tensor, at::Tensor> forward_cpu(const at::Tensor& heatmaps) {
   check_heatmaps(heatmaps, "soft_argmax_3d_forward");
-  const at::Tensor x = heatmaps.contiguous();
-  const int64_t B = x.size(0), J = x.size(1), D = x.size(2), H = x.size(3), W = x.size(4);
+  const at::Tensor x = readable(heatmaps);
+  const Walk w = walk_of(x);
+  const int64_t B = x.size(0), J = x.size(1);
   const auto opts = x.options().dtype(stats_dtype(x.scalar_type()));
   at::Tensor coords = at::empty({B, J, 3}, opts), stats = at::empty({B, J, 2}, opts);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(),
@@ -301,10 +342,11 @@ std::tuple<at::Tensor, at::Tensor> forward_cpu(const at::Tensor& heatmaps) {
     acc_t* cp = coords.mutable_data_ptr<acc_t>();
     acc_t* sp = stats.mutable_data_ptr<acc_t>();
     at::parallel_for(0, B * J, 1, [&](int64_t v0, int64_t v1) {
-      const ChunkLayout<acc_t> layout(W);
+      const ChunkLayout<acc_t> layout(w.n0);
       std::vector<acc_t> buf;
       for (int64_t v = v0; v < v1; ++v) {
-        forward_volume(xp + v * D * H * W, D, H, layout, cp + 3 * v, sp + 2 * v, buf);
+        const int64_t off = v / J * w.sb + v % J * w.sj;
+        forward_volume(xp + off, w, layout, cp + 3 * v, sp + 2 * v, buf);
       }
     });
   });
@@ -314,34 +356,38 @@ std::tuple<at::Tensor, at::Tensor> forward_cpu(const at::Tensor& heatmaps) {
 at::Tensor backward_cpu(const at::Tensor& grad_coords, const at::Tensor& heatmaps,
                         const at::Tensor& coords, const at::Tensor& stats) {
   check_backward_inputs(grad_coords, heatmaps, coords, stats);
-  const at::Tensor x = heatmaps.contiguous();
-  const int64_t B = x.size(0), J = x.size(1), D = x.size(2), H = x.size(3), W = x.size(4);
+  const at::Tensor x = readable(heatmaps);
+  const Walk w = walk_of(x);
+  const int64_t B = x.size(0), J = x.size(1);
   const auto acc = stats_dtype(x.scalar_type());
   const at::Tensor g = grad_coords.to(acc).contiguous(), c = coords.to(acc).contiguous(),
                    st = stats.to(acc).contiguous();
-  at::Tensor grad = at::empty_like(x, at::MemoryFormat::Contiguous);
-  advise_huge_pages(grad);
+  const auto grads = gradient_and_target(heatmaps, x);
+  const at::Tensor &grad = grads.first, &target = grads.second;  // target has x's strides
+  advise_huge_pages(target);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(),
                                   "soft_argmax_3d_backward_cpu", [&] {
     using acc_t = at::opmath_type<scalar_t>;
     const scalar_t* xp = x.const_data_ptr<scalar_t>();
-    scalar_t* gp = grad.mutable_data_ptr<scalar_t>();
+    scalar_t* gp = target.mutable_data_ptr<scalar_t>();
     const acc_t* gc = g.const_data_ptr<acc_t>();
     const acc_t* cc = c.const_data_ptr<acc_t>();
     const acc_t* sc = st.const_data_ptr<acc_t>();
     at::parallel_for(0, B * J, 1, [&](int64_t v0, int64_t v1) {
-      const ChunkLayout<acc_t> layout(W);
+      const ChunkLayout<acc_t> layout(w.n0);
       std::vector<acc_t> in_buf, out_buf;
       for (int64_t v = v0; v < v1; ++v) {
-        const GradTerms<acc_t> terms{sc[2 * v],     std::exp(-sc[2 * v + 1]),
-                                     gc[3 * v],     gc[3 * v + 1],
-                                     gc[3 * v + 2], cc[3 * v],
-                                     cc[3 * v + 1], cc[3 * v + 2]};
-        const int64_t off = v * D * H * W;
-        backward_volume(xp + off, gp + off, D, H, layout, terms, in_buf, out_buf);
+        GradTerms<acc_t> terms{sc[2 * v], std::exp(-sc[2 * v + 1]), {}, {}};
+        for (int k = 0; k < 3; ++k) {
+          terms.g[k] = gc[3 * v + w.axis[k]];
+          terms.e[k] = cc[3 * v + w.axis[k]];
+        }
+        const int64_t off = v / J * w.sb + v % J * w.sj;
+        backward_volume(xp + off, gp + off, w, layout, terms, in_buf, out_buf);
       }
     });
   });
+  if (!target.is_same(grad)) grad.copy_(target);
   return grad;
 }
 

@@ -1,5 +1,8 @@
 // CUDA kernels of the `triangulate` op: one thread per problem (tuple b, joint j), all in
 // registers, fp32 for float inputs. The per-problem arithmetic is in triangulate_math.h.
+// Compiled without --use_fast_math (see setup.py): IEEE divide, reciprocal and sqrt and
+// denormals kept, so that a problem gets the CPU's arithmetic (up to FMA contraction) and the
+// same validity decisions at the thresholds.
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
 #include <c10/cuda/CUDAException.h>

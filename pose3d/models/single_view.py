@@ -59,8 +59,10 @@ class SingleViewModel(nn.Module):
         check_images(images)
         maps = self.head(self.trunk(images))
         n, _, h, w = maps.shape
-        # No cast or copy: the op reads bf16 and any strides (channels_last included) and
-        # accumulates in float32, so the volume is read once as the head wrote it.
+        # No cast or copy: the op reads bf16 (accumulating in float32) and walks each volume
+        # along whichever of its axes has unit stride. Channels_last maps [N, h, w, J*D] in
+        # memory view as [N, J, D, h, w] with D of unit stride, which the op reads where the
+        # head wrote them; its gradient comes back in the same layout.
         heatmaps = maps.reshape(n, self.num_joints, self.depth_bins, h, w)
         out = {"coords": soft_argmax_3d(heatmaps)}
         if return_heatmaps:

@@ -8,9 +8,13 @@ coordinates `[B, J, 3]` = (x, y, z) along (W, H, D), in voxel units (0 .. W-1 et
 The fused op (`torch.ops.pose3d.soft_argmax_3d`, C++/CUDA in csrc/soft_argmax/) reads the
 logits once with an online max and sum and never materialises the probability volume; its
 backward recomputes the probabilities from the logits and the saved per-volume
-(max, log sum). Output dtype: float64 for float64 logits, float32 for float32, float16 and
-bfloat16 logits (bfloat16 cannot hold a coordinate near 95 to better than a quarter voxel).
-The kernels accumulate in float32 for all of those, so bfloat16 autocast needs no rule.
+(max, log sum). It reads the logits where they lie when one volume axis has unit stride
+(channels_last heatmaps of the single-view model included) and copies them otherwise. It has
+a first derivative only: a double backward raises. Output dtype: float64 for float64 logits,
+float32 for float32, float16 and bfloat16 logits (bfloat16 cannot hold a coordinate near 95
+to better than a quarter voxel); the kernels accumulate in float32 for all of those, so
+bfloat16 autocast needs no rule. A volume without a finite logit gives NaN, as the eager
+softmax does.
 
 Importing this module registers the op's fake (meta) kernels and its autograd formula.
 """
@@ -20,6 +24,7 @@ from __future__ import annotations
 import torch
 
 from pose3d.extension import load
+from pose3d.ops.first_derivative import first_derivative_only
 
 load()
 
@@ -105,7 +110,8 @@ def _backward_fake(grad_coords: torch.Tensor, heatmaps: torch.Tensor, coords: to
         if tuple(t.shape) != (B, J, last):
             raise ValueError(f"soft_argmax_3d_backward: {name} must be [B, J, {last}] = "
                              f"[{B}, {J}, {last}], got {tuple(t.shape)}")
-    return torch.empty_like(heatmaps, memory_format=torch.contiguous_format)
+    # The kernels write the gradient in this layout (the logits' own where they are dense).
+    return torch.empty_like(heatmaps)
 
 
 def _setup_context(ctx, inputs, output) -> None:
@@ -116,6 +122,7 @@ def _setup_context(ctx, inputs, output) -> None:
     ctx.mark_non_differentiable(stats)
 
 
+@first_derivative_only("soft_argmax_3d")
 def _backward(ctx, grad_coords: torch.Tensor, _grad_stats: torch.Tensor | None):
     heatmaps, coords, stats = ctx.saved_tensors
     if not ctx.needs_input_grad[0]:

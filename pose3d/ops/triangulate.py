@@ -23,9 +23,9 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor
-from torch.autograd.function import once_differentiable
 
 from pose3d.extension import load
+from pose3d.ops.first_derivative import first_derivative_only
 
 load()
 
@@ -57,7 +57,7 @@ def _setup_context(ctx, inputs: tuple[Tensor, Tensor, Tensor], output) -> None:
     ctx.save_for_backward(*inputs)
 
 
-@once_differentiable  # the backward op has no derivative of its own: fail loudly, not silently
+@first_derivative_only("triangulate")
 def _backward(ctx, grad_points3d: Tensor, _grad_valid) -> tuple[Tensor, Tensor, Tensor]:
     points2d, proj, confidences = ctx.saved_tensors
     return torch.ops.pose3d.triangulate_backward.default(grad_points3d, points2d, proj,
