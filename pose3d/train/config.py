@@ -201,7 +201,7 @@ _RULES: tuple[tuple[str, str], ...] = (
     ("optim.pgt.epochs", "finite"),
     ("optim.STAGE.epochs", "positive"),
     ("optim.STAGE.batch_size", "positive"),
-    ("optim.STAGE.lr", "positive"),
+    ("optim.STAGE.lr", "non_negative"),  # 0 keeps the weights: a baseline run, as in tests
     ("loss.depth_range_mm", "positive"),
     ("loss.*", "non_negative"),  # the loss weights λ
     ("pgt.samples_per_shard", "positive"),
