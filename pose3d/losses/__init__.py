@@ -1,10 +1,17 @@
 """Losses: L_pose, the multi-view consistency L_mv (eq. 9), their sum (eq. 10) and the
-multi-view pretraining loss."""
+multi-view pretraining loss; consistency terms that cannot win by shrinking (remedies)."""
 
 from pose3d.losses.consistency import multiview_consistency_loss
 from pose3d.losses.pose import pose_loss
+from pose3d.losses.remedies import (
+    CONSISTENCY_MODES,
+    bone_length_loss,
+    consistency_term,
+    scale_normalised_consistency_loss,
+)
 from pose3d.losses.targets import heatmap_targets, pose_targets
 from pose3d.losses.total import mv_pretrain_loss, total_loss
 
-__all__ = ["heatmap_targets", "multiview_consistency_loss", "mv_pretrain_loss", "pose_loss",
-           "pose_targets", "total_loss"]
+__all__ = ["CONSISTENCY_MODES", "bone_length_loss", "consistency_term", "heatmap_targets",
+           "multiview_consistency_loss", "mv_pretrain_loss", "pose_loss",
+           "pose_targets", "scale_normalised_consistency_loss", "total_loss"]

@@ -90,6 +90,10 @@ class LossConfig:
     # λ2 of eq. 10: 0 gives the L1-only baseline; λ1·D/(3·J·S) weighs a voxel alike in L_pose
     # and L_mv (6.3e-4 for D=64, S=2000)
     lambda_mv: float = 3e-4
+    # which L_mv λ2 weighs: pairwise (eq. 9, the paper's) | scale_normalised (eq. 9 on poses
+    # scaled to the target's size, so that shrinking cannot lower it); pose3d.losses.remedies
+    mv_mode: str = "pairwise"
+    lambda_bone: float = 0.0  # finetune: bone lengths after Π against the target's (mm)
     depth_range_mm: float = 2000.0  # S of eq. 7
     lambda_3d: float = 1.0  # mv_pretrain: L1 of the triangulated joints (mm)
     lambda_2d: float = 1.0  # mv_pretrain: L1 of the 2D joints (heatmap pixels)
@@ -191,9 +195,18 @@ def validate(cfg: DictConfig) -> None:
             raise ConfigError(f"{key} must be positive, got {value}")
     if cfg.data.num_workers < 0:
         raise ConfigError(f"data.num_workers must be >= 0, got {cfg.data.num_workers}")
-    for key in ("lambda_pose", "lambda_mv", "lambda_3d", "lambda_2d"):
+    for key in ("lambda_pose", "lambda_mv", "lambda_3d", "lambda_2d", "lambda_bone"):
         if cfg.loss[key] < 0:
             raise ConfigError(f"loss.{key} must be >= 0, got {cfg.loss[key]}")
+    _validate_mv_mode(cfg.loss.mv_mode)
+
+
+def _validate_mv_mode(mode: str) -> None:
+    from pose3d.losses.remedies import CONSISTENCY_MODES  # torch: only when validating
+
+    if mode not in CONSISTENCY_MODES:
+        raise ConfigError(f"loss.mv_mode must be one of {', '.join(CONSISTENCY_MODES)}, "
+                          f"got {mode!r}")
 
 
 def stage_optim(cfg: DictConfig) -> StageOptimConfig:
