@@ -50,7 +50,9 @@ SMALL = {
         "run.ckpt_every_steps=100", "run.log_every_steps=10", "run.image_every_steps=200",
         "run.keep_checkpoints=1",
     ],
-    "batches": {"mv_pretrain": 900, "sv_pretrain": 400, "finetune": 300},
+    # the budget goes to the teacher: P-GT is only as good as F_mv's 2D joints, and Base
+    # starts from F_mv's trunk (README, "where the teacher's error comes from")
+    "batches": {"mv_pretrain": 1800, "sv_pretrain": 300, "finetune": 100},
     "lambda_mv": 1e-4, "lambda_bone": 4e-3, "workers": 2, "eval_batch_size": 8,
 }
 # The paper's model sizes for one GPU, sized for about 4 minutes in all on one H100 with

@@ -64,5 +64,5 @@ def test_experiment_names_bad_input(tmp_path):
         cli.main(["experiment", "--demo", str(tmp_path), "--arms", "Theirs"])
     with pytest.raises(FileNotFoundError, match="no Base checkpoint"):
         cli.main(["experiment", "--demo", str(tmp_path), "--seeds", "1"])
-    with pytest.raises(ValueError, match="must include the baseline 'L1-only'"):
-        experiment.run_experiment(tmp_path, tmp_path, tmp_path / "x", {"Ours": []}, [0], 2)
+    with pytest.raises(ValueError, match="at least one seed"):
+        experiment.run_experiment(tmp_path, tmp_path, tmp_path / "x", {"Ours": []}, [], 2)
