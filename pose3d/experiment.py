@@ -232,7 +232,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default=None, help="default: <demo>/experiment")
     parser.add_argument("--seeds", type=int, default=5, help="fine-tunings per arm (K)")
     parser.add_argument("--first-seed", type=int, default=0)
-    parser.add_argument("--steps", type=int, default=300, help="fine-tuning steps per run")
+    parser.add_argument("--steps", type=int, default=100,
+                        help="fine-tuning steps per run (the CPU demo's default)")
     parser.add_argument("--arms", nargs="*", default=None,
                         help=f"which arms (default: all of {', '.join(arms())})")
     parser.add_argument("--lambda-mv", type=float, default=1e-4, help="λ2 of the Ours arms")
