@@ -1,4 +1,4 @@
-"""The paired experiment (pose3d experiment / pose3d demo --seeds K), shrunk to seconds."""
+"""The paired experiment (pose3d demo --seeds K, pose3d experiment), shrunk to a few steps."""
 
 import json
 
@@ -9,29 +9,26 @@ from pose3d import cli, demo, experiment
 from pose3d.eval.stats import paired_difference, t_interval
 
 
-@pytest.fixture(scope="module")
-def demo_folder(tmp_path_factory):
-    """A shrunk demo's data, Base and P-GT (the single-seed fine-tunings skipped)."""
-    out = tmp_path_factory.mktemp("demo")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setitem(demo.PRESETS, "small", {**demo.SMALL, **TINY})
-        mp.setattr(demo, "FINETUNE_DIRS", {})
-        mp.setattr(demo, "evaluate_checkpoints", lambda *a, **k: None)
-        mp.setattr(demo, "print_summary", lambda *a, **k: None)
-        assert cli.main(["demo", "--out", str(out), "--wandb", "disabled", "--workers", "1"]) == 0
-    return out
+ARMS = experiment.arms
+
+
+def _arms_with_a_twin(*args, **kwargs):
+    """Every arm, plus one identical to L1-only: seed k must give it the same model."""
+    return {**ARMS(*args, **kwargs), "L1-again": ["loss.lambda_mv=0"]}
 
 
 @pytest.mark.slow
-def test_experiment_pairs_the_seeds_and_reports_intervals(demo_folder, monkeypatch):
-    # an arm identical to L1-only: with the same seed it must give the same model
-    every = {**experiment.arms(), "L1-again": ["loss.lambda_mv=0"]}
-    monkeypatch.setattr(experiment, "arms", lambda *a, **k: every)
-    out = demo_folder / "exp"
-    argv = ["experiment", "--demo", str(demo_folder), "--out", str(out), "--seeds", "2",
-            "--steps", "2", "--arms", "L1-only", "Ours-scale-norm", "Ours+bone", "L1-again"]
-    assert cli.main(argv) == 0
-    summary = json.loads((out / "experiment.json").read_text())
+def test_demo_with_seeds_runs_the_paired_experiment(tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(demo.PRESETS, "small", {**demo.SMALL, **TINY})
+    monkeypatch.setattr(demo, "arms", _arms_with_a_twin)
+    out = tmp_path / "demo"
+    assert cli.main(["demo", "--out", str(out), "--wandb", "disabled", "--workers", "1",
+                     "--seeds", "2"]) == 0
+    printed = capsys.readouterr().out
+    assert "| camera | Base | L1-only | Ours | Ours+bone | Ours-scale-norm | L1-again |" in printed
+    assert "P-GT MPJPE" in printed and "time (s): data" in printed
+    exp = out / "experiment"
+    summary = json.loads((exp / "experiment.json").read_text())
     results = summary["results"]
     same = summary["differences"]["L1-again - L1-only"]["all"]["mpjpe"]
     assert same["values"] == [0.0, 0.0]  # seed k of every arm: same data order, same Base
@@ -48,15 +45,21 @@ def test_experiment_pairs_the_seeds_and_reports_intervals(demo_folder, monkeypat
     assert summary["differences"]["L1-only - Base"]["cam2"]["pa_mpjpe"]["values"] == \
         pytest.approx([v - base for v in l1_cam2])
     assert 0 < summary["arms"]["Ours+bone"]["scale"]["mean"] < 3
-    md = (out / "experiment.md").read_text()
-    assert "| camera | Base | L1-only | Ours-scale-norm | Ours+bone | L1-again |" in md
+    md = (exp / "experiment.md").read_text()
     assert "Ours+bone - L1-only" in md and "95% CI" in md
-    assert (out / "experiment.png").stat().st_size > 1000
-    runs = {p.parent.parent.name for p in (out / "runs").glob("*/seed*/finished.json")}
-    assert runs == {"L1-only", "Ours-scale-norm", "Ours+bone", "L1-again"}
-    # a second call reuses every run and evaluation
+    assert (exp / "experiment.png").stat().st_size > 1000
+    runs = {p.parent.parent.name for p in (exp / "runs").glob("*/seed*/finished.json")}
+    assert runs == {"L1-only", "Ours", "Ours+bone", "Ours-scale-norm", "L1-again"}
+    assert json.loads((out / "demo_summary.json").read_text())["pgt"]["mpjpe_mm"] > 0
+
+    # `pose3d experiment` over the same folder reuses every run and evaluation
     monkeypatch.setattr(experiment, "evaluate_checkpoints", None)
-    assert cli.main(argv) == 0
+    monkeypatch.setattr(experiment, "arms", _arms_with_a_twin)
+    assert cli.main(["experiment", "--demo", str(out), "--seeds", "2", "--steps", "2",
+                     "--arms", "L1-only", "L1-again"]) == 0
+    again = json.loads((exp / "experiment.json").read_text())
+    assert again["differences"]["L1-again - L1-only"]["all"]["mpjpe"]["values"] == [0.0, 0.0]
+    assert list(again["arms"]) == ["Base", "L1-only", "L1-again"]
 
 
 def test_experiment_names_bad_input(tmp_path):
