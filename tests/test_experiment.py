@@ -8,7 +8,6 @@ from test_demo import TINY
 from pose3d import cli, demo, experiment
 from pose3d.eval.stats import paired_difference, t_interval
 
-
 ARMS = experiment.arms
 
 
