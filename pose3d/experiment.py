@@ -37,7 +37,8 @@ def arms(lambda_mv: float = 1e-4, lambda_bone: float = 4e-3) -> dict[str, list[s
         "Ours+bone": [ours, f"loss.lambda_bone={lambda_bone}"],
         "Ours-scale-norm": [ours, "loss.mv_mode=scale_normalised"],
         # the scale-normalised term cannot shrink, so it may bear a larger weight than eq. 9
-        "Ours-scale-norm-x3": [f"loss.lambda_mv={3 * lambda_mv}", "loss.mv_mode=scale_normalised"],
+        "Ours-scale-norm-x3": [f"loss.lambda_mv={3 * lambda_mv:g}",
+                               "loss.mv_mode=scale_normalised"],
     }
 
 
