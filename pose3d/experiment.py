@@ -90,8 +90,10 @@ def _evaluate(checkpoints: dict[str, Path], data: Path, out_dir: Path, device: s
         summaries = json.loads(report.read_text())
         if set(checkpoints) <= set(summaries):
             return summaries
+    batch_size = 64 if device.startswith("cuda") else 8  # a GPU idles on batches of 8
     result = evaluate_checkpoints({k: str(v) for k, v in checkpoints.items()}, str(data),
-                                  out_dir, figures=0, device=device, progress=False)
+                                  out_dir, figures=0, batch_size=batch_size, device=device,
+                                  progress=False)
     return result["summaries"]
 
 
