@@ -58,7 +58,7 @@ SMALL = {
 # The paper's model sizes for one GPU, sized for about 4 minutes in all on one H100 with
 # --seeds 3 and every arm. ResNet-50 at 256 px trains at roughly 800-1,000 images/s in bf16,
 # so mv_pretrain (1,600 steps of 32 images, 51k images: the CPU demo's teacher saw 29k at
-# 96 px) takes about a minute, sv_pretrain half a minute, each of the 12 fine-tunings
+# 96 px) takes about a minute, sv_pretrain half a minute, each of the 15 fine-tunings
 # (3.2k images) a few seconds plus its start; 5,670 tuples render in about half a minute on
 # 16 cores and each evaluation reads 6.5k images. At 256 px one pixel is 2.7 times fewer
 # millimetres than at 96 px, and the triangulation turns each pixel of 2D error into about
