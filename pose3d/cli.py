@@ -22,6 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("pose3d.train.cli", "train a stage: mv_pretrain, pgt, sv_pretrain, finetune"),
     "eval": ("pose3d.eval.cli", "evaluate single-view checkpoints: tables and figures"),
     "demo": ("pose3d.demo", "the whole method end to end on synthetic data"),
+    "experiment": ("pose3d.experiment", "paired fine-tunings over seeds: arms, 95% intervals"),
     "predict": ("pose3d.predict.cli", "a trained model on your own images, videos or rig"),
 }
 

@@ -3,10 +3,12 @@
 synthetic data (procedural motion, Human3.6M rig; labeled S1,S5,S6 / unlabeled S7,S8 /
 eval S9,S11) -> multi-view pretraining -> P-GT on the unlabeled tuples -> single-view
 pretraining (Base) -> fine-tuning with λ2 = 0 (L1-only) and λ2 > 0 (Ours) -> evaluation of
-the three single-view models, a table in the paper's layout and figures.
+the three single-view models, a table in the paper's layout and figures. With `--seeds K`
+the fine-tuning is the paired experiment of `pose3d experiment` instead: K seeds of every
+arm (pose3d.experiment.arms), means and 95% intervals, paired differences.
 
-The default settings are small enough for a 2-core CPU; `--full` uses the paper's sizes
-(ResNet-50, 256 px, 64^3 heatmaps, the paper's epochs) for GPUs.
+The default settings are small enough for a 2-core CPU; `--full` uses the paper's model
+sizes (ResNet-50, 256 px, 64^3 heatmaps) with a budget of about 4 minutes on one GPU.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from pose3d.data.studio import StudioConfig
 from pose3d.data.synth import synthesize
 from pose3d.eval.cli import evaluate_checkpoints
 from pose3d.eval.report import comparison_table
+from pose3d.experiment import arms, markdown, run_experiment
 from pose3d.train.cli import run
 from pose3d.train.config import load_config
 
@@ -49,15 +52,42 @@ SMALL = {
         "run.ckpt_every_steps=100", "run.log_every_steps=10", "run.image_every_steps=200",
         "run.keep_checkpoints=1",
     ],
-    "batches": {"mv_pretrain": 900, "sv_pretrain": 400, "finetune": 300},
+    # the budget goes to the teacher: P-GT is only as good as F_mv's 2D joints, and Base
+    # starts from F_mv's trunk (README, "where the teacher's error comes from")
+    "batches": {"mv_pretrain": 1800, "sv_pretrain": 300, "finetune": 100},
+    "lambda_mv": 1e-4, "lambda_bone": 4e-3, "workers": 2, "eval_batch_size": 8,
 }
-# The paper's sizes (docs/design.md, section 8), for GPU nodes.
+# The paper's model sizes for one GPU, sized for about 4 minutes in all on one H100 with
+# --seeds 3 and every arm. ResNet-50 at 256 px trains at roughly 800-1,000 images/s in bf16,
+# so mv_pretrain (1,600 steps of 32 images, 51k images: the CPU demo's teacher saw 29k at
+# 96 px) takes about a minute, sv_pretrain half a minute, each of the 15 fine-tunings
+# (3.2k images) a few seconds plus its start; 5,670 tuples render in about half a minute on
+# 16 cores and each evaluation reads 6.5k images. At 256 px one pixel is 2.7 times fewer
+# millimetres than at 96 px, and the triangulation turns each pixel of 2D error into about
+# 14 mm (37 mm at 96 px), so the teacher should land near 20-30 mm while the single-view
+# model stays dominated by its depth error.
 FULL = {
-    "studio": dict(image_size=256, clips_per_action=8, frames_per_clip=250, frame_step=2),
-    "overrides": ["data.image_size=256", "data.num_workers=8"],
-    "batches": {"mv_pretrain": 1000, "sv_pretrain": 1000, "finetune": 1000},
+    "studio": dict(image_size=256, clips_per_action=3, frames_per_clip=150, frame_step=5),
+    "overrides": [
+        "data.image_size=256", "data.num_workers=8", "data.augment=false",
+        "optim.mv_pretrain.epochs=1", "optim.mv_pretrain.batch_size=8",
+        "optim.mv_pretrain.lr=1e-3",
+        "optim.sv_pretrain.epochs=1", "optim.sv_pretrain.batch_size=8",
+        "optim.sv_pretrain.lr=1e-3",
+        "optim.finetune.epochs=1", "optim.finetune.batch_size=8", "optim.finetune.lr=3e-4",
+        "optim.pgt.batch_size=32",
+        "loss.lambda_3d=0.01", "loss.lambda_2d=1.0",
+        "run.ckpt_every_steps=500", "run.log_every_steps=20", "run.image_every_steps=1000",
+        "run.keep_checkpoints=1",
+    ],
+    "batches": {"mv_pretrain": 1600, "sv_pretrain": 800, "finetune": 100},
+    # λ2 and the bone weight scale with the depth bins D (one voxel of depth is S / D mm)
+    "lambda_mv": 2.5e-4, "lambda_bone": 1e-2, "workers": os.cpu_count() or 2,
+    "eval_batch_size": 64,
 }
 PRESETS = {"small": SMALL, "full": FULL}
+# The single-seed demo's fine-tunings: arm -> run folder (a column of the table each)
+FINETUNE_DIRS = {"L1-only": "finetune_l1", "Ours": "finetune_ours"}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -65,17 +95,33 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--full", action="store_true", help="the paper's sizes (for GPUs)")
     parser.add_argument("--nproc", type=int, default=1,
                         help="processes per training stage (torchrun) ")
-    parser.add_argument("--lambda-mv", type=float, default=1e-4,
-                        help="λ2 of eq. 10 for 'Ours' (L_mv is in mm, L_pose in voxels)")
+    parser.add_argument("--lambda-mv", type=float, default=None,
+                        help="λ2 of eq. 10 for 'Ours' (L_mv is in mm, L_pose in voxels; "
+                             "default: 1e-4, with --full 2.5e-4)")
+    parser.add_argument("--lambda-bone", type=float, default=None,
+                        help="weight of the bone-length term (mm) in the Ours+bone arm "
+                             "(default: 4e-3, with --full 1e-2)")
+    parser.add_argument("--seeds", type=int, default=1,
+                        help="K > 1: the paired experiment, K fine-tunings per arm")
     parser.add_argument("--steps-scale", type=float, default=1.0,
                         help="multiply every stage's number of steps (e.g. 0.02 for a smoke run)")
-    parser.add_argument("--workers", type=int, default=2, help="processes rendering the data")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="processes rendering the data (default: 2, with --full every core)")
     parser.add_argument("--wandb", default="offline", choices=["online", "offline", "disabled"])
     parser.add_argument("--seed", type=int, default=0)
 
 
 def preset_of(args: argparse.Namespace) -> dict:
-    return PRESETS["full" if args.full else "small"]
+    """The chosen preset; keys it lacks come from SMALL."""
+    return {**SMALL, **PRESETS["full" if args.full else "small"]}
+
+
+def demo_arms(args: argparse.Namespace) -> dict[str, list[str]]:
+    """The fine-tuning arms (pose3d.experiment.arms) with this preset's weights."""
+    preset = preset_of(args)
+    lambda_mv = preset["lambda_mv"] if args.lambda_mv is None else args.lambda_mv
+    lambda_bone = preset["lambda_bone"] if args.lambda_bone is None else args.lambda_bone
+    return arms(lambda_mv, lambda_bone)
 
 
 def stage_plan(args: argparse.Namespace, root: Path, data: Path) -> list[tuple[str, list[str]]]:
@@ -99,13 +145,11 @@ def stage_plan(args: argparse.Namespace, root: Path, data: Path) -> list[tuple[s
         # the CPU budget ends, and a consistency loss has no good 2D view to learn depth from.
         ("sv_pretrain", [*common, "stage=sv_pretrain", f"model.sv_init_from_mv={mv}",
                          f"data.batches_per_epoch={steps['sv_pretrain']}"]),
-        ("L1-only", [*common, "stage=finetune", "loss.lambda_mv=0", f"model.sv.weights_path={sv}",
-                     f"run.out_dir={root}/finetune_l1", f"data.batches_per_epoch="
-                     f"{steps['finetune']}"]),
-        ("Ours", [*common, "stage=finetune", f"loss.lambda_mv={args.lambda_mv}",
-                  f"model.sv.weights_path={sv}", f"run.out_dir={root}/finetune_ours",
-                  f"data.batches_per_epoch={steps['finetune']}"]),
-    ]
+    ] + [(name, [*common, "stage=finetune", *overrides, f"model.sv.weights_path={sv}",
+                 f"run.out_dir={root}/{FINETUNE_DIRS[name]}",
+                 f"data.batches_per_epoch={steps['finetune']}"])
+         for name, overrides in demo_arms(args).items()
+         if name in FINETUNE_DIRS and args.seeds <= 1]
 
 
 def run_stage(overrides: list[str], nproc: int) -> None:
@@ -128,28 +172,60 @@ def main(args: argparse.Namespace) -> int:
         return 2
     data, root = out / "data", out / "runs"
     preset = preset_of(args)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
     timings: dict[str, float] = {}
     start = time.perf_counter()
     if not (data / "manifest.json").is_file():
         print(f"[demo] rendering the synthetic studio into {data}", flush=True)
         synthesize(data, StudioConfig(seed=args.seed, **preset["studio"]),
-                   workers=args.workers, preview=4)
+                   workers=args.workers or preset["workers"], preview=4)
     timings["data"] = time.perf_counter() - start
     for label, overrides in stage_plan(args, root, data):
         print(f"[demo] stage {label}", flush=True)
         t0 = time.perf_counter()
         run_stage(overrides, args.nproc)
         timings[label] = time.perf_counter() - t0
-    checkpoints = {"Base": root / "sv_pretrain", "L1-only": root / "finetune_l1",
-                   "Ours": root / "finetune_ours"}
+    pgt = json.loads((root / "pgt" / "pgt_report.json").read_text())
+    if args.seeds > 1:
+        return run_paired(args, root, data, out, pgt, timings, device)
+    checkpoints = {"Base": root / "sv_pretrain",
+                   **{name: root / folder for name, folder in FINETUNE_DIRS.items()}}
     t0 = time.perf_counter()
     result = evaluate_checkpoints({k: str(v / "checkpoints" / "latest.pt")
                                    for k, v in checkpoints.items()},
-                                  str(data), out / "eval", wandb_mode=args.wandb)
+                                  str(data), out / "eval", wandb_mode=args.wandb, device=device,
+                                  batch_size=preset["eval_batch_size"])
     timings["eval"] = time.perf_counter() - t0
-    pgt = json.loads((root / "pgt" / "pgt_report.json").read_text())
     print_summary(result, pgt, timings, out)
     return 0
+
+
+def run_paired(args: argparse.Namespace, root: Path, data: Path, out: Path, pgt: dict,
+               timings: dict, device: str) -> int:
+    """The fine-tuning as `pose3d experiment`: K seeds of every arm, from this Base."""
+    preset = preset_of(args)
+    steps = max(2, int(preset["batches"]["finetune"] * args.steps_scale))
+    seeds = list(range(args.seed, args.seed + args.seeds))
+    summary = run_experiment(root, data, out / "experiment", demo_arms(args), seeds, steps,
+                             [f"run.wandb={args.wandb}", f"run.device={device}"], device)
+    timings.update(summary["timings_s"]["runs"], eval=summary["timings_s"]["eval"])
+    print(markdown(summary))
+    base = summary["arms"]["Base"]["all"]["mpjpe"]["mean"]
+    print(f"\nP-GT MPJPE on the unlabeled tuples: {pgt.get('mpjpe_mm') or float('nan'):.2f} mm "
+          f"(Base: {base:.2f} mm single-view)")
+    print(f"experiment: {out / 'experiment' / 'experiment.md'}, "
+          f"{out / 'experiment' / 'experiment.png'}")
+    _print_times(timings)
+    (out / "demo_summary.json").write_text(json.dumps(
+        {"mpjpe_mm": {"Base": base, **{a: v["all"]["mpjpe"]["mean"] for a, v in
+                                       summary["arms"].items() if a != "Base"}},
+         "pgt": pgt, "timings_s": timings, "experiment": str(out / "experiment")}, indent=1))
+    return 0
+
+
+def _print_times(timings: dict) -> None:
+    print("time (s): " + ", ".join(f"{k} {v:.0f}" for k, v in timings.items())
+          + f", total {sum(timings.values()):.0f}")
 
 
 def print_summary(result: dict, pgt: dict, timings: dict, out: Path) -> None:
@@ -163,7 +239,6 @@ def print_summary(result: dict, pgt: dict, timings: dict, out: Path) -> None:
     print(f"order of mean MPJPE: {order}")
     print(f"report: {result['report']['markdown']}")
     print(f"figures: {out / 'eval' / 'figures'}  preview: {out / 'data' / 'preview.png'}")
-    print("time (s): " + ", ".join(f"{k} {v:.0f}" for k, v in timings.items())
-          + f", total {sum(timings.values()):.0f}")
+    _print_times(timings)
     (out / "demo_summary.json").write_text(json.dumps(
         {"mpjpe_mm": means, "pgt": pgt, "timings_s": timings}, indent=1))

@@ -29,12 +29,25 @@ def multiview_consistency_loss(pred_coords: Tensor, root_depth: Tensor, K: Tenso
     Tuples with fewer than 2 valid views contribute nothing; a batch without any gives 0
     (with a gradient path to pred_coords).
     """
+    world, valid = views_to_world(pred_coords, root_depth, K, R, t, valid, space)
+    return pairwise_l1(world, valid)
+
+
+def views_to_world(pred_coords: Tensor, root_depth: Tensor, K: Tensor, R: Tensor, t: Tensor,
+                   valid: Tensor, space: HeatmapSpace) -> tuple[Tensor, Tensor]:
+    """Π of every view: (world [B, V, J, 3] mm, valid [B, V] bool), in float32 (float64 for
+    float64 input) outside autocast; invalid views hold a harmless finite pose."""
     _check_inputs(pred_coords, root_depth, K, R, t, valid)
     valid = valid.bool()
     dtype = torch.promote_types(pred_coords.dtype, torch.float32)  # float64 stays float64
     with torch.autocast(pred_coords.device.type, enabled=False):
         inputs = (x.to(dtype) for x in (pred_coords, root_depth, K, R, t))
-        world = heatmap_to_world(*_sanitised(*inputs, valid), space)
+        return heatmap_to_world(*_sanitised(*inputs, valid), space), valid
+
+
+def pairwise_l1(world: Tensor, valid: Tensor) -> Tensor:
+    """Eq. 9's sum for poses already in a common frame: world [B, V, J, 3], valid [B, V].
+    Mean over tuples with >= 2 valid views of the mean over ordered pairs of the pose's L1."""
     v = valid.shape[1]
     pairs = valid[:, :, None] & valid[:, None, :] & ~torch.eye(v, dtype=torch.bool,
                                                                device=valid.device)

@@ -94,6 +94,10 @@ class LossConfig:
     # λ2 of eq. 10: 0 gives the L1-only baseline; λ1·D/(3·J·S) weighs a voxel alike in L_pose
     # and L_mv (6.3e-4 for D=64, S=2000)
     lambda_mv: float = 3e-4
+    # which L_mv λ2 weighs: pairwise (eq. 9, the paper's) | scale_normalised (eq. 9 on poses
+    # scaled to the target's size, so that shrinking cannot lower it); pose3d.losses.remedies
+    mv_mode: str = "pairwise"
+    lambda_bone: float = 0.0  # finetune: bone lengths after Π against the target's (mm)
     depth_range_mm: float = 2000.0  # S of eq. 7
     lambda_3d: float = 1.0  # mv_pretrain: L1 of the triangulated joints (mm)
     lambda_2d: float = 1.0  # mv_pretrain: L1 of the 2D joints (heatmap pixels)
@@ -224,6 +228,7 @@ _CHOICES: tuple[tuple[str, Callable[[], tuple[str, ...]]], ...] = (
     ("run.wandb", lambda: WANDB_MODES),
     ("optim.lr_schedule", lambda: LR_SCHEDULES),
     ("model.*.backbone", lambda: tuple(_backbones())),
+    ("loss.mv_mode", lambda: tuple(_consistency_modes())),
 )
 
 
@@ -231,6 +236,12 @@ def _backbones() -> tuple[str, ...]:
     from pose3d.models.backbone import RESNETS
 
     return tuple(RESNETS)
+
+
+def _consistency_modes() -> tuple[str, ...]:
+    from pose3d.losses.remedies import CONSISTENCY_MODES
+
+    return tuple(CONSISTENCY_MODES)
 
 
 def _leaves(node, prefix: str = "") -> list[tuple[str, object]]:

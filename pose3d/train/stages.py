@@ -8,7 +8,8 @@
 The registry that maps cfg.stage to these is pose3d.train.registry.
     sv_pretrain  F_sv (integral regression) on labeled tuples, L1 in heatmap space ("Base")
     finetune     F_sv on labeled GT + unlabeled P-GT, eq. 10: λ1 L_pose + λ2 L_mv
-                 ("L1-only" when loss.lambda_mv = 0, "Ours" otherwise)
+                 ("L1-only" when loss.lambda_mv = 0, "Ours" otherwise; loss.mv_mode and
+                 loss.lambda_bone add the remedies of pose3d.losses.remedies)
 
 Every view of a tuple goes through the single-view model on the same rank, so L_mv sees
 all of a tuple's predictions without any communication.
@@ -141,9 +142,13 @@ class SingleViewPretrain(_ShardStage):
         self.space: HeatmapSpace = model.heatmap_space(cfg.data.image_size)
         self.lambda_pose = cfg.loss.lambda_pose
         self.lambda_mv = self.consistency_weight(cfg)
+        self.mv_mode, self.lambda_bone = cfg.loss.mv_mode, self.bone_weight(cfg)
 
     def consistency_weight(self, cfg: DictConfig) -> float:
         return 0.0  # Base: L_pose only (L_mv is still logged)
+
+    def bone_weight(self, cfg: DictConfig) -> float:
+        return 0.0
 
     def targets(self, batch: dict) -> tuple[Tensor, Tensor]:
         return batch["joints3d"], batch["has_joints3d"]
@@ -154,8 +159,10 @@ class SingleViewPretrain(_ShardStage):
         target, has_target = self.targets(batch)
         loss, parts = total_loss(coords, target, has_target, batch["K"], batch["R"],
                                  batch["t"], batch["valid"], self.space,
-                                 lambda_pose=self.lambda_pose, lambda_mv=self.lambda_mv)
+                                 lambda_pose=self.lambda_pose, lambda_mv=self.lambda_mv,
+                                 mv_mode=self.mv_mode, lambda_bone=self.lambda_bone)
         metrics = {"train/loss_pose": parts["pose"], "train/loss_mv": parts["mv"],
+                   "train/loss_bone": parts["bone"],
                    "train/mpjpe_mm": self._mpjpe(coords.detach(), target, has_target, batch)}
         return StepOutput(loss, metrics, {"coords": coords.detach(), "target": target,
                                           "has_target": has_target})
@@ -188,6 +195,9 @@ class Finetune(SingleViewPretrain):
 
     def consistency_weight(self, cfg: DictConfig) -> float:
         return cfg.loss.lambda_mv
+
+    def bone_weight(self, cfg: DictConfig) -> float:
+        return cfg.loss.lambda_bone
 
     def targets(self, batch: dict) -> tuple[Tensor, Tensor]:
         return pose_targets(batch["joints3d"], batch["has_joints3d"], batch["pgt"],

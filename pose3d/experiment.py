@@ -1,0 +1,270 @@
+"""`pose3d experiment`: paired fine-tunings of one Base on one P-GT, K seeds per arm.
+
+    pose3d experiment --demo runs/demo --seeds 5
+
+An arm is a named list of config overrides for the finetune stage (ARMS); seed k of every
+arm starts from the same Base checkpoint and reads the tuples in the same order
+(run.seed = k), so two arms differ only in their loss. Every fine-tuned model is evaluated
+with `pose3d eval`'s functions on the eval tuples. Written under `<out>` (default
+`<demo>/experiment`): experiment.json (every run's metrics, every arm's mean and 95% t
+interval over seeds, the paired differences L1-only - Base and arm - L1-only with theirs),
+experiment.md (the same as tables) and experiment.png (the per-seed differences).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import torch
+
+from pose3d.eval.cli import evaluate_checkpoints
+from pose3d.eval.stats import excludes_zero, format_interval, paired_difference, t_interval
+from pose3d.train.config import load_config
+
+BASELINE = "L1-only"
+METRICS = ("mpjpe", "pa_mpjpe")
+
+
+def arms(lambda_mv: float = 1e-4, lambda_bone: float = 4e-3) -> dict[str, list[str]]:
+    """The arms: name -> finetune overrides. A new loss variant is one more entry."""
+    ours = f"loss.lambda_mv={lambda_mv}"
+    return {
+        BASELINE: ["loss.lambda_mv=0"],
+        "Ours": [ours],  # eq. 9, the paper's
+        "Ours+bone": [ours, f"loss.lambda_bone={lambda_bone}"],
+        "Ours-scale-norm": [ours, "loss.mv_mode=scale_normalised"],
+        # the scale-normalised term cannot shrink, so it may bear a larger weight than eq. 9
+        "Ours-scale-norm-x3": [f"loss.lambda_mv={3 * lambda_mv:g}",
+                               "loss.mv_mode=scale_normalised"],
+    }
+
+
+def finetune_config(root: Path, out_dir: Path, seed: int, steps: int, overrides: list[str],
+                    extra: list[str] = ()):
+    """The config of one fine-tuning: Base's own config (sv_pretrain/config.yaml) turned into
+    a finetune from Base's checkpoint, with the arm's overrides last."""
+    base_cfg, base_ckpt = root / "sv_pretrain" / "config.yaml", _base_checkpoint(root)
+    if not base_cfg.is_file():
+        raise FileNotFoundError(f"no Base config at {base_cfg} (run the demo's stages first)")
+    return load_config(base_cfg, [
+        "stage=finetune", f"model.sv.weights_path={base_ckpt}",
+        f"data.pgt_root={root / 'pgt_shards'}", f"data.batches_per_epoch={steps}",
+        f"run.seed={seed}", f"run.out_dir={out_dir}", "run.resume=auto",
+        "loss.mv_mode=pairwise", "loss.lambda_bone=0", *extra, *overrides])
+
+
+def _base_checkpoint(root: Path) -> Path:
+    path = root / "sv_pretrain" / "checkpoints" / "latest.pt"
+    if not path.is_file():
+        raise FileNotFoundError(f"no Base checkpoint at {path} (run stage=sv_pretrain first)")
+    return path
+
+
+def run_finetunings(root: Path, out: Path, arm_overrides: dict[str, list[str]],
+                    seeds: list[int], steps: int, extra: list[str] = ()) -> dict[str, float]:
+    """Train every (seed, arm) not finished yet; returns seconds per run label."""
+    from pose3d.train.cli import run
+
+    timings = {}
+    for seed in seeds:
+        for arm, overrides in arm_overrides.items():
+            out_dir = out / "runs" / arm / f"seed{seed}"
+            done = out_dir / "finished.json"
+            if done.is_file():
+                continue
+            print(f"[experiment] {arm} seed {seed}", flush=True)
+            t0 = time.perf_counter()
+            run(finetune_config(root, out_dir, seed, steps, overrides, extra))
+            timings[f"{arm}/seed{seed}"] = time.perf_counter() - t0
+            done.write_text(json.dumps({"seconds": timings[f"{arm}/seed{seed}"]}))
+    return timings
+
+
+def _evaluate(checkpoints: dict[str, Path], data: Path, out_dir: Path, device: str) -> dict:
+    """Summaries of `pose3d eval`, reused from out_dir/report.json when complete."""
+    report = out_dir / "report.json"
+    if report.is_file():
+        summaries = json.loads(report.read_text())
+        if set(checkpoints) <= set(summaries):
+            return summaries
+    batch_size = 64 if device.startswith("cuda") else 8  # a GPU idles on batches of 8
+    result = evaluate_checkpoints({k: str(v) for k, v in checkpoints.items()}, str(data),
+                                  out_dir, figures=0, batch_size=batch_size, device=device,
+                                  progress=False)
+    return result["summaries"]
+
+
+def evaluate_runs(root: Path, data: Path, out: Path, names: list[str], seeds: list[int],
+                  device: str = "cpu") -> dict:
+    """{"Base": metrics, arm: [metrics per seed]}, metrics = {"camera": {cam: {mpjpe,
+    pa_mpjpe}}, "scale": prediction / GT size}. Each model is evaluated into a folder of its
+    own (eval/ARM/seedK), so experiments over other arms or seeds can run side by side."""
+    results: dict = {"Base": _metrics(evaluate_base(root, data, out, device))}
+    for arm in names:
+        for seed in seeds:
+            ckpt = out / "runs" / arm / f"seed{seed}" / "checkpoints" / "latest.pt"
+            summaries = _evaluate({arm: ckpt}, data, out / "eval" / arm / f"seed{seed}", device)
+            results.setdefault(arm, []).append(_metrics(summaries[arm]))
+    return results
+
+
+def evaluate_base(root: Path, data: Path, out: Path, device: str = "cpu") -> dict:
+    """`pose3d eval`'s summary of Base (eval/Base)."""
+    return _evaluate({"Base": _base_checkpoint(root)}, data, out / "eval" / "Base", device)["Base"]
+
+
+def _metrics(summary: dict) -> dict:
+    cams = {c: {m: row[m] for m in METRICS} for c, row in summary["camera"].items()}
+    return {"camera": cams, "scale": summary.get("views", {}).get("scale", float("nan"))}
+
+
+def summarise(results: dict, seeds: list[int]) -> dict:
+    """Per arm mean and 95% interval per camera and metric (and of the scale); the paired
+    differences L1-only - Base and every other arm - L1-only."""
+    arm_names = [a for a in results if a != "Base"]
+    cameras = list(results["Base"]["camera"])
+
+    def values(arm: str, cam: str | None, metric: str) -> list[float]:
+        runs = results[arm] if arm != "Base" else [results["Base"]]
+        return [r["scale"] if cam is None else r["camera"][cam][metric] for r in runs]
+
+    def table(fn) -> dict:
+        out = {cam: {m: fn(cam, m) for m in METRICS} for cam in cameras}
+        out["scale"] = fn(None, "scale")
+        return out
+
+    arms_out = {a: table(lambda c, m, a=a: t_interval(values(a, c, m)))
+                for a in ["Base", *arm_names]}
+    pairs = [(BASELINE, "Base")] if BASELINE in arm_names else []
+    pairs += [(a, BASELINE) for a in arm_names if a != BASELINE and BASELINE in arm_names]
+    diffs = {f"{a} - {b}": table(lambda c, m, a=a, b=b: paired_difference(
+        values(a, c, m), values(b, c, m))) for a, b in pairs}
+    return {"seeds": seeds, "arms": arms_out, "differences": diffs}
+
+
+def markdown(summary: dict) -> str:
+    """The tables of experiment.md."""
+    k = len(summary["seeds"])
+    arms_out, diffs = summary["arms"], summary["differences"]
+    cameras = [c for c in arms_out["Base"] if c != "scale"]
+    parts = []
+    for metric, label in (("mpjpe", "MPJPE"), ("pa_mpjpe", "PA-MPJPE")):
+        parts += [f"## {label} (mm): mean [95% CI] over {k} seeds (Base: one model)", "",
+                  _table(arms_out, cameras, metric), ""]
+    parts += ["## Scale (prediction / GT size, root-aligned), mean [95% CI]", "",
+              "| | " + " | ".join(arms_out) + " |", "|" + "---|" * (len(arms_out) + 1),
+              "| scale | " + " | ".join(format_interval(v["scale"], 3)
+                                       for v in arms_out.values()) + " |", ""]
+    for metric, label in (("mpjpe", "MPJPE"), ("pa_mpjpe", "PA-MPJPE")):
+        parts += [f"## Paired differences of {label} (mm): mean [95% CI] over {k} seeds; "
+                  f"negative = the first is better, * = the interval excludes 0", "",
+                  _table(diffs, cameras, metric, star=True), ""]
+    if diffs:
+        parts += ["| scale | " + " | ".join(format_interval(v["scale"], 3)
+                                          for v in diffs.values()) + " |", ""]
+    return "\n".join(parts)
+
+
+def _table(columns: dict, cameras: list[str], metric: str, star: bool = False) -> str:
+    lines = ["| camera | " + " | ".join(columns) + " |", "|" + "---|" * (len(columns) + 1)]
+    for cam in cameras:
+        cells = [format_interval(col[cam][metric])
+                 + ("*" if star and excludes_zero(col[cam][metric]) else "")
+                 for col in columns.values()]
+        lines.append(f"| {'mean' if cam == 'all' else cam} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def figure(summary: dict, path: Path) -> Path:
+    """Per-seed paired differences of the overall MPJPE, with each mean and 95% interval."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    diffs = summary["differences"]
+    fig, ax = plt.subplots(figsize=(1.8 + 1.6 * max(len(diffs), 1), 3.6))
+    for i, d in enumerate(diffs.values()):
+        row = d["all"]["mpjpe"]
+        ax.scatter([i] * len(row["values"]), row["values"], s=14, color="#2e86ab", zorder=3)
+        if row["n"] > 1:
+            ax.errorbar([i + 0.15], [row["mean"]], yerr=[[row["mean"] - row["lo"]],
+                        [row["hi"] - row["mean"]]], fmt="s", color="#e4572e", capsize=4)
+    ax.axhline(0.0, color="#9a9a9a", lw=1)
+    ax.set_xticks(range(len(diffs)), list(diffs), rotation=15, fontsize=8)
+    ax.set_ylabel("MPJPE difference (mm), per seed")
+    ax.set_title("paired differences: seeds (dots), mean and 95% CI", fontsize=9)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def run_experiment(root: Path, data: Path, out: Path, arm_overrides: dict[str, list[str]],
+                   seeds: list[int], steps: int, extra: list[str] = (),
+                   device: str = "cpu") -> dict:
+    """Fine-tune, evaluate and summarise; write experiment.json / .md / .png under out. The
+    paired differences need the L1-only arm; without it only the arms' intervals are given
+    (e.g. one arm per process, side by side, then one call over all arms that reuses
+    every run and evaluation)."""
+    if not seeds:
+        raise ValueError("the experiment needs at least one seed")
+    out.mkdir(parents=True, exist_ok=True)
+    t_base = time.perf_counter()
+    evaluate_base(root, data, out, device)  # first: side-by-side experiments reuse it
+    t0 = time.perf_counter()
+    timings = run_finetunings(root, out, arm_overrides, seeds, steps, extra)
+    t1 = time.perf_counter()
+    results = evaluate_runs(root, data, out, list(arm_overrides), seeds, device)
+    summary = summarise(results, seeds)
+    summary.update(arm_overrides=arm_overrides, steps=steps, results=results,
+                   timings_s={"finetune": t1 - t0,
+                              "eval": time.perf_counter() - t1 + t0 - t_base,
+                              "runs": timings})
+    (out / "experiment.json").write_text(json.dumps(summary, indent=1))
+    (out / "experiment.md").write_text(markdown(summary))
+    figure(summary, out / "experiment.png")
+    return summary
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--demo", required=True,
+                        help="a `pose3d demo` folder (data/, runs/ with sv_pretrain, pgt_shards)")
+    parser.add_argument("--out", default=None, help="default: <demo>/experiment")
+    parser.add_argument("--seeds", type=int, default=5, help="fine-tunings per arm (K)")
+    parser.add_argument("--first-seed", type=int, default=0)
+    parser.add_argument("--steps", type=int, default=100,
+                        help="fine-tuning steps per run (the CPU demo's default)")
+    parser.add_argument("--arms", nargs="*", default=None,
+                        help=f"which arms (default: all of {', '.join(arms())})")
+    parser.add_argument("--lambda-mv", type=float, default=1e-4, help="λ2 of the Ours arms")
+    parser.add_argument("--lambda-bone", type=float, default=4e-3,
+                        help="weight of the bone-length term (mm) in Ours+bone")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--wandb", default="disabled", choices=["online", "offline", "disabled"])
+
+
+def select_arms(args: argparse.Namespace) -> dict[str, list[str]]:
+    every = arms(args.lambda_mv, args.lambda_bone)
+    names = args.arms or list(every)
+    unknown = [n for n in names if n not in every]
+    if unknown:
+        raise ValueError(f"unknown arm {unknown[0]!r}; arms: {', '.join(every)}")
+    return {n: every[n] for n in names}
+
+
+def main(args: argparse.Namespace) -> int:
+    demo = Path(args.demo)
+    out = Path(args.out) if args.out else demo / "experiment"
+    seeds = list(range(args.first_seed, args.first_seed + args.seeds))
+    summary = run_experiment(demo / "runs", demo / "data", out, select_arms(args), seeds,
+                             args.steps, [f"run.device={args.device}", f"run.wandb={args.wandb}"],
+                             args.device)
+    print(markdown(summary))
+    print(f"experiment: {out / 'experiment.json'}, {out / 'experiment.md'}, "
+          f"{out / 'experiment.png'}")
+    return 0

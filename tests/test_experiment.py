@@ -1,0 +1,71 @@
+"""The paired experiment (pose3d demo --seeds K, pose3d experiment), shrunk to a few steps."""
+
+import json
+
+import pytest
+from test_demo import TINY
+
+from pose3d import cli, demo, experiment
+from pose3d.eval.stats import paired_difference, t_interval
+
+ARMS = experiment.arms
+
+
+def _arms_with_a_twin(*args, **kwargs):
+    """Every arm, plus one identical to L1-only: seed k must give it the same model."""
+    return {**ARMS(*args, **kwargs), "L1-again": ["loss.lambda_mv=0"]}
+
+
+@pytest.mark.slow
+def test_demo_with_seeds_runs_the_paired_experiment(tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(demo.PRESETS, "small", {**demo.SMALL, **TINY})
+    monkeypatch.setattr(demo, "arms", _arms_with_a_twin)
+    out = tmp_path / "demo"
+    assert cli.main(["demo", "--out", str(out), "--wandb", "disabled", "--workers", "1",
+                     "--seeds", "2"]) == 0
+    printed = capsys.readouterr().out
+    names = list(_arms_with_a_twin())
+    assert "| camera | Base | " + " | ".join(names) + " |" in printed
+    assert "P-GT MPJPE" in printed and "time (s): data" in printed
+    exp = out / "experiment"
+    summary = json.loads((exp / "experiment.json").read_text())
+    results = summary["results"]
+    same = summary["differences"]["L1-again - L1-only"]["all"]["mpjpe"]
+    assert same["values"] == [0.0, 0.0]  # seed k of every arm: same data order, same Base
+    l1 = [r["camera"]["all"]["mpjpe"] for r in results["L1-only"]]
+    assert l1[0] != l1[1]  # another seed, another data order
+    # the intervals are those of the per-seed values
+    assert summary["arms"]["L1-only"]["all"]["mpjpe"]["hi"] == pytest.approx(
+        t_interval(l1)["hi"])
+    base = results["Base"]["camera"]["cam2"]["pa_mpjpe"]
+    sn = [r["camera"]["cam2"]["pa_mpjpe"] for r in results["Ours-scale-norm"]]
+    l1_cam2 = [r["camera"]["cam2"]["pa_mpjpe"] for r in results["L1-only"]]
+    got = summary["differences"]["Ours-scale-norm - L1-only"]["cam2"]["pa_mpjpe"]
+    assert got["lo"] == pytest.approx(paired_difference(sn, l1_cam2)["lo"])
+    assert summary["differences"]["L1-only - Base"]["cam2"]["pa_mpjpe"]["values"] == \
+        pytest.approx([v - base for v in l1_cam2])
+    assert 0 < summary["arms"]["Ours+bone"]["scale"]["mean"] < 3
+    md = (exp / "experiment.md").read_text()
+    assert "Ours+bone - L1-only" in md and "95% CI" in md
+    assert (exp / "experiment.png").stat().st_size > 1000
+    runs = {p.parent.parent.name for p in (exp / "runs").glob("*/seed*/finished.json")}
+    assert runs == set(names) and {"Ours", "Ours+bone", "Ours-scale-norm"} <= runs
+    assert json.loads((out / "demo_summary.json").read_text())["pgt"]["mpjpe_mm"] > 0
+
+    # `pose3d experiment` over the same folder reuses every run and evaluation
+    monkeypatch.setattr(experiment, "evaluate_checkpoints", None)
+    monkeypatch.setattr(experiment, "arms", _arms_with_a_twin)
+    assert cli.main(["experiment", "--demo", str(out), "--seeds", "2", "--steps", "2",
+                     "--arms", "L1-only", "L1-again"]) == 0
+    again = json.loads((exp / "experiment.json").read_text())
+    assert again["differences"]["L1-again - L1-only"]["all"]["mpjpe"]["values"] == [0.0, 0.0]
+    assert list(again["arms"]) == ["Base", "L1-only", "L1-again"]
+
+
+def test_experiment_names_bad_input(tmp_path):
+    with pytest.raises(ValueError, match="unknown arm 'Theirs'"):
+        cli.main(["experiment", "--demo", str(tmp_path), "--arms", "Theirs"])
+    with pytest.raises(FileNotFoundError, match="no Base checkpoint"):
+        cli.main(["experiment", "--demo", str(tmp_path), "--seeds", "1"])
+    with pytest.raises(ValueError, match="at least one seed"):
+        experiment.run_experiment(tmp_path, tmp_path, tmp_path / "x", {"Ours": []}, [], 2)
