@@ -16,6 +16,8 @@ TINY = {
         "model.mv.num_deconv=2", "optim.mv_pretrain.batch_size=2",
         "optim.sv_pretrain.batch_size=2", "optim.finetune.batch_size=2",
         "optim.pgt.batch_size=4", "run.ckpt_every_steps=2", "run.progress=false",
+        # one epoch of `batches` steps per stage, as in the real presets
+        "optim.mv_pretrain.epochs=1", "optim.sv_pretrain.epochs=1", "optim.finetune.epochs=1",
     ],
     "batches": {"mv_pretrain": 2, "sv_pretrain": 2, "finetune": 2},
 }
