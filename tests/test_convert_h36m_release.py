@@ -30,13 +30,12 @@ from h36m_release_data import (
 
 from pose3d import cli
 from pose3d.data.convert import h36m_official, h36m_release
-from pose3d.data.convert.h36m import square
 from pose3d.data.convert.h36m_official import (
     H36MReleaseOptions,
     convert_h36m_release,
     plan_release,
 )
-from pose3d.geometry import square_box
+from pose3d.geometry import square_about_centre, square_box
 from pose3d.train.config import load_config
 
 OUT = 64
@@ -136,7 +135,7 @@ def test_boxes_come_from_ground_truth_bb_else_from_projected_joints(converted):
             if not s.valid[v]:
                 continue
             pose = poses[subject, prefix, frame]
-            expected = square(mask_rect(cam, pose)) if subject == "S1" else \
+            expected = square_about_centre(mask_rect(cam, pose)) if subject == "S1" else \
                 square_box(cam.project(pose), 0.2)
             np.testing.assert_allclose(s.meta["source_boxes"][v], expected, atol=0.01)
 

@@ -1,6 +1,11 @@
 """Cameras, projection, crops, the Human3.6M rig and heatmap-space normalisation."""
 
-from pose3d.geometry.camera import Camera, rotation_from_quaternion, square_box
+from pose3d.geometry.camera import (
+    Camera,
+    rotation_from_quaternion,
+    square_about_centre,
+    square_box,
+)
 from pose3d.geometry.h36m_rig import CAMERA_NAMES, h36m_cameras
 from pose3d.geometry.heatmap import (
     HeatmapSpace,
@@ -22,6 +27,7 @@ from pose3d.geometry.projection import (
 __all__ = [
     "CAMERA_NAMES", "Camera", "HeatmapSpace", "camera_to_pixels", "camera_to_world",
     "h36m_cameras", "heatmap_to_camera", "heatmap_to_world", "pixels_to_camera", "project",
-    "projection_matrix", "rotation_from_quaternion", "square_box", "unproject",
+    "projection_matrix", "rotation_from_quaternion", "square_about_centre", "square_box",
+    "unproject",
     "validate_cameras", "world_to_camera", "world_to_heatmap",
 ]

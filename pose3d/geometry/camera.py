@@ -120,6 +120,16 @@ def square_box(points2d: np.ndarray, margin: float = 0.2,
             centre[1] + side / 2)
 
 
+def square_about_centre(box: tuple[float, float, float, float]
+                        ) -> tuple[float, float, float, float]:
+    """The square (x0, y0, x1, y1) with the box's centre and its longer side: training crops
+    (and so prediction crops) are square, so a person is never stretched."""
+    x0, y0, x1, y1 = box
+    half = max(x1 - x0, y1 - y0) / 2
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+    return cx - half, cy - half, cx + half, cy + half
+
+
 def rotation_from_quaternion(q) -> np.ndarray:
     """Rotation matrix [3, 3] of a unit quaternion (w, x, y, z)."""
     w, x, y, z = np.asarray(q, dtype=np.float64) / np.linalg.norm(q)

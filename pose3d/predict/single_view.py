@@ -19,7 +19,13 @@ import numpy as np
 import torch
 
 from pose3d.data.convert.crop import crop_image
-from pose3d.geometry import Camera, HeatmapSpace, camera_to_pixels, heatmap_to_camera
+from pose3d.geometry import (
+    Camera,
+    HeatmapSpace,
+    camera_to_pixels,
+    heatmap_to_camera,
+    square_about_centre,
+)
 from pose3d.predict.inputs import Box, frame_box
 from pose3d.predict.runner import Predictor, in_batches, make_predictor
 from pose3d.skeleton import BONES, ROOT
@@ -30,14 +36,6 @@ REFERENCE_BONES_MM = 4150.0
 DEFAULT_FOCAL = 1.15
 
 
-def squared(box: Box) -> Box:
-    """The square of side max(w, h) about the box's centre: training crops are square, so
-    the model never sees a stretched person."""
-    x0, y0, x1, y1 = box
-    cx, cy, half = (x0 + x1) / 2, (y0 + y1) / 2, max(x1 - x0, y1 - y0) / 2
-    return cx - half, cy - half, cx + half, cy + half
-
-
 def default_intrinsics(width: int, height: int) -> np.ndarray:
     """K [3, 3] of an assumed camera: focal DEFAULT_FOCAL x max(W, H), centred."""
     f = DEFAULT_FOCAL * max(width, height)
@@ -46,7 +44,7 @@ def default_intrinsics(width: int, height: int) -> np.ndarray:
 
 def crop_frame(image: np.ndarray, box: Box, size: int) -> tuple[np.ndarray, Box]:
     """The square crop [size, size, 3] the model reads, and the square box it came from."""
-    sq = squared(box)
+    sq = square_about_centre(box)
     return crop_image(image, sq, size), sq
 
 

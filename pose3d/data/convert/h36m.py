@@ -27,7 +27,7 @@ import numpy as np
 from pose3d.data.convert.crop import crop_view, scale_box
 from pose3d.data.convert.writer import ConversionSummary, ConversionUnit, write_dataset
 from pose3d.data.schema import encode_sample
-from pose3d.geometry import Camera
+from pose3d.geometry import Camera, square_about_centre
 from pose3d.skeleton.mappings import LEARNABLE_TRIANGULATION_TO_H36M
 
 LABELS_FILE = "human36m-multiview-labels-GTbboxes.npy"
@@ -132,14 +132,6 @@ def box_from_tlbr(tlbr) -> tuple[float, float, float, float] | None:
     if bottom <= top or right <= left:
         return None
     return left, top, right, bottom
-
-
-def square(box: tuple[float, float, float, float]) -> tuple[float, float, float, float]:
-    """The square with the box's centre and its longer side."""
-    x0, y0, x1, y1 = box
-    half = max(x1 - x0, y1 - y0) / 2
-    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
-    return cx - half, cy - half, cx + half, cy + half
 
 
 def images_root(root: Path) -> Path:
@@ -314,7 +306,7 @@ def produce_samples(unit: _Unit) -> Iterator[dict | None]:
                 boxes.append(None)
                 continue
             frame, full = _read_view(unit, shot, camera)
-            box = scale_box(square(box), unit.options.bbox_scale)
+            box = scale_box(square_about_centre(box), unit.options.bbox_scale)
             image, cropped = crop_view(frame, full, box, size)
             images.append(image)
             cameras.append(cropped)

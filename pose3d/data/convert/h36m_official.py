@@ -40,7 +40,6 @@ from pose3d.data.convert.h36m import (
     EVAL_FRAME_STEP,
     LABELS_FILE,
     SPLITS,
-    square,
 )
 from pose3d.data.convert.h36m_metadata import Metadata, check_cameras, read_metadata
 from pose3d.data.convert.h36m_release import (
@@ -60,7 +59,7 @@ from pose3d.data.convert.h36m_release import (
 )
 from pose3d.data.convert.writer import ConversionSummary, ConversionUnit, write_dataset
 from pose3d.data.schema import encode_sample
-from pose3d.geometry import CAMERA_NAMES, Camera, h36m_cameras, square_box
+from pose3d.geometry import CAMERA_NAMES, Camera, h36m_cameras, square_about_centre, square_box
 
 # (subject, action, camera) whose video the release ships corrupt.
 CORRUPT_VIDEOS: tuple[tuple[str, str, str], ...] = (("S11", "Directions", "54138969"),)
@@ -294,7 +293,7 @@ def _view(unit: _Unit, video: VideoFrames | None, boxes: BoxFile | None, camera:
     h, w = image.shape[:2]
     full = Camera(camera.K, camera.R, camera.t, camera.dist, (w, h), camera.name)
     box = boxes.box(frame) if boxes is not None else None
-    box = square(box) if box is not None else \
+    box = square_about_centre(box) if box is not None else \
         square_box(full.project(unit.poses[i]), unit.box_margin)
     box = scale_box(box, unit.bbox_scale)
     crop, cropped = crop_view(image, full, box, unit.image_size)
