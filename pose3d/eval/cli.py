@@ -18,6 +18,7 @@ from omegaconf import OmegaConf
 from pose3d.data.draw import save_figure
 from pose3d.data.loader import iterate_samples
 from pose3d.data.shards import load_manifest, resolve_shards
+from pose3d.device import resolve_device
 from pose3d.eval.figures import sample_figure
 from pose3d.eval.predict import load_single_view, predict
 from pose3d.eval.report import comparison_table, summarize, write_report
@@ -64,16 +65,9 @@ def check_inputs(checkpoints: dict[str, str], data: str, out_dir: str | Path, *,
 
 def _check_device(device: str) -> None:
     try:
-        dev = torch.device(device)
-    except RuntimeError:
-        raise EvalInputError(f"--device must be cpu, cuda or cuda:N, got {device!r}") from None
-    if dev.type == "cuda":
-        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        if (dev.index or 0) >= count:
-            raise EvalInputError(f"--device {device}: this machine has {count or 'no'} CUDA "
-                                 f"device(s); use --device cpu")
-    elif dev.type != "cpu":
-        raise EvalInputError(f"--device must be cpu, cuda or cuda:N, got {device!r}")
+        resolve_device(device)
+    except ValueError as exc:
+        raise EvalInputError(f"--{exc}; use --device cpu") from None
 
 
 def _check_out(out: Path) -> None:

@@ -16,6 +16,7 @@ from torch import nn
 from tqdm import tqdm
 
 from pose3d.data.schema import normalize_images
+from pose3d.device import resolve_device
 from pose3d.models import SavedModel, load_model
 from pose3d.models.saved import CheckpointError, unwrap
 
@@ -66,12 +67,7 @@ def make_predictor(model_or_path: str | Path | SavedModel | nn.Module | Predicto
     A checkpoint of the other kind is a CheckpointError naming what it holds."""
     if isinstance(model_or_path, Predictor):
         return model_or_path
-    try:
-        device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    except RuntimeError as exc:
-        raise ValueError(f"bad device {device!r}: {exc}") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {device} asked for, but CUDA is not available here")
+    device = resolve_device(device)
     config: dict = {}
     if isinstance(model_or_path, (str, Path)):
         model_or_path = load_model(model_or_path, device, kind=kind)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import fnmatch
 import math
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -284,18 +283,12 @@ def validate(cfg: DictConfig) -> None:
 
 def _validate_device(device: str) -> None:
     """auto | cpu | cuda | cuda:N, and a CUDA device only where one exists."""
-    if device not in ("auto", "cpu", "cuda") and not re.fullmatch(r"cuda:\d+", device):
-        raise ConfigError(f"bad config: run.device must be auto, cpu, cuda or cuda:N, "
-                          f"got {device!r}")
-    if device.startswith("cuda"):
-        import torch
+    from pose3d.device import resolve_device  # torch: only when validating, as above
 
-        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        index = int(device.partition(":")[2] or 0)
-        if index >= count:
-            raise ConfigError(f"bad config: run.device={device} but this machine has "
-                              f"{count or 'no'} CUDA device{'s' if count != 1 else ''} "
-                              f"(use run.device=auto or cpu)")
+    try:
+        resolve_device(device)
+    except ValueError as exc:
+        raise ConfigError(f"bad config: run.{exc} (use run.device=auto or cpu)") from None
 
 
 def stage_optim(cfg: DictConfig) -> StageOptimConfig:
