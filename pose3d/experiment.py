@@ -22,6 +22,7 @@ import torch
 
 from pose3d.eval.cli import evaluate_checkpoints
 from pose3d.eval.stats import excludes_zero, format_interval, paired_difference, t_interval
+from pose3d.train.cli import run
 from pose3d.train.config import load_config
 
 BASELINE = "L1-only"
@@ -66,8 +67,6 @@ def _base_checkpoint(root: Path) -> Path:
 def run_finetunings(root: Path, out: Path, arm_overrides: dict[str, list[str]],
                     seeds: list[int], steps: int, extra: list[str] = ()) -> dict[str, float]:
     """Train every (seed, arm) not finished yet; returns seconds per run label."""
-    from pose3d.train.cli import run
-
     timings = {}
     for seed in seeds:
         for arm, overrides in arm_overrides.items():

@@ -9,6 +9,10 @@ import sys
 from pathlib import Path
 
 from pose3d.models.saved import CheckpointError
+from pose3d.predict import inputs
+from pose3d.predict.footage import predict_source
+from pose3d.predict.rig_footage import predict_rig_sources
+from pose3d.predict.runner import make_predictor
 
 EXIT_BAD_INPUT = 2
 
@@ -58,8 +62,6 @@ def main(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> list[dict]:
-    from pose3d.predict import inputs
-
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be at least 1, got {args.batch_size}")
     if args.box and args.boxes:
@@ -72,8 +74,6 @@ def _run(args: argparse.Namespace) -> list[dict]:
     if twice:
         raise ValueError(f"several inputs are named {', '.join(twice)}: their outputs would "
                          f"share {args.out}/<name>; run them separately")
-    from pose3d.predict.footage import predict_source
-    from pose3d.predict.runner import make_predictor
 
     boxes = inputs.parse_box(args.box) if args.box else (
         inputs.read_boxes(args.boxes) if args.boxes else None)
@@ -86,9 +86,6 @@ def _run(args: argparse.Namespace) -> list[dict]:
 
 
 def _run_rig(args: argparse.Namespace, sources: list) -> dict:
-    from pose3d.predict import inputs
-    from pose3d.predict.rig_footage import predict_rig_sources
-    from pose3d.predict.runner import make_predictor
 
     cameras = inputs.read_cameras(args.cameras)
     if len(cameras) != len(sources):
