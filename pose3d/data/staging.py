@@ -43,10 +43,10 @@ def check_writable(folder: str | os.PathLike, what: str = "output folder") -> No
     process may write in; FileExistsError when it is a file. Creates nothing."""
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
-        raise FileExistsError(f"{what} {folder} is a file, not a folder")
+        raise FileExistsError(f"{what} {folder} exists and is not a folder")
     existing = _writable_ancestor(folder)
     if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
-        raise PermissionError(f"cannot write the {what} {folder}: {existing} is not writable")
+        raise PermissionError(f"{what} {folder} is not writable: cannot write in {existing}")
 
 
 def check_output(out: str | os.PathLike, overwrite: bool) -> None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from omegaconf import OmegaConf
 from pose3d.data.draw import save_figure
 from pose3d.data.loader import iterate_samples
 from pose3d.data.shards import load_manifest, resolve_shards
+from pose3d.data.staging import check_writable
 from pose3d.device import resolve_device
 from pose3d.eval.figures import sample_figure
 from pose3d.eval.predict import load_single_view, predict
@@ -72,13 +72,10 @@ def _check_device(device: str) -> None:
 
 def _check_out(out: Path) -> None:
     """--out must be (or become) a writable folder; nothing is created here."""
-    if out.exists() and not out.is_dir():
-        raise EvalInputError(f"--out {out} exists and is not a folder")
-    existing = out
-    while not existing.exists():
-        existing = existing.parent
-    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
-        raise EvalInputError(f"--out {out}: cannot write in {existing}")
+    try:
+        check_writable(out, "--out")
+    except (PermissionError, FileExistsError) as exc:
+        raise EvalInputError(str(exc)) from None
 
 
 def _has_ground_truth(shards: list[str]) -> bool:
