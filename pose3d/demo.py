@@ -236,7 +236,8 @@ def print_summary(result: dict, pgt: dict, timings: dict, out: Path) -> None:
     print(f"\nP-GT MPJPE on the unlabeled tuples: {pgt.get('mpjpe_mm') or float('nan'):.2f} mm "
           f"(Base: {means['Base']:.2f} mm single-view)")
     order = " < ".join(sorted(means, key=means.get))
-    print(f"order of mean MPJPE: {order}")
+    print(f"order of mean MPJPE: {order} (one seed: a difference of a millimetre or two is "
+          f"within seed noise; `--seeds K` gives paired intervals)")
     print(f"report: {result['report']['markdown']}")
     print(f"figures: {out / 'eval' / 'figures'}  preview: {out / 'data' / 'preview.png'}")
     _print_times(timings)
