@@ -17,7 +17,7 @@
 
 #include <algorithm>
 #include <array>
-#include <bit>
+#include <cstring>
 #include <cmath>
 #include <cstdint>
 #include <limits>
@@ -78,8 +78,13 @@ POSE3D_INLINE float exp_bounded(float x, float floor) {
   p = p * r + 1.0f;
   p = p * r + 1.0f;
   // 2^n: exponent field n + 127, with bits(1.5 * 2^23) = 0x4B400000
-  const uint32_t biased = std::bit_cast<uint32_t>(y) - (0x4B400000u - 127u);
-  return p * std::bit_cast<float>(biased << 23);
+  // memcpy, not std::bit_cast: the extension must build as C++17 (torch 2.11 compiles so)
+  uint32_t bits;
+  std::memcpy(&bits, &y, sizeof bits);
+  bits = (bits - (0x4B400000u - 127u)) << 23;
+  float scale;
+  std::memcpy(&scale, &bits, sizeof scale);
+  return p * scale;
 }
 
 POSE3D_INLINE double exp_bounded(double x, double /*floor*/) { return std::exp(x); }

@@ -72,7 +72,10 @@ int64_t blocks_for(int64_t problems) {
 std::tuple<at::Tensor, at::Tensor> triangulate_cuda(const at::Tensor& points2d_in,
                                                     const at::Tensor& proj_in,
                                                     const at::Tensor& confidences_in) {
-  const auto [B, V, J] = triangulate_check_inputs(points2d_in, proj_in, confidences_in);
+  // Named, not a structured binding: lambdas capture those only from C++20 on, and the
+  // extension builds as C++17 where torch asks for it (torch 2.11).
+  const auto sizes = triangulate_check_inputs(points2d_in, proj_in, confidences_in);
+  const int64_t B = sizes[0], V = sizes[1], J = sizes[2];
   TORCH_CHECK(points2d_in.is_cuda(), "triangulate_cuda: inputs must be on a CUDA device");
   const c10::cuda::CUDAGuard guard(points2d_in.device());
   const at::Tensor points2d = points2d_in.contiguous(), proj = proj_in.contiguous(),
@@ -95,7 +98,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> triangulate_backward_cuda(
     const at::Tensor& grad_in, const at::Tensor& points2d_in, const at::Tensor& proj_in,
     const at::Tensor& confidences_in) {
   const auto sizes = triangulate_check_inputs(points2d_in, proj_in, confidences_in);
-  const auto [B, V, J] = sizes;
+  const int64_t B = sizes[0], V = sizes[1], J = sizes[2];
   triangulate_check_grad(grad_in, points2d_in, sizes);
   TORCH_CHECK(points2d_in.is_cuda(), "triangulate_backward_cuda: inputs must be on a CUDA device");
   const c10::cuda::CUDAGuard guard(points2d_in.device());
