@@ -28,7 +28,7 @@ from pose3d.data.studio import StudioConfig
 from pose3d.data.synth import synthesize
 from pose3d.eval.cli import evaluate_checkpoints
 from pose3d.eval.report import comparison_table
-from pose3d.experiment import arms, markdown, run_experiment
+from pose3d.experiment import arms, markdown, pick_arms, run_experiment
 from pose3d.train.cli import run
 from pose3d.train.config import load_config
 
@@ -103,6 +103,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "(default: 4e-3, with --full 1e-2)")
     parser.add_argument("--seeds", type=int, default=1,
                         help="K > 1: the paired experiment, K fine-tunings per arm")
+    parser.add_argument("--arms", nargs="*", default=None,
+                        help=f"with --seeds K > 1: which fine-tuning arms (default: all of "
+                             f"{', '.join(arms())})")
     parser.add_argument("--steps-scale", type=float, default=1.0,
                         help="multiply every stage's number of steps (e.g. 0.02 for a smoke run)")
     parser.add_argument("--workers", type=int, default=None,
@@ -166,8 +169,12 @@ def run_stage(overrides: list[str], nproc: int) -> None:
 def main(args: argparse.Namespace) -> int:
     out = Path(args.out)
     try:
+        if args.arms and args.seeds <= 1:
+            raise ValueError("--arms chooses among the paired experiment's arms: give --seeds K "
+                             "> 1 too (one seed trains L1-only and Ours)")
+        pick_arms(demo_arms(args), args.arms)  # an unknown arm is an error now, not at the end
         check_writable(out, "demo folder (--out)")
-    except OSError as exc:
+    except (OSError, ValueError) as exc:
         print(f"pose3d demo: error: {exc}", file=sys.stderr)
         return 2
     data, root = out / "data", out / "runs"
@@ -206,7 +213,8 @@ def run_paired(args: argparse.Namespace, root: Path, data: Path, out: Path, pgt:
     preset = preset_of(args)
     steps = max(2, int(preset["batches"]["finetune"] * args.steps_scale))
     seeds = list(range(args.seed, args.seed + args.seeds))
-    summary = run_experiment(root, data, out / "experiment", demo_arms(args), seeds, steps,
+    chosen = pick_arms(demo_arms(args), args.arms)
+    summary = run_experiment(root, data, out / "experiment", chosen, seeds, steps,
                              [f"run.wandb={args.wandb}", f"run.device={device}"], device)
     timings.update(summary["timings_s"]["runs"], eval=summary["timings_s"]["eval"])
     print(markdown(summary))

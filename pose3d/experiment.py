@@ -247,13 +247,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--wandb", default="disabled", choices=["online", "offline", "disabled"])
 
 
-def select_arms(args: argparse.Namespace) -> dict[str, list[str]]:
-    every = arms(args.lambda_mv, args.lambda_bone)
-    names = args.arms or list(every)
+def pick_arms(every: dict[str, list[str]], names: list[str] | None) -> dict[str, list[str]]:
+    """The arms named (all when `names` is empty or None), in the order given."""
+    names = names or list(every)
     unknown = [n for n in names if n not in every]
     if unknown:
         raise ValueError(f"unknown arm {unknown[0]!r}; arms: {', '.join(every)}")
     return {n: every[n] for n in names}
+
+
+def select_arms(args: argparse.Namespace) -> dict[str, list[str]]:
+    return pick_arms(arms(args.lambda_mv, args.lambda_bone), args.arms)
 
 
 def main(args: argparse.Namespace) -> int:

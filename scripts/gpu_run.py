@@ -381,13 +381,17 @@ def phase_method(run: Run, phase: Phase) -> None:
     s = run.step(phase, "help", run.pose3d("demo", "--help"), 60, stdout=help_txt)
     if s.rc != 0:
         return
-    seeds = "--seeds" in help_txt.read_text()
+    usage = help_txt.read_text()
+    seeds = "--seeds" in usage
+    # Kept between calls: a rerun (`--only method`) on the same warm machine resumes the demo
+    # (data, finished stages and fine-tunings are reused) instead of starting over.
     out = run.work / "method"
-    shutil.rmtree(out, ignore_errors=True)
     argv = ["--out", str(out), "--wandb", "disabled",
             "--workers", str(2 if quick else os.cpu_count() or 1)]
     if seeds:
         argv += ["--seeds", "2" if quick else str(run.args.seeds)]
+        if "--arms" in usage:  # every arm and its evaluation did not fit the box (H200)
+            argv += ["--arms", *run.args.arms]
     if quick:
         cmd = run.python("-c", TINY_DEMO_RUNNER, json.dumps(TINY_DEMO), *argv)
     else:
@@ -492,6 +496,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help=f"the whole run's limit in seconds (default {TOTAL_S}, with "
                              f"--quick {QUICK_TOTAL_S}); later phases get what is left")
     parser.add_argument("--seeds", type=int, default=3, help="paired seeds of the method")
+    parser.add_argument("--arms", nargs="+", default=["L1-only", "Ours"],
+                        help="the method's fine-tuning arms (pose3d demo --arms)")
     parser.add_argument("--rebuild", action="store_true", help="build the extension anyway")
     args = parser.parse_args(argv)
     args.work = args.work or "/tmp/pose3d-gpu-run"

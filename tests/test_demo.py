@@ -50,3 +50,21 @@ def test_demo_runs_every_stage_and_reports(tmp_path, monkeypatch, capsys):
         load_single_view(out / "runs" / "mv_pretrain" / "checkpoints" / "latest.pt")
     with pytest.raises(FileNotFoundError, match="no checkpoint"):
         parse_checkpoints([f"Base={tmp_path / 'missing.pt'}"])
+
+    # Run again over the same folder (the GPU run's rerun of one phase does): the data is not
+    # rendered again and no finished stage trains again (its checkpoints stay as they were).
+    ckpts = sorted((out / "runs").glob("*/checkpoints/*.pt"))
+    written = {p: p.stat().st_mtime_ns for p in ckpts}
+    monkeypatch.setattr(demo, "synthesize", None)  # calling it would fail
+    assert cli.main(["demo", "--out", str(out), "--wandb", "disabled", "--workers", "1"]) == 0
+    assert {p: p.stat().st_mtime_ns for p in ckpts} == written
+    assert sorted((out / "runs").glob("*/checkpoints/*.pt")) == ckpts
+
+
+def test_demo_names_bad_arms_before_any_work(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert cli.main(["demo", "--out", str(out), "--seeds", "2", "--arms", "Theirs"]) == 2
+    assert "unknown arm 'Theirs'" in capsys.readouterr().err
+    assert cli.main(["demo", "--out", str(out), "--arms", "Ours"]) == 2
+    assert "--seeds K > 1" in capsys.readouterr().err
+    assert not out.exists()

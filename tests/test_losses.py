@@ -211,7 +211,7 @@ def test_total_loss_combines_pose_and_mv(device):
     loss, parts = total_loss(pred, target, has_target, *cams, valid, SPACE,
                              lambda_pose=2.0, lambda_mv=0.01)
     use = valid & has_target[:, None]
-    assert parts["pose"] == pytest.approx(pose_loss(pred, coords, use).item(), rel=1e-5)
+    assert parts["pose"].item() == pytest.approx(pose_loss(pred, coords, use).item(), rel=1e-5)
     assert parts["mv"] > 0
     assert loss.item() == pytest.approx(2.0 * parts["pose"].item() + 0.01 * parts["mv"].item(),
                                         rel=1e-5)

@@ -358,6 +358,26 @@ def test_benchmark_reports_every_method(monkeypatch):
     assert "vs batched svd fwd" in text
 
 
+def test_benchmark_reports_a_failing_baseline_and_goes_on(monkeypatch):
+    from pose3d.bench import triangulate as bench
+
+    def broken(*_):
+        raise RuntimeError("cusolver error: CUSOLVER_STATUS_INTERNAL_ERROR\nmore")
+
+    monkeypatch.setattr(bench, "QUICK_SIZES", (2,))
+    monkeypatch.setitem(bench.METHODS, "batched eigh", broken)
+    text = bench.run(argparse.Namespace(quick=True, device="cpu"), torch.device("cpu"))
+    row = next(line for line in text.splitlines() if "batched eigh" in line)
+    assert "failed: cusolver error: CUSOLVER_STATUS_INTERNAL_ERROR" in row and "more" not in row
+    speedups = text.split("Speed-up of pose3d triangulate:")[1].splitlines()
+    cells = next(line for line in speedups if line.startswith("| 2 ")).split("|")
+    assert [c.strip() for c in cells[6:8]] == ["n/a", "n/a"]  # vs eigh (cells[1] is B)
+    assert all(c.strip().endswith("x") for c in cells[2:6])  # loop and svd still timed
+    monkeypatch.setitem(bench.METHODS, "pose3d triangulate", broken)
+    with pytest.raises(RuntimeError, match="CUSOLVER"):  # our op failing is not a row
+        bench.run(argparse.Namespace(quick=True, device="cpu"), torch.device("cpu"))
+
+
 # --- CUDA -----------------------------------------------------------------------------
 
 @pytest.mark.cuda
