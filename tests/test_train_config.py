@@ -43,6 +43,9 @@ def test_yaml_and_overrides_merge_over_defaults():
     ("data.image_size=100", ["data.image_size must be a positive multiple of 32"]),
     ("data.image_size=0", ["data.image_size must be a positive multiple of 32"]),
     ("run.device=tpu", ["run.device must be"]),
+    ("pgt.reject_px=-1", ["pgt.reject_px must be >= 0"]),
+    ("pgt.reject_px=nan", ["pgt.reject_px must be >= 0"]),
+    ("pgt.flip_test=sometimes", ["pgt.flip_test"]),
 ])
 def test_bad_overrides_give_one_line_naming_the_key(override, words):
     with pytest.raises(ConfigError) as exc:

@@ -37,7 +37,7 @@ def pgt_run(tmp_path_factory):
            "optim.mv_pretrain.batch_size=1")
     mv = root / "mv_pretrain" / "checkpoints" / "latest.pt"
     _train(*common, "stage=pgt", f"pgt.checkpoint={mv}")
-    return data, mv, root / "pgt_shards"
+    return data, mv, root / "pgt_shards", common
 
 
 def _multi_view_model(path) -> torch.nn.Module:
@@ -49,15 +49,30 @@ def _multi_view_model(path) -> torch.nn.Module:
 
 
 @pytest.mark.slow
-@torch.no_grad()
 def test_pgt_is_the_multi_view_models_prediction(pgt_run):
-    data, mv, pgt_root = pgt_run
+    data, mv, pgt_root, _ = pgt_run
+    _check_pgt_is_prediction(data, mv, pgt_root, {})
+
+
+@pytest.mark.slow
+def test_pgt_with_flip_test_and_rejection_is_the_models_prediction_with_them(pgt_run):
+    data, mv, _, common = pgt_run
+    pgt_root = data.parent / "pgt_options"
+    _train(*common, "stage=pgt", f"pgt.checkpoint={mv}", f"data.pgt_root={pgt_root}",
+           f"run.out_dir={data.parent / 'pgt_options_run'}", "pgt.flip_test=true",
+           "pgt.reject_px=2")
+    _check_pgt_is_prediction(data, mv, pgt_root, {"flip_test": True, "reject_px": 2.0})
+
+
+@torch.no_grad()
+def _check_pgt_is_prediction(data, mv, pgt_root, options: dict) -> None:
     written = {s.key: s for s in iterate_samples(str(pgt_root))}
     assert written and all(s.pgt is not None and s.joints3d is None for s in written.values())
     model = _multi_view_model(mv)
     compared = 0
     for batch in make_eval_loader(shards_for_role(data, "unlabeled"), 4):
-        out = model(batch["images"], batch["K"], batch["R"], batch["t"], batch["valid"])
+        out = model(batch["images"], batch["K"], batch["R"], batch["t"], batch["valid"],
+                    **options)
         for i, key in enumerate(batch["key"]):
             if key not in written:  # a tuple whose triangulation failed is left out
                 assert not out["valid3d"][i].all()
@@ -70,7 +85,7 @@ def test_pgt_is_the_multi_view_models_prediction(pgt_run):
 
 @pytest.mark.slow
 def test_pgt_is_not_the_withheld_truth(pgt_run):
-    data, _, pgt_root = pgt_run
+    data, _, pgt_root, _ = pgt_run
     truth = {}
     for url in shards_for_role(data, "unlabeled"):
         with tarfile.open(url) as tar:

@@ -4,6 +4,11 @@ Per view: ResNet trunk -> deconv head -> J 2D heatmaps -> 2D soft-argmax, and a 
 head (pooling + MLP + sigmoid) per joint. Confidence-weighted DLT over the valid views gives
 the 3D pose in world mm. 2D joints are returned in input-image pixels with the convention of
 the single-view model: u = x * stride (x the heatmap coordinate).
+
+Two options serve the offline labelling (docs/design.md, "P-GT"): `flip_test` averages the
+2D joints and confidences with those read from the mirrored images, and `reject_px` drops,
+per joint, a view whose 2D joint lies that many pixels off the triangulated point
+(pose3d.geometry.robust_triangulation).
 """
 
 from __future__ import annotations
@@ -14,10 +19,11 @@ import torch
 from torch import Tensor, nn
 
 from pose3d.geometry import projection_matrix
+from pose3d.geometry.flip import unflip_joint_values, unflip_points2d
+from pose3d.geometry.robust_triangulation import triangulate_rejecting
 from pose3d.models.backbone import TRUNK_STRIDE, build_backbone, check_images
 from pose3d.models.heads import ConfidenceHead, DeconvHead
 from pose3d.ops.soft_argmax import soft_argmax_2d
-from pose3d.ops.triangulate import triangulate
 from pose3d.skeleton import NUM_JOINTS
 
 
@@ -42,25 +48,46 @@ class MultiViewTriangulationModel(nn.Module):
         features = self.trunk(images)
         return soft_argmax_2d(self.head(features)), self.confidence(features)
 
+    def joints_2d(self, images: Tensor, flip_test: bool = False) -> tuple[Tensor, Tensor]:
+        """Images [N, 3, H, W] -> (2D joints [N, J, 2] input pixels, confidences [N, J]).
+
+        flip_test: also read the horizontally mirrored images (one batch with the originals)
+        and average both readings, mapped back to the original image and sides.
+        """
+        if not flip_test:
+            coords, confidences = self.predict_2d(images)
+            return coords * self.stride, confidences
+        n = images.shape[0]
+        coords, confidences = self.predict_2d(torch.cat([images, images.flip(-1)]))
+        joints = coords * self.stride
+        mirrored = unflip_points2d(joints[n:], images.shape[-1])
+        return ((joints[:n] + mirrored) / 2,
+                (confidences[:n] + unflip_joint_values(confidences[n:])) / 2)
+
     def forward(self, images: Tensor, K: Tensor, R: Tensor, t: Tensor,
-                valid: Tensor | None = None) -> dict[str, Tensor]:
+                valid: Tensor | None = None, *, flip_test: bool = False,
+                reject_px: float = 0.0, min_views: int = 2) -> dict[str, Tensor]:
         """images [B, V, 3, H, W]; cameras of the input images K [B, V, 3, 3], R [B, V, 3, 3],
         t [B, V, 3] (world mm -> camera mm); valid [B, V] bool (default: all views).
+        flip_test: average the 2D joints with the mirrored images' (see `joints_2d`);
+        reject_px > 0: per joint, leave out the view reprojecting worst if it is more than
+        reject_px pixels off and more than `min_views` views remain (once).
 
         Returns joints3d [B, J, 3] world mm, joints2d [B, V, J, 2] input pixels,
-        confidences [B, V, J] (0 for invalid views), valid3d [B, J] bool (at least two valid
-        views and a finite solution). All float32, also under autocast.
+        confidences [B, V, J] (0 for invalid and rejected views), valid3d [B, J] bool (at
+        least two valid views and a finite solution). All float32, also under autocast.
         """
         check_images(images, "[B, V, 3, H, W]")
         b, v = images.shape[:2]
         valid = _check_views(b, v, K, R, t, valid, images.device)
-        coords, confidences = self.predict_2d(images.flatten(0, 1))
-        joints2d = coords.reshape(b, v, self.num_joints, 2) * self.stride
+        joints2d, confidences = self.joints_2d(images.flatten(0, 1), flip_test)
+        joints2d = joints2d.reshape(b, v, self.num_joints, 2)
         confidences = confidences.reshape(b, v, self.num_joints) * valid.unsqueeze(-1)
         # DLT on pixels and millimetres needs float32 even when the backbone ran in bf16.
         with torch.autocast(images.device.type, enabled=False):
             proj = projection_matrix(K.float(), R.float(), t.float())
-            joints3d, solved = triangulate(joints2d, proj, confidences, return_valid=True)
+            joints3d, solved, confidences = triangulate_rejecting(
+                joints2d.float(), proj, confidences.float(), reject_px, min_views)
         valid3d = solved & (valid.sum(dim=1) >= 2).unsqueeze(-1)
         return {"joints3d": joints3d, "joints2d": joints2d, "confidences": confidences,
                 "valid3d": valid3d}

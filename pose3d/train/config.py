@@ -106,6 +106,10 @@ class LossConfig:
 class PgtConfig:
     checkpoint: str = "${run.root}/mv_pretrain/checkpoints/latest.pt"  # the multi-view model
     samples_per_shard: int = 1000
+    # test-time flip: average F_mv's 2D joints with its reading of the mirrored images
+    flip_test: bool = False
+    # > 0: per joint, leave out the view reprojecting more than this many pixels off (once)
+    reject_px: float = 0.0
 
 
 @dataclass
@@ -208,6 +212,7 @@ _RULES: tuple[tuple[str, str], ...] = (
     ("loss.depth_range_mm", "positive"),
     ("loss.*", "non_negative"),  # the loss weights λ
     ("pgt.samples_per_shard", "positive"),
+    ("pgt.reject_px", "non_negative"),  # 0 = off
     ("run.ckpt_every_steps", "positive"),
     ("run.log_every_steps", "positive"),
     ("run.image_every_steps", "positive"),

@@ -13,8 +13,13 @@ joint (fewer than two usable views) gets no P-GT and is left out.
 Where the ground truth of an unlabeled tuple exists, the P-GT is scored against it: a
 converter or the studio may store it as `withheld_joints3d.npy`, which the training loader
 never reads (or as `joints3d.npy`, though then the tuple would not be unlabeled). The report
-(MPJPE root-aligned and absolute, mm) goes to `<run.out_dir>/pgt_report.json`, the P-GT
-manifest, metrics.jsonl and W&B.
+(MPJPE root-aligned and absolute, mm, and the labelling's seconds) goes to
+`<run.out_dir>/pgt_report.json`, the P-GT manifest, metrics.jsonl and W&B.
+
+Two labelling options (docs/design.md, "P-GT"; off by default, README "where the teacher's
+error comes from" has their measurements): `pgt.flip_test` averages the 2D joints with the
+mirrored images' reading, `pgt.reject_px` leaves out, per joint, a view whose 2D joint is
+that many pixels off the triangulated point (pose3d.models.multi_view).
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import itertools
 import json
 import os
 import shutil
+import time
 from pathlib import Path
 
 import numpy as np
@@ -102,6 +108,7 @@ class PseudoGroundTruth:
         # tuples, written, scored, sum MPJPE, sum absolute error, skipped samples, shards
         stats = np.zeros(7)
         bar = logger.progress(None, 0, "pgt", cfg.run.progress)
+        start = time.perf_counter()
         # The loader's reader: its rank split and its rule for a corrupt shard or sample.
         loader = make_eval_loader(urls, stage_optim(cfg).batch_size, rank=info.rank,
                                   world_size=info.world_size, image_size=cfg.data.image_size,
@@ -115,7 +122,9 @@ class PseudoGroundTruth:
         stats[0] += stats[5]  # a corrupt tuple counts as seen and dropped
         totals = distributed.all_reduce_sum(torch.tensor(stats, dtype=torch.float64)).numpy()
         distributed.barrier()
-        report = _report(totals)
+        report = _report(totals) | {"flip_test": bool(cfg.pgt.flip_test),
+                                    "reject_px": float(cfg.pgt.reject_px),
+                                    "label_s": round(time.perf_counter() - start, 2)}
         if info.is_main:
             if report["labeled"] == 0:
                 shutil.rmtree(partial, ignore_errors=True)
@@ -140,7 +149,8 @@ class PseudoGroundTruth:
         batch = batch_to(batch, info.device)
         amp = cfg.run.amp and info.device.type == "cuda"
         with torch.autocast(info.device.type, dtype=torch.bfloat16, enabled=amp):
-            out = model(batch["images"], batch["K"], batch["R"], batch["t"], batch["valid"])
+            out = model(batch["images"], batch["K"], batch["R"], batch["t"], batch["valid"],
+                        flip_test=cfg.pgt.flip_test, reject_px=cfg.pgt.reject_px)
         joints = out["joints3d"].float().cpu()
         ok = (out["valid3d"].all(dim=1).cpu() & torch.isfinite(joints).all(dim=-1).all(dim=-1))
         stats = np.zeros(5)
