@@ -13,6 +13,7 @@ from pose3d.models import (
     build_backbone,
     build_model,
 )
+from pose3d.ops.soft_argmax import soft_argmax_2d_reference
 
 TINY = {"backbone": "resnet18", "deconv_channels": 16, "num_deconv": 2}
 
@@ -182,6 +183,22 @@ def test_multi_view_channels_last_and_bf16_agree(device):
         assert bf[key].dtype == torch.float32 and torch.isfinite(bf[key]).all()
     assert (bf["joints2d"] - ref["joints2d"]).abs().max() < 2  # pixels (stride 8)
     assert (bf["confidences"] - ref["confidences"]).abs().max() < 0.05
+
+
+def test_multi_view_returns_the_heatmaps_its_2d_joints_come_from():
+    model = _multi().eval()
+    _spread_heads(model)
+    images, data = _views(2, 3)
+    cams = tuple(data[k] for k in ("K", "R", "t"))
+    with torch.no_grad():
+        plain = model(images, *cams)
+        out = model(images, *cams, return_heatmaps=True)
+    size = 64 / model.stride
+    assert out["heatmaps"].shape == (2, 3, 17, size, size) and "heatmaps" not in plain
+    from_maps = soft_argmax_2d_reference(out["heatmaps"].flatten(0, 1)) * model.stride
+    torch.testing.assert_close(out["joints2d"], from_maps.unflatten(0, (2, 3)), atol=1e-3,
+                               rtol=1e-4)
+    torch.testing.assert_close(out["joints3d"], plain["joints3d"])
 
 
 def test_exact_2d_triangulates_to_the_pose_it_came_from():

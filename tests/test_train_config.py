@@ -46,6 +46,8 @@ def test_yaml_and_overrides_merge_over_defaults():
     ("pgt.reject_px=-1", ["pgt.reject_px must be >= 0"]),
     ("pgt.reject_px=nan", ["pgt.reject_px must be >= 0"]),
     ("pgt.flip_test=sometimes", ["pgt.flip_test"]),
+    ("loss.heatmap_sigma=0", ["loss.heatmap_sigma must be positive"]),
+    ("loss.lambda_heatmap=-1", ["loss.lambda_heatmap must be >= 0"]),
 ])
 def test_bad_overrides_give_one_line_naming_the_key(override, words):
     with pytest.raises(ConfigError) as exc:

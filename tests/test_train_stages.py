@@ -223,3 +223,15 @@ def test_sv_init_from_a_missing_or_single_view_checkpoint_is_one_line(dataset, t
     assert code == EXIT_BAD_INPUT
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "not a multi-view model" in err
+
+
+def test_mv_pretrain_adds_the_heatmap_term_by_lambda_heatmap(dataset, tmp_path, device):
+    plain = _one_step(dataset, tmp_path, "mv_pretrain", device=device)
+    assert "train/loss_heatmap" not in plain.metrics
+    torch.manual_seed(0)
+    off = _one_step(dataset, tmp_path, "mv_pretrain", "loss.lambda_heatmap=0", device=device)
+    torch.manual_seed(0)
+    on = _one_step(dataset, tmp_path, "mv_pretrain", "loss.lambda_heatmap=0.5",
+                   device=device)
+    assert on.metrics["train/loss_heatmap"] > 0
+    torch.testing.assert_close(on.loss, off.loss + 0.5 * on.metrics["train/loss_heatmap"])

@@ -42,45 +42,57 @@ class MultiViewTriangulationModel(nn.Module):
         self.confidence = ConfidenceHead(self.trunk.out_channels, num_joints, confidence_hidden)
         self.stride = TRUNK_STRIDE / 2 ** num_deconv
 
-    def predict_2d(self, images: Tensor) -> tuple[Tensor, Tensor]:
+    def predict_2d(self, images: Tensor, return_heatmaps: bool = False) -> tuple[Tensor, ...]:
         """Images [N, 3, H, W] -> (2D joints [N, J, 2] heatmap pixels, confidences [N, J]),
-        both float32."""
+        both float32, and with return_heatmaps the logits [N, J, h, w] they were read from."""
         features = self.trunk(images)
-        return soft_argmax_2d(self.head(features)), self.confidence(features)
+        heatmaps = self.head(features)
+        out = (soft_argmax_2d(heatmaps), self.confidence(features))
+        return (*out, heatmaps) if return_heatmaps else out
 
-    def joints_2d(self, images: Tensor, flip_test: bool = False) -> tuple[Tensor, Tensor]:
-        """Images [N, 3, H, W] -> (2D joints [N, J, 2] input pixels, confidences [N, J]).
+    def joints_2d(self, images: Tensor, flip_test: bool = False,
+                  return_heatmaps: bool = False) -> tuple[Tensor, ...]:
+        """Images [N, 3, H, W] -> (2D joints [N, J, 2] input pixels, confidences [N, J]),
+        and with return_heatmaps the originals' heatmap logits [N, J, h, w].
 
         flip_test: also read the horizontally mirrored images (one batch with the originals)
         and average both readings, mapped back to the original image and sides.
         """
-        if not flip_test:
-            coords, confidences = self.predict_2d(images)
-            return coords * self.stride, confidences
-        n = images.shape[0]
-        coords, confidences = self.predict_2d(torch.cat([images, images.flip(-1)]))
+        batch = torch.cat([images, images.flip(-1)]) if flip_test else images
+        # predict_2d(batch) alone where no heatmaps are asked for: tests stand in for it so
+        read = self.predict_2d(batch, return_heatmaps=True) if return_heatmaps else \
+            self.predict_2d(batch)
+        coords, confidences, *heatmaps = read
         joints = coords * self.stride
-        mirrored = unflip_points2d(joints[n:], images.shape[-1])
-        return ((joints[:n] + mirrored) / 2,
-                (confidences[:n] + unflip_joint_values(confidences[n:])) / 2)
+        n = images.shape[0]
+        if flip_test:
+            mirrored = unflip_points2d(joints[n:], images.shape[-1])
+            joints = (joints[:n] + mirrored) / 2
+            confidences = (confidences[:n] + unflip_joint_values(confidences[n:])) / 2
+        return (joints, confidences, *(h[:n] for h in heatmaps))
 
     def forward(self, images: Tensor, K: Tensor, R: Tensor, t: Tensor,
                 valid: Tensor | None = None, *, flip_test: bool = False,
-                reject_px: float = 0.0, min_views: int = 2) -> dict[str, Tensor]:
+                reject_px: float = 0.0, min_views: int = 2,
+                return_heatmaps: bool = False) -> dict[str, Tensor]:
         """images [B, V, 3, H, W]; cameras of the input images K [B, V, 3, 3], R [B, V, 3, 3],
         t [B, V, 3] (world mm -> camera mm); valid [B, V] bool (default: all views).
         flip_test: average the 2D joints with the mirrored images' (see `joints_2d`);
         reject_px > 0: per joint, leave out the view reprojecting worst if it is more than
-        reject_px pixels off and more than `min_views` views remain (once).
+        reject_px pixels off and more than `min_views` views remain (once);
+        return_heatmaps: also return the 2D heatmap logits (for a loss on them).
 
         Returns joints3d [B, J, 3] world mm, joints2d [B, V, J, 2] input pixels,
         confidences [B, V, J] (0 for invalid and rejected views), valid3d [B, J] bool (at
         least two valid views and a finite solution). All float32, also under autocast.
+        With return_heatmaps, also heatmaps [B, V, J, h, w]: logits in the backbone's dtype,
+        h x w = input size / stride.
         """
         check_images(images, "[B, V, 3, H, W]")
         b, v = images.shape[:2]
         valid = _check_views(b, v, K, R, t, valid, images.device)
-        joints2d, confidences = self.joints_2d(images.flatten(0, 1), flip_test)
+        joints2d, confidences, *heatmaps = self.joints_2d(images.flatten(0, 1), flip_test,
+                                                          return_heatmaps)
         joints2d = joints2d.reshape(b, v, self.num_joints, 2)
         confidences = confidences.reshape(b, v, self.num_joints) * valid.unsqueeze(-1)
         # DLT on pixels and millimetres needs float32 even when the backbone ran in bf16.
@@ -89,8 +101,11 @@ class MultiViewTriangulationModel(nn.Module):
             joints3d, solved, confidences = triangulate_rejecting(
                 joints2d.float(), proj, confidences.float(), reject_px, min_views)
         valid3d = solved & (valid.sum(dim=1) >= 2).unsqueeze(-1)
-        return {"joints3d": joints3d, "joints2d": joints2d, "confidences": confidences,
-                "valid3d": valid3d}
+        out = {"joints3d": joints3d, "joints2d": joints2d, "confidences": confidences,
+               "valid3d": valid3d}
+        if return_heatmaps:
+            out["heatmaps"] = heatmaps[0].unflatten(0, (b, v))
+        return out
 
 
 def _check_views(b: int, v: int, K: Tensor, R: Tensor, t: Tensor, valid: Tensor | None,

@@ -100,6 +100,10 @@ class LossConfig:
     depth_range_mm: float = 2000.0  # S of eq. 7
     lambda_3d: float = 1.0  # mv_pretrain: L1 of the triangulated joints (mm)
     lambda_2d: float = 1.0  # mv_pretrain: L1 of the 2D joints (heatmap pixels)
+    # mv_pretrain: cross-entropy of the 2D heatmaps against a Gaussian of std heatmap_sigma
+    # (heatmap pixels) at the true joint (pose3d.losses.mv_pretrain.heatmap_cross_entropy)
+    lambda_heatmap: float = 0.0
+    heatmap_sigma: float = 1.0
 
 
 @dataclass
@@ -210,6 +214,7 @@ _RULES: tuple[tuple[str, str], ...] = (
     ("optim.STAGE.batch_size", "positive"),
     ("optim.STAGE.lr", "non_negative"),  # 0 keeps the weights: a baseline run, as in tests
     ("loss.depth_range_mm", "positive"),
+    ("loss.heatmap_sigma", "positive"),
     ("loss.*", "non_negative"),  # the loss weights λ
     ("pgt.samples_per_shard", "positive"),
     ("pgt.reject_px", "non_negative"),  # 0 = off

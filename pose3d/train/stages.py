@@ -103,16 +103,20 @@ class MultiViewPretrain(_ShardStage):
     def step(self, model: nn.Module, batch: dict, ctx: StepContext) -> StepOutput:
         b, v = batch["valid"].shape
         images = _images(batch, ctx).view(b, v, *batch["images"].shape[2:])
-        out = model(images, batch["K"], batch["R"], batch["t"], batch["valid"])
+        out = model(images, batch["K"], batch["R"], batch["t"], batch["valid"],
+                    return_heatmaps=self.lambda_heatmap > 0)
         loss, parts = mv_pretrain_loss(out, batch["joints3d"], batch["has_joints3d"],
                                        batch["K"], batch["R"], batch["t"], batch["valid"],
                                        lambda_3d=self.lambda_3d, lambda_2d=self.lambda_2d,
-                                       stride=self.stride)
+                                       stride=self.stride, lambda_heatmap=self.lambda_heatmap,
+                                       heatmap_sigma=self.heatmap_sigma)
         use = out["valid3d"] & batch["has_joints3d"][:, None]
         err = (out["joints3d"].detach() - batch["joints3d"]).norm(dim=-1)
         mpjpe = (err * use).sum() / use.sum().clamp_min(1)  # absolute, world mm
         metrics = {"train/loss_3d": parts["3d"], "train/loss_2d": parts["2d"],
                    "train/mpjpe_abs_mm": mpjpe}
+        if "heatmap" in parts:
+            metrics["train/loss_heatmap"] = parts["heatmap"]
         return StepOutput(loss, metrics, {"joints2d": out["joints2d"].detach()})
 
     def picture(self, batch: dict, out: StepOutput) -> np.ndarray:
@@ -121,6 +125,7 @@ class MultiViewPretrain(_ShardStage):
 
     def prepare(self, cfg: DictConfig, model: nn.Module) -> None:
         self.lambda_3d, self.lambda_2d = cfg.loss.lambda_3d, cfg.loss.lambda_2d
+        self.lambda_heatmap, self.heatmap_sigma = cfg.loss.lambda_heatmap, cfg.loss.heatmap_sigma
         self.stride = float(model.stride)
 
 
