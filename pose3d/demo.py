@@ -50,8 +50,8 @@ SMALL = {
         # backbone that starts from scratch learns far faster from the 2D term.
         "loss.lambda_3d=0.01", "loss.lambda_2d=1.0",
         # the heatmaps' mass at the joint, not only its mean (docs/design.md, "Pretraining
-        # F_mv"): at 900 steps P-GT 57.2 mm against 78.3 without (README)
-        "loss.lambda_heatmap=1.0",
+        # F_mv"): at 900 steps P-GT 78.3 / 57.2 / 53.3 mm at 0 / 1 / 3 (README)
+        "loss.lambda_heatmap=3.0",
         "run.ckpt_every_steps=100", "run.log_every_steps=10", "run.image_every_steps=200",
         "run.keep_checkpoints=1",
     ],
@@ -79,7 +79,7 @@ FULL = {
         "optim.sv_pretrain.lr=1e-3",
         "optim.finetune.epochs=1", "optim.finetune.batch_size=8", "optim.finetune.lr=3e-4",
         "optim.pgt.batch_size=32",
-        "loss.lambda_3d=0.01", "loss.lambda_2d=1.0", "loss.lambda_heatmap=1.0",
+        "loss.lambda_3d=0.01", "loss.lambda_2d=1.0", "loss.lambda_heatmap=3.0",
         "run.ckpt_every_steps=500", "run.log_every_steps=20", "run.image_every_steps=1000",
         "run.keep_checkpoints=1",
     ],
