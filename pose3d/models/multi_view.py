@@ -59,7 +59,8 @@ class MultiViewTriangulationModel(nn.Module):
         and average both readings, mapped back to the original image and sides.
         """
         batch = torch.cat([images, images.flip(-1)]) if flip_test else images
-        # predict_2d(batch) alone where no heatmaps are asked for: tests stand in for it so
+        # images alone unless heatmaps are asked for: stand-ins for predict_2d (the tests')
+        # take only the images
         read = self.predict_2d(batch, return_heatmaps=True) if return_heatmaps else \
             self.predict_2d(batch)
         coords, confidences, *heatmaps = read
