@@ -175,7 +175,7 @@ def main(args: argparse.Namespace) -> int:
         if args.arms and args.seeds <= 1:
             raise ValueError("--arms chooses among the paired experiment's arms: give --seeds K "
                              "> 1 too (one seed trains L1-only and Ours)")
-        pick_arms(demo_arms(args), args.arms)  # an unknown arm is an error now, not at the end
+        chosen = pick_arms(demo_arms(args), args.arms)  # unknown: an error now, not at the end
         check_writable(out, "demo folder (--out)")
     except (OSError, ValueError) as exc:
         print(f"pose3d demo: error: {exc}", file=sys.stderr)
@@ -197,7 +197,7 @@ def main(args: argparse.Namespace) -> int:
         timings[label] = time.perf_counter() - t0
     pgt = json.loads((root / "pgt" / "pgt_report.json").read_text())
     if args.seeds > 1:
-        return run_paired(args, root, data, out, pgt, timings, device)
+        return run_paired(args, chosen, root, data, out, pgt, timings, device)
     checkpoints = {"Base": root / "sv_pretrain",
                    **{name: root / folder for name, folder in FINETUNE_DIRS.items()}}
     t0 = time.perf_counter()
@@ -210,13 +210,12 @@ def main(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_paired(args: argparse.Namespace, root: Path, data: Path, out: Path, pgt: dict,
-               timings: dict, device: str) -> int:
-    """The fine-tuning as `pose3d experiment`: K seeds of every arm, from this Base."""
+def run_paired(args: argparse.Namespace, chosen: dict[str, list[str]], root: Path, data: Path,
+               out: Path, pgt: dict, timings: dict, device: str) -> int:
+    """The fine-tuning as `pose3d experiment`: K seeds of every chosen arm, from this Base."""
     preset = preset_of(args)
     steps = max(2, int(preset["batches"]["finetune"] * args.steps_scale))
     seeds = list(range(args.seed, args.seed + args.seeds))
-    chosen = pick_arms(demo_arms(args), args.arms)
     summary = run_experiment(root, data, out / "experiment", chosen, seeds, steps,
                              [f"run.wandb={args.wandb}", f"run.device={device}"], device)
     timings.update(summary["timings_s"]["runs"], eval=summary["timings_s"]["eval"])

@@ -27,6 +27,14 @@ def assert_coords_close(actual, expected, rtol=1e-5):
     torch.testing.assert_close(actual.double(), expected.double(), rtol=rtol, atol=rtol)
 
 
+def assert_cuda_grad_matches_cpu(grad_cuda, grad_cpu, dtype):
+    """A CUDA gradient against the CPU op's, to the tolerance of `dtype` (bf16/fp16 loose),
+    absolute part relative to the largest gradient."""
+    tol = {torch.float64: 1e-10, torch.float32: 1e-5}.get(dtype, 1e-2)
+    torch.testing.assert_close(grad_cuda.cpu().double(), grad_cpu.double(), rtol=tol,
+                               atol=tol * grad_cpu.double().abs().max())
+
+
 @pytest.mark.parametrize("shape", SHAPES)
 def test_fp32_matches_float64_reference(shape):
     x = logits(shape)
@@ -369,9 +377,7 @@ def test_cuda_matches_cpu_and_reference(shape, dtype):
     xr = x.detach().requires_grad_()
     (g_cpu,) = torch.autograd.grad(soft_argmax_3d(xr), xr, grad_out)
     assert g_cuda.dtype == dtype
-    tol = {torch.float64: 1e-10, torch.float32: 1e-5}.get(dtype, 1e-2)
-    torch.testing.assert_close(g_cuda.cpu().double(), g_cpu.double(), rtol=tol,
-                               atol=tol * g_cpu.double().abs().max())
+    assert_cuda_grad_matches_cpu(g_cuda, g_cpu, dtype)
 
 
 @pytest.mark.cuda
@@ -451,9 +457,7 @@ def test_cuda_channels_last_layout_matches_cpu_without_a_copy(shape, dtype):
     assert torch.cuda.max_memory_allocated() - before < x.nbytes + x.nbytes // 4  # grad only
     assert grad.stride() == x.stride()
     (grad_cpu,) = torch.autograd.grad(out_cpu, xr, grad_out)
-    gtol = {torch.float64: 1e-10, torch.float32: 1e-5}.get(dtype, 1e-2)
-    torch.testing.assert_close(grad.cpu().double(), grad_cpu.double(), rtol=gtol,
-                               atol=gtol * grad_cpu.double().abs().max())
+    assert_cuda_grad_matches_cpu(grad, grad_cpu, dtype)
 
 
 @pytest.mark.cuda

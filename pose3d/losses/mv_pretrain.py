@@ -43,14 +43,15 @@ def mv_pretrain_loss(out: dict[str, Tensor], joints3d: Tensor, has_joints3d: Ten
         in_front = world_to_camera(gt, R.float(), t.float())[..., 2] > 1.0  # [B, V, J]
         target2d = project(gt, K.float(), R.float(), t.float())
     use2d = in_front & valid.bool()[..., None] & has_gt[:, None, None]
-    l2d = _masked_l1(out["joints2d"] / stride, target2d / stride, use2d)
+    target_hm = target2d / stride  # heatmap pixels
+    l2d = _masked_l1(out["joints2d"] / stride, target_hm, use2d)
     loss = lambda_3d * l3d + lambda_2d * l2d
     parts = {"3d": l3d.detach(), "2d": l2d.detach()}
     if lambda_heatmap > 0:
         if "heatmaps" not in out:
             raise ValueError("lambda_heatmap > 0 needs the heatmaps: call the model with "
                              "return_heatmaps=True")
-        lhm = heatmap_cross_entropy(out["heatmaps"], target2d / stride, use2d, heatmap_sigma)
+        lhm = heatmap_cross_entropy(out["heatmaps"], target_hm, use2d, heatmap_sigma)
         loss = loss + lambda_heatmap * lhm
         parts["heatmap"] = lhm.detach()
     return loss, {**parts, "loss": loss.detach()}
@@ -72,7 +73,8 @@ def heatmap_cross_entropy(heatmaps: Tensor, target: Tensor, mask: Tensor,
         logits = heatmaps.float()
         h, w = logits.shape[-2:]
         logp = torch.log_softmax(logits.flatten(-2), dim=-1)
-        target = torch.where(mask[..., None], target.float(), torch.zeros_like(target.float()))
+        target = target.float()
+        target = torch.where(mask[..., None], target, torch.zeros_like(target))
         grid = [torch.arange(n, device=logits.device, dtype=torch.float32) for n in (w, h)]
         gx = torch.exp(-0.5 * ((grid[0] - target[..., :1]) / sigma) ** 2)  # [..., J, w]
         gy = torch.exp(-0.5 * ((grid[1] - target[..., 1:]) / sigma) ** 2)  # [..., J, h]
