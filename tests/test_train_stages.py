@@ -235,3 +235,23 @@ def test_mv_pretrain_adds_the_heatmap_term_by_lambda_heatmap(dataset, tmp_path, 
                    device=device)
     assert on.metrics["train/loss_heatmap"] > 0
     torch.testing.assert_close(on.loss, off.loss + 0.5 * on.metrics["train/loss_heatmap"])
+
+
+def test_amp_cpu_trains_the_teacher_and_labels_in_bf16(dataset, tmp_path, monkeypatch):
+    """run.amp_cpu=true reaches the autocast of the training step and of the P-GT pass (the
+    CPU's bf16 support forced on, so that the path runs on any CPU), and both still give
+    finite losses and P-GT."""
+    import pose3d.device
+
+    asked = []
+    monkeypatch.setattr(pose3d.device, "cpu_has_native_bf16", lambda: asked.append(1) or True)
+    for stage in ("mv_pretrain", "pgt"):
+        assert run_cli(*overrides(dataset, tmp_path, stage), "run.device=cpu",
+                       "run.amp_cpu=true") == 0
+        assert asked, f"{stage} never asked for CPU bf16"
+        asked.clear()
+    rows = [json.loads(r) for r in (tmp_path / "mv_pretrain" / "metrics.jsonl").read_text()
+            .splitlines()]
+    assert rows and all(math.isfinite(r["train/loss"]) for r in rows if "train/loss" in r)
+    report = json.loads((tmp_path / "pgt" / "pgt_report.json").read_text())
+    assert report["scored"] > 0 and math.isfinite(report["mpjpe_mm"])

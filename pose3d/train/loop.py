@@ -7,7 +7,6 @@ restarted with run.resume=auto|latest continues from the newest one, at the same
 
 from __future__ import annotations
 
-import contextlib
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from pose3d.data.loader import MAX_SKIP_EXAMPLES
 from pose3d.data.staging import check_writable
+from pose3d.device import bf16_autocast
 from pose3d.train import checkpoint, distributed
 from pose3d.train.config import learning_rate, stage_optim, to_yaml
 from pose3d.train.distributed import DistInfo
@@ -61,10 +61,9 @@ def resume_path(cfg: DictConfig, ckpt_dir: Path) -> Path | None:
 
 
 def autocast(cfg: DictConfig, device: torch.device):
-    """bf16 autocast on GPU (no loss scaling needed); full precision on CPU."""
-    if cfg.run.amp and device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
+    """bf16 autocast on GPU with run.amp, on a CPU with native bf16 with run.amp_cpu; else
+    float32 (pose3d.device.bf16_autocast)."""
+    return bf16_autocast(device, on_gpu=cfg.run.amp, on_cpu=cfg.run.amp_cpu)
 
 
 def train_step(model: nn.Module, stage: TrainStage, batch: dict, ctx: StepContext,

@@ -45,7 +45,7 @@ from pose3d.train import checkpoint, distributed
 from pose3d.train.config import stage_optim, to_yaml
 from pose3d.train.distributed import DistInfo
 from pose3d.train.logger import Logger
-from pose3d.train.loop import fork_safe_opencv
+from pose3d.train.loop import autocast, fork_safe_opencv
 from pose3d.train.stage_base import batch_to
 from pose3d.train.stages import check_image_size
 
@@ -147,8 +147,7 @@ class PseudoGroundTruth:
                info: DistInfo) -> np.ndarray:
         raws = batch["raw"]
         batch = batch_to(batch, info.device)
-        amp = cfg.run.amp and info.device.type == "cuda"
-        with torch.autocast(info.device.type, dtype=torch.bfloat16, enabled=amp):
+        with autocast(cfg, info.device):
             out = model(batch["images"], batch["K"], batch["R"], batch["t"], batch["valid"],
                         flip_test=cfg.pgt.flip_test, reject_px=cfg.pgt.reject_px)
         joints = out["joints3d"].float().cpu()
