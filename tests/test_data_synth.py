@@ -88,6 +88,8 @@ def test_bvh_clips_replace_procedural_motion(tmp_path, mocap_dir):
     (dict(roles={"train": ("S1",)}), "unknown roles"),
     (dict(frame_step=0), "frame_step"),
     (dict(occluders=2.0), "probability"),
+    (dict(clips_per_role={"train": 2}), "not one of this studio's roles"),
+    (dict(clips_per_role={"labeled": 0}), "must be >= 1"),
 ])
 def test_bad_configs_are_rejected(overrides, message):
     with pytest.raises(ValueError, match=message):
@@ -99,19 +101,41 @@ def test_unknown_action_is_rejected(tmp_path):
         synthesize(tmp_path, _tiny(actions=("moonwalk",)), progress=False)
 
 
+def test_clips_per_role_adds_clips_to_that_role_alone(tmp_path):
+    """labeled=3: three clips per action for the labeled subject, the first ones the same
+    tuples as with one clip; the other roles keep clips_per_action."""
+    one = tmp_path / "one"
+    synthesize(one, _tiny(), samples_per_shard=50, progress=False)
+    manifest = synthesize(tmp_path / "three", _tiny(clips_per_role={"labeled": 3}),
+                          samples_per_shard=50, progress=False)
+    per_clip = len(ACTIONS) * 2
+    assert {r: e["samples"] for r, e in manifest["roles"].items()} == {
+        "labeled": 3 * per_clip, "unlabeled": per_clip, "eval": per_clip}
+    assert manifest["config"]["clips_per_role"] == {"labeled": 3}
+    first = {s.key: s for s in iterate_samples(str(one))}
+    more = {s.key: s for s in iterate_samples(str(tmp_path / "three"))}
+    assert set(first) < set(more)
+    for key, s in first.items():
+        np.testing.assert_array_equal(np.asarray(s.images), np.asarray(more[key].images))
+        if s.joints3d is not None:
+            np.testing.assert_array_equal(s.joints3d, more[key].joints3d)
+
+
 def test_synth_command(tmp_path, capsys):
     out = tmp_path / "data"
     code = cli.main(["synth", "--out", str(out), "--labeled", "S5", "--unlabeled", "",
                      "--eval", "S11", "--actions", ACTIONS[0], "--clips-per-action", "1",
                      "--frames-per-clip", "3", "--frame-step", "1", "--image-size", "32",
-                     "--samples-per-shard", "2", "--no-progress", "--occluders"])
+                     "--samples-per-shard", "2", "--no-progress", "--occluders",
+                     "--clips-per-role", "labeled=2"])
     assert code == 0
     manifest = load_manifest(out)
     assert set(manifest["roles"]) == {"labeled", "eval"}
     assert manifest["roles"]["eval"]["samples"] == 3
+    assert manifest["roles"]["labeled"]["samples"] == 6  # two clips
     assert len(manifest["roles"]["eval"]["shards"]) == 2
     assert manifest["config"]["occluders"] == pytest.approx(0.3)
-    assert "labeled: 3 tuples in 2 shards" in capsys.readouterr().out
+    assert "labeled: 6 tuples in 3 shards" in capsys.readouterr().out
     sample = next(iterate_samples(str(out)))
     assert np.asarray(sample.images).shape[1] == 32
 

@@ -38,6 +38,9 @@ class StudioConfig:
     roles: dict[str, tuple[str, ...]] = field(default_factory=lambda: dict(DEFAULT_ROLES))
     actions: tuple[str, ...] | None = None
     clips_per_action: int = 2
+    # clips per action for the roles named here (others: clips_per_action), e.g. more
+    # labeled clips for the teacher without a longer evaluation
+    clips_per_role: dict[str, int] = field(default_factory=dict)
     frames_per_clip: int = 100
     frame_step: int = 5
     image_size: int = 128
@@ -56,6 +59,12 @@ class StudioConfig:
         for name in ("clips_per_action", "frames_per_clip", "frame_step", "image_size"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for role, clips in self.clips_per_role.items():
+            if role not in self.roles:
+                raise ValueError(f"clips_per_role names {role!r}, which is not one of this "
+                                 f"studio's roles ({', '.join(self.roles)})")
+            if int(clips) < 1:
+                raise ValueError(f"clips_per_role[{role!r}] must be >= 1, got {clips}")
         if not 0.0 <= self.occluders <= 1.0:
             raise ValueError(f"occluders is a probability in [0, 1], got {self.occluders}")
         num_random_cameras(self.cameras)  # validates the spec
@@ -65,6 +74,10 @@ class StudioConfig:
                     raise ValueError(f"the Human3.6M rig has no calibration for {subject!r} "
                                      f"(known: {', '.join(H36M_SUBJECTS)}); use cameras "
                                      f"'random:N' for other subject names")
+
+    def clips_of(self, role: str) -> int:
+        """Clips per action (and subject) rendered for `role`."""
+        return int(self.clips_per_role.get(role, self.clips_per_action))
 
 
 def num_random_cameras(spec: str) -> int | None:
@@ -166,7 +179,7 @@ def plan_jobs(config: StudioConfig, actions: Sequence[str]) -> list[Job]:
     that neighbouring jobs differ."""
     return [Job(role, subject, action, clip)
             for role, subjects in config.roles.items()
-            for clip in range(config.clips_per_action)
+            for clip in range(config.clips_of(role))
             for action in actions
             for subject in subjects]
 

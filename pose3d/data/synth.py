@@ -122,6 +122,13 @@ def _jsonable(config: StudioConfig) -> dict:
     return d
 
 
+def _role_clips(text: str) -> tuple[str, int]:
+    role, _, clips = text.partition("=")
+    if not clips.isdigit():
+        raise argparse.ArgumentTypeError(f"expected ROLE=N (e.g. labeled=6), got {text!r}")
+    return role, int(clips)
+
+
 def _subjects(text: str) -> tuple[str, ...]:
     return tuple(s for s in text.split(",") if s)
 
@@ -138,6 +145,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--actions", type=_subjects, default=None,
                         help="actions (default: all; with --bvh: BVH clip names)")
     parser.add_argument("--clips-per-action", type=int, default=2)
+    parser.add_argument("--clips-per-role", type=_role_clips, nargs="+", default=[],
+                        metavar="ROLE=N", help="clips per action for these roles instead "
+                        "(e.g. labeled=6: more labeled poses, the same evaluation)")
     parser.add_argument("--frames-per-clip", type=int, default=100)
     parser.add_argument("--frame-step", type=int, default=5, help="keep every Nth frame")
     parser.add_argument("--image-size", type=int, default=256, help="square input size, px")
@@ -163,6 +173,7 @@ def config_from_args(args: argparse.Namespace) -> StudioConfig:
              if getattr(args, name)}
     return StudioConfig(roles=roles, actions=args.actions,
                         clips_per_action=args.clips_per_action,
+                        clips_per_role=dict(args.clips_per_role),
                         frames_per_clip=args.frames_per_clip, frame_step=args.frame_step,
                         image_size=args.image_size, cameras=args.cameras,
                         occluders=args.occluders, bvh=tuple(args.bvh), seed=args.seed)
