@@ -128,6 +128,37 @@ def test_train_order_depends_on_seed_and_epoch_only(dataset):
     assert _keys(loader) == keys(0, 1)
 
 
+def _mixed_keys(dataset, labeled, unlabeled, batches, **kw):
+    groups = [resolve_shards(str(dataset), "labeled")[:labeled],
+              resolve_shards(str(dataset), "unlabeled")[:unlabeled]]
+    return _keys(make_train_loader(groups, 1, batches_per_epoch=batches, shuffle_buffer=1,
+                                   **kw))
+
+
+def test_groups_mix_sample_by_sample_in_proportion_to_their_sizes(dataset):
+    """Labeled S1 (3 shards, 6 tuples) and unlabeled S7 (1 shard, 2 tuples): S7 comes a
+    quarter of the time. A stream of whole shards (shards of 2, no sample shuffle) would
+    always start with two tuples of one shard; the mixture mixes from the first two on.
+    The same (seed, epoch) gives the same order."""
+    keys = _mixed_keys(dataset, 3, 1, 400, seed=0)
+    s7 = np.array(["S7" in k for k in keys])
+    assert abs(s7.mean() - 0.25) < 0.07
+    firsts = [_mixed_keys(dataset, 3, 1, 2, seed=seed) for seed in range(20)]
+    mixed = sum(("S7" in a) != ("S7" in b) for a, b in firsts)
+    assert mixed >= 3  # expected 20 x 2 x 0.25 x 0.75 = 7.5
+    assert _mixed_keys(dataset, 3, 1, 16, seed=4) == _mixed_keys(dataset, 3, 1, 16, seed=4)
+    assert _mixed_keys(dataset, 3, 1, 16, seed=4) != _mixed_keys(dataset, 3, 1, 16, seed=5)
+
+
+def test_one_group_reads_as_the_plain_list(dataset):
+    urls = resolve_shards(str(dataset))
+    plain = _keys(make_train_loader(urls, 2, seed=1, batches_per_epoch=6, shuffle_buffer=4))
+    assert _keys(make_train_loader([urls], 2, seed=1, batches_per_epoch=6,
+                                   shuffle_buffer=4)) == plain
+    with pytest.raises(ValueError, match="not both"):
+        make_train_loader([urls, urls[0]], 2)
+
+
 def test_shard_order_changes_with_the_epoch(dataset):
     # Without the sample shuffle (buffer 1) the order of the keys is the order of the shards:
     # a new epoch must bring a new shard order, the same epoch the same one.

@@ -1,5 +1,6 @@
 """The main job end to end, shrunk: a few tuples, a few steps per stage."""
 
+import argparse
 import json
 
 import pytest
@@ -68,3 +69,22 @@ def test_demo_names_bad_arms_before_any_work(tmp_path, capsys):
     assert cli.main(["demo", "--out", str(out), "--arms", "Ours"]) == 2
     assert "--seeds K > 1" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_the_cpu_preset_gives_the_teacher_more_labeled_clips_and_jittered_views(tmp_path):
+    """The default demo: the roles that train render more clips than eval; mv_pretrain
+    alone trains on augmented views (its override comes after the common one); every
+    training stage asks for CPU bf16."""
+    from pose3d.data.studio import StudioConfig
+    from pose3d.train.config import load_config
+
+    args = argparse.Namespace(full=False, seed=0, wandb="disabled", steps_scale=1.0, seeds=1,
+                              lambda_mv=None, lambda_bone=None)
+    studio = StudioConfig(**demo.SMALL["studio"])
+    assert studio.clips_of("labeled") == studio.clips_of("unlabeled") > studio.clips_of("eval")
+    data = tmp_path / "data"
+    cfgs = {label: load_config(None, overrides)
+            for label, overrides in demo.stage_plan(args, tmp_path / "runs", data)}
+    assert cfgs["mv_pretrain"].data.augment
+    assert not any(cfg.data.augment for label, cfg in cfgs.items() if label != "mv_pretrain")
+    assert all(cfg.run.amp_cpu for cfg in cfgs.values())

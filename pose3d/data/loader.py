@@ -136,29 +136,50 @@ class _AllShardsBad:
 
 class _TrainSource:
     """Endless shard stream shuffled by (seed, epoch, pass), the same on every rank; this
-    slot's part of it (rank-major then worker, like split_by_node + split_by_worker)."""
+    slot's part of it (rank-major then worker, like split_by_node + split_by_worker).
 
-    def __init__(self, urls: list[str], seed: int, epoch: int, rank: int, world: int):
-        self.urls, self.seed, self.epoch, self.rank, self.world = urls, seed, epoch, rank, world
+    With several groups of shards (a fine-tuning's GT and P-GT), each group is such a
+    stream and every sample comes from group g with probability (samples in g) / (samples
+    in all): a run shorter than an epoch then sees the groups in their proportions from
+    its first batch, where one stream of whole shards would read a few shards of one
+    group only."""
 
-    def shards(self) -> Iterator[str]:
+    def __init__(self, groups: list[list[str]], seed: int, epoch: int, rank: int, world: int):
+        self.groups, self.seed, self.epoch, self.rank, self.world = (groups, seed, epoch, rank,
+                                                                     world)
+        self.urls = [u for g in groups for u in g]
+        self.weights = [count_samples(g) for g in groups] if len(groups) > 1 else [1]
+
+    def shards(self, urls: list[str] | None = None, tag: str = "") -> Iterator[str]:
+        urls = self.urls if urls is None else urls
+
         def passes() -> Iterator[str]:
             for p in itertools.count():
-                order = list(self.urls)
-                random.Random(f"{self.seed}/{self.epoch}/{p}").shuffle(order)
+                order = list(urls)
+                random.Random(f"{self.seed}/{self.epoch}/{p}{tag}").shuffle(order)
                 yield from order
         worker, workers = _worker_info()
         by_node = itertools.islice(passes(), self.rank, None, self.world)
         return itertools.islice(by_node, worker, None, workers)
 
-    def samples(self, skips: _Skips) -> Iterator[dict]:
-        guard = _AllShardsBad(self.urls)
-        for url in self.shards():
+    def _stream(self, urls: list[str], skips: _Skips, tag: str = "") -> Iterator[dict]:
+        guard = _AllShardsBad(urls)
+        for url in self.shards(urls, tag):
             count = 0
             for sample in _read_shard(url, skips):
                 count += 1
                 yield sample
             guard.shard_done(url, count)
+
+    def samples(self, skips: _Skips) -> Iterator[dict]:
+        if len(self.groups) == 1:
+            yield from self._stream(self.urls, skips)
+            return
+        streams = [self._stream(g, skips, f"/group{i}") for i, g in enumerate(self.groups)]
+        worker, _ = _worker_info()
+        rng = random.Random(f"{self.seed}/{self.epoch}/{self.rank}/{worker}/mix")
+        while True:
+            yield next(rng.choices(streams, weights=self.weights)[0])
 
 
 class _EvalSource:
@@ -398,7 +419,8 @@ def _check_batch_size(batch_size: int, num_workers: int) -> None:
         raise ValueError(f"num_workers must be >= 0, got {num_workers}")
 
 
-def make_train_loader(shards: str | Sequence[str], batch_size: int, *, num_workers: int = 0,
+def make_train_loader(shards: str | Sequence[str] | Sequence[Sequence[str]], batch_size: int,
+                      *, num_workers: int = 0,
                       seed: int = 0, epoch: int = 0, batches_per_epoch: int | None = None,
                       rank: int | None = None, world_size: int | None = None,
                       augment: bool = False, shuffle_buffer: int = 100,
@@ -408,20 +430,34 @@ def make_train_loader(shards: str | Sequence[str], batch_size: int, *, num_worke
     the samples split over the ranks, rounded up). Shards and samples are reshuffled per
     (seed, epoch); rank / world_size default to torch.distributed's when initialised.
     normalize=False yields uint8 images (see collate). image_size: the side (px) every
-    sample must have, others are skipped (default: the first sample's)."""
+    sample must have, others are skipped (default: the first sample's). `shards` may also
+    be a list of groups, each a list of shard paths: the groups are mixed sample by sample
+    in proportion to their sizes (see _TrainSource)."""
     _check_batch_size(batch_size, num_workers)
-    urls = resolve_shards(shards)
+    groups = [resolve_shards(g) for g in _groups(shards)]
+    urls = [u for g in groups for u in g]
     rank, world_size = _resolve_rank(rank, world_size)
     if batches_per_epoch is None:
         per_rank = -(-count_samples(urls) // world_size)
         batches_per_epoch = max(1, -(-per_rank // batch_size))
     if batches_per_epoch < 1:
         raise ValueError(f"batches_per_epoch must be >= 1, got {batches_per_epoch}")
-    source = _TrainSource(urls, seed, epoch, rank, world_size)
+    source = _TrainSource(groups, seed, epoch, rank, world_size)
     dataset = _Pipeline(source, batch_size, shuffle_buffer=shuffle_buffer, augment=augment,
                         seed=seed, batches=batches_per_epoch, normalize=normalize,
                         image_size=image_size)
     return ShardLoader(dataset, num_workers, pin_memory, batches_per_epoch)
+
+
+def _groups(shards: str | Sequence[str] | Sequence[Sequence[str]]) -> list:
+    """One group (the shards as given) or the list of groups."""
+    is_group = [isinstance(g, (list, tuple)) for g in
+                ([] if isinstance(shards, (str, os.PathLike)) else shards)]
+    if is_group and all(is_group):
+        return list(shards)
+    if any(is_group):
+        raise ValueError("shards: give paths/patterns, or a list of groups of them, not both")
+    return [shards]
 
 
 def make_eval_loader(shards: str | Sequence[str], batch_size: int, *, num_workers: int = 0,

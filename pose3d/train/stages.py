@@ -77,8 +77,10 @@ class _ShardStage(TrainStage):
         super().check_inputs(cfg)
 
     def train_loader(self, cfg: DictConfig, epoch: int, dist: DistInfo) -> Iterable[dict]:
-        shards = [p for folder, role in self.shard_folders(cfg).values()
-                  for p in resolve_shards(folder, role)]
+        # one group per folder: a fine-tuning's GT and P-GT are mixed in proportion to their
+        # sizes from the first batch (pose3d.data.loader._TrainSource)
+        shards = [resolve_shards(folder, role) for folder, role in
+                  self.shard_folders(cfg).values()]
         return make_train_loader(
             shards, stage_optim(cfg).batch_size, num_workers=cfg.data.num_workers,
             seed=cfg.run.seed, epoch=epoch, batches_per_epoch=cfg.data.batches_per_epoch,
