@@ -88,3 +88,4 @@ def test_the_cpu_preset_gives_the_teacher_more_labeled_clips_and_jittered_views(
     assert cfgs["mv_pretrain"].data.augment
     assert not any(cfg.data.augment for label, cfg in cfgs.items() if label != "mv_pretrain")
     assert all(cfg.run.amp_cpu for cfg in cfgs.values())
+    assert cfgs["pgt"].pgt.sharpen == 2.0

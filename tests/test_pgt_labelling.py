@@ -1,5 +1,6 @@
 """The P-GT labelling options: test-time flip (pose3d.geometry.flip, the multi-view model's
-`joints_2d`) and outlier rejection (pose3d.geometry.robust_triangulation)."""
+`joints_2d`), sharpened reading of the heatmaps (`joints_2d`) and outlier rejection
+(pose3d.geometry.robust_triangulation)."""
 
 from __future__ import annotations
 
@@ -77,6 +78,31 @@ def test_flip_test_averages_both_readings():
         torch.testing.assert_close(confidences[0, j], (conf[0, j] + conf[0, m]) / 2)
     plain, _ = model.joints_2d(images)
     torch.testing.assert_close(plain, coords * s)
+
+
+def test_sharpen_reads_the_joints_from_scaled_logits():
+    """sharpen s: the 2D joints are the soft-argmax of s x the heatmaps the model returns
+    (which stay its own logits); s = 1 is the plain reading. On a peak with a broad far
+    tail, sharpening moves the reading towards the peak."""
+    model = MultiViewTriangulationModel("resnet18", deconv_channels=8, num_deconv=2,
+                                        confidence_hidden=8).eval()
+    images = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        plain, conf, maps = model.joints_2d(images, return_heatmaps=True)
+        sharp, conf2, maps2 = model.joints_2d(images, return_heatmaps=True, sharpen=2.0)
+        only = model.joints_2d(images, sharpen=2.0)
+    torch.testing.assert_close(maps2, maps)
+    torch.testing.assert_close(conf2, conf)
+    torch.testing.assert_close(sharp, soft_argmax_2d(maps * 2.0) * model.stride)
+    torch.testing.assert_close(plain, soft_argmax_2d(maps) * model.stride)
+    assert len(only) == 2
+    torch.testing.assert_close(only[0], sharp)
+
+    heat = torch.full((1, 1, W, W), -3.0)  # a tail over the whole map ...
+    heat[0, 0, 4, 5] = 3.0  # ... and a peak at x=5, y=4, far from the centre
+    error = [float((soft_argmax_2d(heat * s)[0, 0] - torch.tensor([5.0, 4.0])).norm())
+             for s in (1.0, 2.0)]
+    assert error[1] < error[0] / 10
 
 
 def _rig(batch: int = 3):

@@ -45,6 +45,7 @@ def test_yaml_and_overrides_merge_over_defaults():
     ("run.device=tpu", ["run.device must be"]),
     ("pgt.reject_px=-1", ["pgt.reject_px must be >= 0"]),
     ("pgt.reject_px=nan", ["pgt.reject_px must be >= 0"]),
+    ("pgt.sharpen=0", ["pgt.sharpen must be positive"]),
     ("pgt.flip_test=sometimes", ["pgt.flip_test"]),
     ("loss.heatmap_sigma=0", ["loss.heatmap_sigma must be positive"]),
     ("loss.lambda_heatmap=-1", ["loss.lambda_heatmap must be >= 0"]),

@@ -3,6 +3,7 @@ tiny studio with a tiny multi-view checkpoint, then the checkpoint loaded here a
 same tuples."""
 
 import io
+import json
 import tarfile
 
 import numpy as np
@@ -55,13 +56,16 @@ def test_pgt_is_the_multi_view_models_prediction(pgt_run):
 
 
 @pytest.mark.slow
-def test_pgt_with_flip_test_and_rejection_is_the_models_prediction_with_them(pgt_run):
+def test_pgt_with_its_options_is_the_models_prediction_with_them(pgt_run):
     data, mv, _, common = pgt_run
     pgt_root = data.parent / "pgt_options"
     _train(*common, "stage=pgt", f"pgt.checkpoint={mv}", f"data.pgt_root={pgt_root}",
            f"run.out_dir={data.parent / 'pgt_options_run'}", "pgt.flip_test=true",
-           "pgt.reject_px=2")
-    _check_pgt_is_prediction(data, mv, pgt_root, {"flip_test": True, "reject_px": 2.0})
+           "pgt.reject_px=2", "pgt.sharpen=2")
+    _check_pgt_is_prediction(data, mv, pgt_root, {"flip_test": True, "reject_px": 2.0,
+                                                  "sharpen": 2.0})
+    report = json.loads((data.parent / "pgt_options_run" / "pgt_report.json").read_text())
+    assert report["sharpen"] == 2.0 and report["flip_test"] and report["reject_px"] == 2.0
 
 
 @torch.no_grad()

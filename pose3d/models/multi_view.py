@@ -51,19 +51,26 @@ class MultiViewTriangulationModel(nn.Module):
         return (*out, heatmaps) if return_heatmaps else out
 
     def joints_2d(self, images: Tensor, flip_test: bool = False,
-                  return_heatmaps: bool = False) -> tuple[Tensor, ...]:
+                  return_heatmaps: bool = False, sharpen: float = 1.0) -> tuple[Tensor, ...]:
         """Images [N, 3, H, W] -> (2D joints [N, J, 2] input pixels, confidences [N, J]),
         and with return_heatmaps the originals' heatmap logits [N, J, h, w].
 
         flip_test: also read the horizontally mirrored images (one batch with the originals)
         and average both readings, mapped back to the original image and sides.
+        sharpen: read the joints as the soft-argmax of `sharpen` x the logits (1: as
+        trained; > 1 weighs the peak more than the heatmap's far tail). The returned
+        heatmaps are the model's logits either way.
         """
         batch = torch.cat([images, images.flip(-1)]) if flip_test else images
-        # images alone unless heatmaps are asked for: stand-ins for predict_2d (the tests')
+        maps = return_heatmaps or sharpen != 1.0
+        # images alone unless heatmaps are needed: stand-ins for predict_2d (the tests')
         # take only the images
-        read = self.predict_2d(batch, return_heatmaps=True) if return_heatmaps else \
-            self.predict_2d(batch)
+        read = self.predict_2d(batch, return_heatmaps=True) if maps else self.predict_2d(batch)
         coords, confidences, *heatmaps = read
+        if sharpen != 1.0:
+            coords = soft_argmax_2d(heatmaps[0] * sharpen)
+        if not return_heatmaps:
+            heatmaps = []
         joints = coords * self.stride
         n = images.shape[0]
         if flip_test:
@@ -75,13 +82,14 @@ class MultiViewTriangulationModel(nn.Module):
     def forward(self, images: Tensor, K: Tensor, R: Tensor, t: Tensor,
                 valid: Tensor | None = None, *, flip_test: bool = False,
                 reject_px: float = 0.0, min_views: int = 2,
-                return_heatmaps: bool = False) -> dict[str, Tensor]:
+                return_heatmaps: bool = False, sharpen: float = 1.0) -> dict[str, Tensor]:
         """images [B, V, 3, H, W]; cameras of the input images K [B, V, 3, 3], R [B, V, 3, 3],
         t [B, V, 3] (world mm -> camera mm); valid [B, V] bool (default: all views).
         flip_test: average the 2D joints with the mirrored images' (see `joints_2d`);
         reject_px > 0: per joint, leave out the view reprojecting worst if it is more than
         reject_px pixels off and more than `min_views` views remain (once);
-        return_heatmaps: also return the 2D heatmap logits (for a loss on them).
+        return_heatmaps: also return the 2D heatmap logits (for a loss on them);
+        sharpen: the 2D joints are the soft-argmax of sharpen x the logits (`joints_2d`).
 
         Returns joints3d [B, J, 3] world mm, joints2d [B, V, J, 2] input pixels,
         confidences [B, V, J] (0 for invalid and rejected views), valid3d [B, J] bool (at
@@ -93,7 +101,7 @@ class MultiViewTriangulationModel(nn.Module):
         b, v = images.shape[:2]
         valid = _check_views(b, v, K, R, t, valid, images.device)
         joints2d, confidences, *heatmaps = self.joints_2d(images.flatten(0, 1), flip_test,
-                                                          return_heatmaps)
+                                                          return_heatmaps, sharpen)
         joints2d = joints2d.reshape(b, v, self.num_joints, 2)
         confidences = confidences.reshape(b, v, self.num_joints) * valid.unsqueeze(-1)
         # DLT on pixels and millimetres needs float32 even when the backbone ran in bf16.

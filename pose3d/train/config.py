@@ -114,6 +114,8 @@ class PgtConfig:
     flip_test: bool = False
     # > 0: per joint, leave out the view reprojecting more than this many pixels off (once)
     reject_px: float = 0.0
+    # the 2D joints as the soft-argmax of this x the heatmap logits (1: as trained)
+    sharpen: float = 1.0
 
 
 @dataclass
@@ -221,6 +223,7 @@ _RULES: tuple[tuple[str, str], ...] = (
     ("loss.*", "non_negative"),  # the loss weights λ
     ("pgt.samples_per_shard", "positive"),
     ("pgt.reject_px", "non_negative"),  # 0 = off
+    ("pgt.sharpen", "positive"),
     ("run.ckpt_every_steps", "positive"),
     ("run.log_every_steps", "positive"),
     ("run.image_every_steps", "positive"),

@@ -16,10 +16,11 @@ never reads (or as `joints3d.npy`, though then the tuple would not be unlabeled)
 (MPJPE root-aligned and absolute, mm, and the labelling's seconds) goes to
 `<run.out_dir>/pgt_report.json`, the P-GT manifest, metrics.jsonl and W&B.
 
-Two labelling options (docs/design.md, "P-GT"; off by default, README "where the teacher's
+Three labelling options (docs/design.md, "P-GT"; off by default, README "where the teacher's
 error comes from" has their measurements): `pgt.flip_test` averages the 2D joints with the
 mirrored images' reading, `pgt.reject_px` leaves out, per joint, a view whose 2D joint is
-that many pixels off the triangulated point (pose3d.models.multi_view).
+that many pixels off the triangulated point, `pgt.sharpen` reads each 2D joint from that
+multiple of the heatmap logits (pose3d.models.multi_view).
 """
 
 from __future__ import annotations
@@ -124,6 +125,7 @@ class PseudoGroundTruth:
         distributed.barrier()
         report = _report(totals) | {"flip_test": bool(cfg.pgt.flip_test),
                                     "reject_px": float(cfg.pgt.reject_px),
+                                    "sharpen": float(cfg.pgt.sharpen),
                                     "label_s": round(time.perf_counter() - start, 2)}
         if info.is_main:
             if report["labeled"] == 0:
@@ -149,7 +151,8 @@ class PseudoGroundTruth:
         batch = batch_to(batch, info.device)
         with autocast(cfg, info.device):
             out = model(batch["images"], batch["K"], batch["R"], batch["t"], batch["valid"],
-                        flip_test=cfg.pgt.flip_test, reject_px=cfg.pgt.reject_px)
+                        flip_test=cfg.pgt.flip_test, reject_px=cfg.pgt.reject_px,
+                        sharpen=cfg.pgt.sharpen)
         joints = out["joints3d"].float().cpu()
         ok = (out["valid3d"].all(dim=1).cpu() & torch.isfinite(joints).all(dim=-1).all(dim=-1))
         stats = np.zeros(5)
