@@ -212,7 +212,7 @@ def test_exact_2d_triangulates_to_the_pose_it_came_from():
     pixels[~valid] = torch.rand_like(pixels[~valid]) * 64
     confidences = torch.rand(2, 4, 17) * 0.9 + 0.1
 
-    def exact_2d(flat_images):
+    def exact_2d(flat_images, **options):
         return pixels.flatten(0, 1) / model.stride, confidences.flatten(0, 1)
 
     model.predict_2d = exact_2d

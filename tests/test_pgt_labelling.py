@@ -65,7 +65,7 @@ def test_flip_test_averages_both_readings():
     g = torch.Generator().manual_seed(1)
     coords = torch.rand(1, NUM_JOINTS, 2, generator=g) * 8
     conf = torch.rand(1, NUM_JOINTS, generator=g)
-    model.predict_2d = lambda images: (coords.expand(len(images), -1, -1),
+    model.predict_2d = lambda images, **options: (coords.expand(len(images), -1, -1),
                                        conf.expand(len(images), -1))
     images = torch.zeros(1, 3, 32, 32)
     joints, confidences = model.joints_2d(images, flip_test=True)

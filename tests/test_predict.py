@@ -143,7 +143,7 @@ def _mv_oracle(scene, rig: list[Camera]) -> torch.nn.Module:
         for v, cam in enumerate(rig):
             crop = _crop_camera(cam.undistorted(), scene["boxes"][v][t])
             queue.append(torch.as_tensor(crop.project(pose) / model.stride, dtype=torch.float32))
-    model.predict_2d = lambda images: (
+    model.predict_2d = lambda images, **options: (
         torch.stack([queue.popleft() for _ in range(len(images))]),
         torch.ones(len(images), NUM_JOINTS))
     return model

@@ -147,12 +147,9 @@ class _TrainSource:
     def __init__(self, groups: list[list[str]], seed: int, epoch: int, rank: int, world: int):
         self.groups, self.seed, self.epoch, self.rank, self.world = (groups, seed, epoch, rank,
                                                                      world)
-        self.urls = [u for g in groups for u in g]
-        self.weights = [count_samples(g) for g in groups] if len(groups) > 1 else [1]
+        self.weights = [count_samples(g) for g in groups] if len(groups) > 1 else None
 
-    def shards(self, urls: list[str] | None = None, tag: str = "") -> Iterator[str]:
-        urls = self.urls if urls is None else urls
-
+    def shards(self, urls: list[str], tag: str = "") -> Iterator[str]:
         def passes() -> Iterator[str]:
             for p in itertools.count():
                 order = list(urls)
@@ -172,8 +169,8 @@ class _TrainSource:
             guard.shard_done(url, count)
 
     def samples(self, skips: _Skips) -> Iterator[dict]:
-        if len(self.groups) == 1:
-            yield from self._stream(self.urls, skips)
+        if self.weights is None:
+            yield from self._stream(self.groups[0], skips)
             return
         streams = [self._stream(g, skips, f"/group{i}") for i, g in enumerate(self.groups)]
         worker, _ = _worker_info()

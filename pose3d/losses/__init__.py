@@ -14,6 +14,6 @@ from pose3d.losses.targets import heatmap_targets, pose_targets, prediction_to_w
 from pose3d.losses.total import total_loss
 
 __all__ = ["CONSISTENCY_MODES", "bone_length_loss", "consistency_term", "heatmap_cross_entropy",
-           "heatmap_targets",
-           "multiview_consistency_loss", "mv_pretrain_loss", "pose_loss", "pose_targets",
-           "prediction_to_world", "scale_normalised_consistency_loss", "total_loss"]
+           "heatmap_targets", "multiview_consistency_loss", "mv_pretrain_loss", "pose_loss",
+           "pose_targets", "prediction_to_world", "scale_normalised_consistency_loss",
+           "total_loss"]

@@ -42,12 +42,17 @@ class MultiViewTriangulationModel(nn.Module):
         self.confidence = ConfidenceHead(self.trunk.out_channels, num_joints, confidence_hidden)
         self.stride = TRUNK_STRIDE / 2 ** num_deconv
 
-    def predict_2d(self, images: Tensor, return_heatmaps: bool = False) -> tuple[Tensor, ...]:
+    def predict_2d(self, images: Tensor, return_heatmaps: bool = False,
+                   sharpen: float = 1.0) -> tuple[Tensor, ...]:
         """Images [N, 3, H, W] -> (2D joints [N, J, 2] heatmap pixels, confidences [N, J]),
-        both float32, and with return_heatmaps the logits [N, J, h, w] they were read from."""
+        both float32, and with return_heatmaps the logits [N, J, h, w] they were read from.
+        sharpen: the joints are the soft-argmax of sharpen x the logits (1: as trained; > 1
+        weighs the peak more than the heatmap's far tail); the returned logits are the
+        model's either way."""
         features = self.trunk(images)
         heatmaps = self.head(features)
-        out = (soft_argmax_2d(heatmaps), self.confidence(features))
+        coords = soft_argmax_2d(heatmaps * sharpen if sharpen != 1.0 else heatmaps)
+        out = (coords, self.confidence(features))
         return (*out, heatmaps) if return_heatmaps else out
 
     def joints_2d(self, images: Tensor, flip_test: bool = False,
@@ -57,20 +62,11 @@ class MultiViewTriangulationModel(nn.Module):
 
         flip_test: also read the horizontally mirrored images (one batch with the originals)
         and average both readings, mapped back to the original image and sides.
-        sharpen: read the joints as the soft-argmax of `sharpen` x the logits (1: as
-        trained; > 1 weighs the peak more than the heatmap's far tail). The returned
-        heatmaps are the model's logits either way.
+        sharpen: as in `predict_2d`.
         """
         batch = torch.cat([images, images.flip(-1)]) if flip_test else images
-        maps = return_heatmaps or sharpen != 1.0
-        # images alone unless heatmaps are needed: stand-ins for predict_2d (the tests')
-        # take only the images
-        read = self.predict_2d(batch, return_heatmaps=True) if maps else self.predict_2d(batch)
-        coords, confidences, *heatmaps = read
-        if sharpen != 1.0:
-            coords = soft_argmax_2d(heatmaps[0] * sharpen)
-        if not return_heatmaps:
-            heatmaps = []
+        coords, confidences, *heatmaps = self.predict_2d(batch, return_heatmaps=return_heatmaps,
+                                                         sharpen=sharpen)
         joints = coords * self.stride
         n = images.shape[0]
         if flip_test:
@@ -89,7 +85,7 @@ class MultiViewTriangulationModel(nn.Module):
         reject_px > 0: per joint, leave out the view reprojecting worst if it is more than
         reject_px pixels off and more than `min_views` views remain (once);
         return_heatmaps: also return the 2D heatmap logits (for a loss on them);
-        sharpen: the 2D joints are the soft-argmax of sharpen x the logits (`joints_2d`).
+        sharpen: the 2D joints are the soft-argmax of sharpen x the logits (`predict_2d`).
 
         Returns joints3d [B, J, 3] world mm, joints2d [B, V, J, 2] input pixels,
         confidences [B, V, J] (0 for invalid and rejected views), valid3d [B, J] bool (at

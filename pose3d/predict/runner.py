@@ -16,7 +16,7 @@ from torch import nn
 from tqdm import tqdm
 
 from pose3d.data.schema import normalize_images
-from pose3d.device import resolve_device
+from pose3d.device import bf16_autocast, resolve_device
 from pose3d.models import SavedModel, load_model
 from pose3d.models.saved import CheckpointError, unwrap
 
@@ -33,8 +33,7 @@ class Predictor:
     model_s: float = 0.0
 
     def autocast(self):
-        return torch.autocast(self.device.type, dtype=torch.bfloat16,
-                              enabled=self.device.type == "cuda")
+        return bf16_autocast(self.device)
 
     def to_input(self, crops: np.ndarray) -> torch.Tensor:
         """uint8 RGB crops [N, S, S, 3] -> normalised float32 [N, 3, S, S] on the device."""
