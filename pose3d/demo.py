@@ -101,6 +101,8 @@ FULL = {
     # λ2 and the bone weight scale with the depth bins D (one voxel of depth is S / D mm)
     "lambda_mv": 2.5e-4, "lambda_bone": 1e-2, "workers": os.cpu_count() or 2,
     "eval_batch_size": 64,
+    # the CPU teacher's jittered views are measured on the CPU only: not inherited here
+    "stage_overrides": {},
 }
 PRESETS = {"small": SMALL, "full": FULL}
 # The single-seed demo's fine-tunings: arm -> run folder (a column of the table each)

@@ -89,3 +89,15 @@ def test_the_cpu_preset_gives_the_teacher_more_labeled_clips_and_jittered_views(
     assert not any(cfg.data.augment for label, cfg in cfgs.items() if label != "mv_pretrain")
     assert all(cfg.run.amp_cpu for cfg in cfgs.values())
     assert cfgs["pgt"].pgt.sharpen == 2.0
+
+
+def test_the_gpu_preset_keeps_its_own_teacher_settings(tmp_path):
+    """--full takes none of the CPU preset's teacher settings (measured on the CPU only)."""
+    from pose3d.train.config import load_config
+
+    args = argparse.Namespace(full=True, seed=0, wandb="disabled", steps_scale=1.0, seeds=1,
+                              lambda_mv=None, lambda_bone=None)
+    cfgs = {label: load_config(None, overrides)
+            for label, overrides in demo.stage_plan(args, tmp_path / "runs", tmp_path / "d")}
+    assert not any(cfg.data.augment for cfg in cfgs.values())
+    assert cfgs["pgt"].pgt.sharpen == 1.0 and not cfgs["mv_pretrain"].run.amp_cpu
