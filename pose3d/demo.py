@@ -23,8 +23,9 @@ from pathlib import Path
 
 import torch
 
+from pose3d.curves import curve_overrides, learning_curves
 from pose3d.data.staging import check_writable
-from pose3d.data.studio import StudioConfig
+from pose3d.data.studio import DEFAULT_ROLES, StudioConfig
 from pose3d.data.synth import synthesize
 from pose3d.eval.cli import evaluate_checkpoints
 from pose3d.eval.report import comparison_table
@@ -38,9 +39,10 @@ SMALL = {
     # (README, "where the teacher's error comes from"): three times the clips of the
     # subjects that train (GT and P-GT, still 3:2 as in Human3.6M) cost seconds of
     # rendering and labelling; the evaluation keeps its size.
-    "studio": dict(image_size=96, clips_per_action=2,
-                   clips_per_role={"labeled": 6, "unlabeled": 6},
-                   frames_per_clip=100, frame_step=5),
+    "studio": dict(image_size=96, clips_per_action=2, frames_per_clip=100, frame_step=5),
+    # clips per action of each role, per protocol (PROTOCOLS): the same number of labeled
+    # tuples in both, from three people or from one
+    "clips": {"h36m": {"labeled": 6, "unlabeled": 6}, "s1": {"labeled": 18, "unlabeled": 3}},
     "overrides": [
         "data.image_size=96", "data.num_workers=1", "data.augment=false",
         # bf16 on CPUs that compute it natively: the same P-GT, 1.4x faster
@@ -85,6 +87,7 @@ SMALL = {
 # model stays dominated by its depth error.
 FULL = {
     "studio": dict(image_size=256, clips_per_action=3, frames_per_clip=150, frame_step=5),
+    "clips": {"h36m": {}, "s1": {"labeled": 9, "unlabeled": 2}},
     "overrides": [
         "data.image_size=256", "data.num_workers=8", "data.augment=false",
         "optim.mv_pretrain.epochs=1", "optim.mv_pretrain.batch_size=8",
@@ -105,8 +108,18 @@ FULL = {
     "stage_overrides": {},
 }
 PRESETS = {"small": SMALL, "full": FULL}
+# Who is labeled (docs/demo.md, "the regime"). h36m: the paper's split, three labeled
+# people. s1: the field's "S1 only" protocol, one labeled person and four unlabeled ones,
+# the product's use case of a small labeled set beside video of the people the model will
+# meet. The eval subjects are the same in both.
+PROTOCOLS = {
+    "h36m": dict(DEFAULT_ROLES),
+    "s1": {"labeled": ("S1",), "unlabeled": ("S5", "S6", "S7", "S8"), "eval": ("S9", "S11")},
+}
 # The single-seed demo's fine-tunings: arm -> run folder (a column of the table each)
-FINETUNE_DIRS = {"L1-only": "finetune_l1", "Ours": "finetune_ours"}
+FINETUNE_DIRS = {"GT-only": "finetune_gt", "L1-only": "finetune_l1", "Ours": "finetune_ours"}
+# Step checkpoints kept for the learning curves (pose3d.eval.curves): points per stage
+CURVE_POINTS = {"sv_pretrain": 8, "finetune": 4}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -131,11 +144,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="processes rendering the data (default: 2, with --full every core)")
     parser.add_argument("--wandb", default="offline", choices=["online", "offline", "disabled"])
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--protocol", default="s1", choices=sorted(PROTOCOLS),
+                        help="who is labeled: s1 = one labeled subject (S1) and four "
+                             "unlabeled (S5-S8); h36m = the paper's S1,S5,S6 / S7,S8")
 
 
 def preset_of(args: argparse.Namespace) -> dict:
     """The chosen preset; keys it lacks come from SMALL."""
     return {**SMALL, **PRESETS["full" if args.full else "small"]}
+
+
+def studio_config(args: argparse.Namespace) -> StudioConfig:
+    """The synthetic studio of this preset and protocol."""
+    preset = preset_of(args)
+    return StudioConfig(seed=args.seed, roles=PROTOCOLS[args.protocol],
+                        clips_per_role=preset["clips"][args.protocol], **preset["studio"])
 
 
 def demo_arms(args: argparse.Namespace) -> dict[str, list[str]]:
@@ -167,10 +190,12 @@ def stage_plan(args: argparse.Namespace, root: Path, data: Path) -> list[tuple[s
         # without it, a from-scratch single-view model is still placing joints in 2D when
         # the CPU budget ends, and a consistency loss has no good 2D view to learn depth from.
         ("sv_pretrain", [*common, "stage=sv_pretrain", f"model.sv_init_from_mv={mv}",
-                         f"data.batches_per_epoch={steps['sv_pretrain']}"]),
+                         f"data.batches_per_epoch={steps['sv_pretrain']}",
+                         *curve_overrides(steps["sv_pretrain"], CURVE_POINTS["sv_pretrain"])]),
     ] + [(name, [*common, "stage=finetune", *overrides, f"model.sv.weights_path={sv}",
                  f"run.out_dir={root}/{FINETUNE_DIRS[name]}",
-                 f"data.batches_per_epoch={steps['finetune']}"])
+                 f"data.batches_per_epoch={steps['finetune']}",
+                 *curve_overrides(steps["finetune"], CURVE_POINTS["finetune"])])
          for name, overrides in demo_arms(args).items()
          if name in FINETUNE_DIRS and args.seeds <= 1]
 
@@ -204,8 +229,8 @@ def main(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     if not (data / "manifest.json").is_file():
         print(f"[demo] rendering the synthetic studio into {data}", flush=True)
-        synthesize(data, StudioConfig(seed=args.seed, **preset["studio"]),
-                   workers=args.workers or preset["workers"], preview=4)
+        synthesize(data, studio_config(args), workers=args.workers or preset["workers"],
+                   preview=4)
     timings["data"] = time.perf_counter() - start
     for label, overrides in stage_plan(args, root, data):
         print(f"[demo] stage {label}", flush=True)
@@ -223,7 +248,11 @@ def main(args: argparse.Namespace) -> int:
                                   str(data), out / "eval", wandb_mode=args.wandb, device=device,
                                   batch_size=preset["eval_batch_size"])
     timings["eval"] = time.perf_counter() - t0
-    print_summary(result, pgt, timings, out)
+    t0 = time.perf_counter()
+    curves = learning_curves(checkpoints, data, out / "eval", device=device,
+                             batch_size=preset["eval_batch_size"])
+    timings["curves"] = time.perf_counter() - t0
+    print_summary(result, pgt, timings, out, curves)
     return 0
 
 
@@ -236,12 +265,18 @@ def run_paired(args: argparse.Namespace, chosen: dict[str, list[str]], root: Pat
     summary = run_experiment(root, data, out / "experiment", chosen, seeds, steps,
                              [f"run.wandb={args.wandb}", f"run.device={device}"], device)
     timings.update(summary["timings_s"]["runs"], eval=summary["timings_s"]["eval"])
+    t0 = time.perf_counter()
+    runs = {"Base": root / "sv_pretrain",
+            **{arm: out / "experiment" / "runs" / arm / f"seed{seeds[0]}" for arm in chosen}}
+    learning_curves(runs, data, out / "experiment", device=device,
+                    batch_size=preset["eval_batch_size"])
+    timings["curves"] = time.perf_counter() - t0
     print(markdown(summary))
     base = summary["arms"]["Base"]["all"]["mpjpe"]["mean"]
     print(f"\nP-GT MPJPE on the unlabeled tuples: {pgt.get('mpjpe_mm') or float('nan'):.2f} mm "
           f"(Base: {base:.2f} mm single-view)")
     print(f"experiment: {out / 'experiment' / 'experiment.md'}, "
-          f"{out / 'experiment' / 'experiment.png'}")
+          f"{out / 'experiment' / 'experiment.png'}, {out / 'experiment' / 'curves.png'}")
     _print_times(timings)
     (out / "demo_summary.json").write_text(json.dumps(
         {"mpjpe_mm": {"Base": base, **{a: v["all"]["mpjpe"]["mean"] for a, v in
@@ -255,7 +290,8 @@ def _print_times(timings: dict) -> None:
           + f", total {sum(timings.values()):.0f}")
 
 
-def print_summary(result: dict, pgt: dict, timings: dict, out: Path) -> None:
+def print_summary(result: dict, pgt: dict, timings: dict, out: Path,
+                  curves: dict[str, list[dict]]) -> None:
     summaries = result["summaries"]
     print("\n## MPJPE / PA-MPJPE (mm) on the eval subjects\n")
     print(comparison_table(summaries))
@@ -266,7 +302,8 @@ def print_summary(result: dict, pgt: dict, timings: dict, out: Path) -> None:
     print(f"order of mean MPJPE: {order} (one seed: a difference of a millimetre or two is "
           f"within seed noise; `--seeds K` gives paired intervals)")
     print(f"report: {result['report']['markdown']}")
-    print(f"figures: {out / 'eval' / 'figures'}  preview: {out / 'data' / 'preview.png'}")
+    print(f"figures: {out / 'eval' / 'figures'}  preview: {out / 'data' / 'preview.png'}  "
+          f"learning curves: {out / 'eval' / 'curves.png'}")
     _print_times(timings)
     (out / "demo_summary.json").write_text(json.dumps(
-        {"mpjpe_mm": means, "pgt": pgt, "timings_s": timings}, indent=1))
+        {"mpjpe_mm": means, "pgt": pgt, "timings_s": timings, "curves": curves}, indent=1))

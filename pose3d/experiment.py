@@ -20,19 +20,23 @@ from pathlib import Path
 
 import torch
 
+from pose3d.curves import curve_overrides
 from pose3d.eval.cli import evaluate_checkpoints
 from pose3d.eval.stats import excludes_zero, format_interval, paired_difference, t_interval
 from pose3d.train.cli import run
 from pose3d.train.config import load_config
 
 BASELINE = "L1-only"
+CONTROL = "GT-only"  # the same fine-tuning on the labeled GT alone: P-GT's control
 METRICS = ("mpjpe", "pa_mpjpe")
+CURVE_POINTS = 4  # step checkpoints kept over a fine-tuning of the first seed
 
 
 def arms(lambda_mv: float = 1e-4, lambda_bone: float = 4e-3) -> dict[str, list[str]]:
     """The arms: name -> finetune overrides. A new loss variant is one more entry."""
     ours = f"loss.lambda_mv={lambda_mv}"
     return {
+        CONTROL: ["loss.lambda_mv=0", "data.use_pgt=false"],
         BASELINE: ["loss.lambda_mv=0"],
         "Ours": [ours],  # eq. 9, the paper's
         "Ours+bone": [ours, f"loss.lambda_bone={lambda_bone}"],
@@ -76,7 +80,10 @@ def run_finetunings(root: Path, out: Path, arm_overrides: dict[str, list[str]],
                 continue
             print(f"[experiment] {arm} seed {seed}", flush=True)
             t0 = time.perf_counter()
-            run(finetune_config(root, out_dir, seed, steps, overrides, extra))
+            # the first seed keeps step checkpoints for the learning curves (pose3d.curves)
+            kept = (curve_overrides(steps, CURVE_POINTS) if seed == seeds[0]
+                    else [f"run.ckpt_every_steps={steps}", "run.keep_checkpoints=1"])
+            run(finetune_config(root, out_dir, seed, steps, overrides, [*kept, *extra]))
             timings[f"{arm}/seed{seed}"] = time.perf_counter() - t0
             done.write_text(json.dumps({"seconds": timings[f"{arm}/seed{seed}"]}))
     return timings
@@ -122,7 +129,7 @@ def _metrics(summary: dict) -> dict:
 
 def summarise(results: dict, seeds: list[int]) -> dict:
     """Per arm mean and 95% interval per camera and metric (and of the scale); the paired
-    differences L1-only - Base and every other arm - L1-only."""
+    differences (paired_arms): what fine-tuning alone gives, P-GT's effect, eq. 9's."""
     arm_names = [a for a in results if a != "Base"]
     cameras = list(results["Base"]["camera"])
 
@@ -137,11 +144,23 @@ def summarise(results: dict, seeds: list[int]) -> dict:
 
     arms_out = {a: table(lambda c, m, a=a: t_interval(values(a, c, m)))
                 for a in ["Base", *arm_names]}
-    pairs = [(BASELINE, "Base")] if BASELINE in arm_names else []
-    pairs += [(a, BASELINE) for a in arm_names if a != BASELINE and BASELINE in arm_names]
+    pairs = paired_arms(arm_names)
     diffs = {f"{a} - {b}": table(lambda c, m, a=a, b=b: paired_difference(
         values(a, c, m), values(b, c, m))) for a, b in pairs}
     return {"seeds": seeds, "arms": arms_out, "differences": diffs}
+
+
+def paired_arms(names: list[str]) -> list[tuple[str, str]]:
+    """(a, b) of every paired difference a - b, each pair differing in one thing: GT-only -
+    Base (more steps on GT), L1-only - GT-only (P-GT in place of part of the GT), every
+    consistency arm - L1-only (its loss term). Without the control, L1-only - Base."""
+    pairs = []
+    if CONTROL in names:
+        pairs.append((CONTROL, "Base"))
+    if BASELINE in names:
+        pairs.append((BASELINE, CONTROL if CONTROL in names else "Base"))
+        pairs += [(a, BASELINE) for a in names if a not in (BASELINE, CONTROL)]
+    return pairs
 
 
 def markdown(summary: dict) -> str:

@@ -21,6 +21,7 @@ TINY = {
         "optim.mv_pretrain.epochs=1", "optim.sv_pretrain.epochs=1", "optim.finetune.epochs=1",
     ],
     "batches": {"mv_pretrain": 2, "sv_pretrain": 2, "finetune": 2},
+    "clips": {"h36m": {}, "s1": {}},
 }
 
 
@@ -30,16 +31,26 @@ def test_demo_runs_every_stage_and_reports(tmp_path, monkeypatch, capsys):
     out = tmp_path / "demo"
     assert cli.main(["demo", "--out", str(out), "--wandb", "offline", "--workers", "1"]) == 0
     printed = capsys.readouterr().out
-    assert "| camera | Base | L1-only | Ours |" in printed and "P-GT MPJPE" in printed
+    assert "| camera | Base | GT-only | L1-only | Ours |" in printed and "P-GT MPJPE" in printed
     summary = json.loads((out / "demo_summary.json").read_text())
-    assert set(summary["mpjpe_mm"]) == {"Base", "L1-only", "Ours"}
+    assert set(summary["mpjpe_mm"]) == {"Base", "GT-only", "L1-only", "Ours"}
     assert all(0 < v < 5000 for v in summary["mpjpe_mm"].values())
     assert summary["pgt"]["scored"] > 0 and summary["pgt"]["mpjpe_mm"] > 0
     report = json.loads((out / "eval" / "report.json").read_text())
     assert set(report["Ours"]["camera"]) == {"cam1", "cam2", "cam3", "cam4", "all"}
-    assert len(list((out / "eval" / "figures").glob("*.png"))) == 3 * 4
-    for run in ("mv_pretrain", "sv_pretrain", "finetune_l1", "finetune_ours"):
+    assert len(list((out / "eval" / "figures").glob("*.png"))) == 4 * 4
+    for run in ("mv_pretrain", "sv_pretrain", "finetune_gt", "finetune_l1", "finetune_ours"):
         assert (out / "runs" / run / "checkpoints" / "latest.pt").is_file()
+    # the learning curves: a point per kept step checkpoint of Base (every step of 2) and of
+    # each fine-tuning, the last one on the same tuples as the full evaluation's subset
+    assert [p["step"] for p in summary["curves"]["Base"]] == [1, 2]
+    assert [p["step"] for p in summary["curves"]["GT-only"]] == [1, 2]
+    assert all(0 < p["mpjpe"] < 5000 for c in summary["curves"].values() for p in c)
+    assert (out / "eval" / "curves.png").stat().st_size > 1000
+    # the labeled subject of the default protocol (s1) is S1 alone; P-GT covers four people
+    manifest = json.loads((out / "data" / "manifest.json").read_text())
+    assert manifest["roles"]["labeled"]["subjects"] == ["S1"]
+    assert manifest["roles"]["unlabeled"]["subjects"] == ["S5", "S6", "S7", "S8"]
     assert list((out / "runs").rglob("wandb/offline-run-*"))  # W&B offline by default
 
     # evaluating a checkpoint of the wrong model, or none at all, is a clear error
@@ -75,12 +86,11 @@ def test_the_cpu_preset_gives_the_teacher_more_labeled_clips_and_jittered_views(
     """The default demo: the roles that train render more clips than eval; mv_pretrain
     alone trains on augmented views (its override comes after the common one); every
     training stage asks for CPU bf16."""
-    from pose3d.data.studio import StudioConfig
     from pose3d.train.config import load_config
 
     args = argparse.Namespace(full=False, seed=0, wandb="disabled", steps_scale=1.0, seeds=1,
-                              lambda_mv=None, lambda_bone=None)
-    studio = StudioConfig(**demo.SMALL["studio"])
+                              lambda_mv=None, lambda_bone=None, protocol="h36m")
+    studio = demo.studio_config(args)
     assert studio.clips_of("labeled") == studio.clips_of("unlabeled") > studio.clips_of("eval")
     data = tmp_path / "data"
     cfgs = {label: load_config(None, overrides)
@@ -96,8 +106,25 @@ def test_the_gpu_preset_keeps_its_own_teacher_settings(tmp_path):
     from pose3d.train.config import load_config
 
     args = argparse.Namespace(full=True, seed=0, wandb="disabled", steps_scale=1.0, seeds=1,
-                              lambda_mv=None, lambda_bone=None)
+                              lambda_mv=None, lambda_bone=None, protocol="s1")
     cfgs = {label: load_config(None, overrides)
             for label, overrides in demo.stage_plan(args, tmp_path / "runs", tmp_path / "d")}
     assert not any(cfg.data.augment for cfg in cfgs.values())
     assert cfgs["pgt"].pgt.sharpen == 1.0 and not cfgs["mv_pretrain"].run.amp_cpu
+
+
+@pytest.mark.parametrize("full", [False, True])
+def test_the_protocols_differ_in_who_is_labeled_not_in_how_much(full):
+    """s1 labels one person where h36m labels three, with as many labeled tuples (clips per
+    action x subjects), P-GT on more people; both evaluate on S9 and S11."""
+    def studio(protocol):
+        return demo.studio_config(argparse.Namespace(full=full, seed=0, protocol=protocol))
+
+    s1, h36m = studio("s1"), studio("h36m")
+    assert s1.roles["labeled"] == ("S1",) and len(h36m.roles["labeled"]) == 3
+    assert s1.roles["eval"] == h36m.roles["eval"] == ("S9", "S11")
+    assert set(s1.roles["unlabeled"]) == {"S5", "S6", "S7", "S8"}
+    for role in ("labeled", "unlabeled"):
+        assert (s1.clips_of(role) * len(s1.roles[role])
+                >= h36m.clips_of(role) * len(h36m.roles[role]))
+    assert s1.clips_of("labeled") == 3 * h36m.clips_of("labeled")

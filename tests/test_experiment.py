@@ -42,8 +42,16 @@ def test_demo_with_seeds_runs_the_paired_experiment(tmp_path, monkeypatch, capsy
     l1_cam2 = [r["camera"]["cam2"]["pa_mpjpe"] for r in results["L1-only"]]
     got = summary["differences"]["Ours-scale-norm - L1-only"]["cam2"]["pa_mpjpe"]
     assert got["lo"] == pytest.approx(paired_difference(sn, l1_cam2)["lo"])
-    assert summary["differences"]["L1-only - Base"]["cam2"]["pa_mpjpe"]["values"] == \
-        pytest.approx([v - base for v in l1_cam2])
+    gt_cam2 = [r["camera"]["cam2"]["pa_mpjpe"] for r in results["GT-only"]]
+    assert summary["differences"]["GT-only - Base"]["cam2"]["pa_mpjpe"]["values"] == \
+        pytest.approx([v - base for v in gt_cam2])
+    assert summary["differences"]["L1-only - GT-only"]["cam2"]["pa_mpjpe"]["values"] == \
+        pytest.approx([a - b for a, b in zip(l1_cam2, gt_cam2)])
+    assert gt_cam2 != l1_cam2  # the control reads no P-GT: another model
+    # the first seed kept step checkpoints for the learning curves, the others only the last
+    assert len(list((exp / "runs" / "GT-only" / "seed0" / "checkpoints").glob("step_*"))) == 2
+    assert len(list((exp / "runs" / "GT-only" / "seed1" / "checkpoints").glob("step_*"))) == 1
+    assert (exp / "curves.png").stat().st_size > 1000
     assert 0 < summary["arms"]["Ours+bone"]["scale"]["mean"] < 3
     md = (exp / "experiment.md").read_text()
     assert "Ours+bone - L1-only" in md and "95% CI" in md
@@ -69,3 +77,30 @@ def test_experiment_names_bad_input(tmp_path):
         cli.main(["experiment", "--demo", str(tmp_path), "--seeds", "1"])
     with pytest.raises(ValueError, match="at least one seed"):
         experiment.run_experiment(tmp_path, tmp_path, tmp_path / "x", {"Ours": []}, [], 2)
+
+
+def test_each_paired_difference_changes_one_thing():
+    names = list(ARMS())
+    pairs = experiment.paired_arms(names)
+    assert pairs[:2] == [("GT-only", "Base"), ("L1-only", "GT-only")]
+    assert ("Ours", "L1-only") in pairs and ("Ours+bone", "L1-only") in pairs
+    assert all(b != "GT-only" or a == "L1-only" for a, b in pairs)
+    # without the control, L1-only is compared with Base as before
+    assert experiment.paired_arms(["L1-only", "Ours"]) == [("L1-only", "Base"),
+                                                           ("Ours", "L1-only")]
+    assert experiment.paired_arms(["Ours"]) == []
+
+
+def test_the_control_arm_reads_the_labeled_shards_alone(tmp_path):
+    """GT-only is L1-only without the P-GT group: the finetune stage's shard folders."""
+    from pose3d.train.config import load_config
+    from pose3d.train.stages import Finetune
+
+    def folders(arm):
+        cfg = load_config(None, ["stage=finetune", f"data.root={tmp_path}/d",
+                                 f"data.pgt_root={tmp_path}/p", *ARMS()[arm]])
+        return Finetune().shard_folders(cfg)
+
+    assert set(folders("L1-only")) == {"data.root", "data.pgt_root"}
+    assert set(folders("GT-only")) == {"data.root"}
+    assert folders("GT-only")["data.root"] == folders("L1-only")["data.root"]

@@ -33,6 +33,9 @@ class DataConfig:
     unlabeled_role: str = "unlabeled"
     eval_role: str = "eval"
     pgt_root: str = "${run.root}/pgt_shards"  # P-GT shards: written by `pgt`, read by `finetune`
+    # finetune: read the P-GT shards beside the labeled GT; false is the GT-only control
+    # (the same fine-tuning on the labeled tuples alone: P-GT's effect is L1-only - GT-only)
+    use_pgt: bool = True
     image_size: int = 256
     num_workers: int = 2
     batches_per_epoch: int = 100  # per rank: every rank sees the same number of batches

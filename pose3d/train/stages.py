@@ -197,8 +197,10 @@ class Finetune(SingleViewPretrain):
     name = "finetune"
 
     def shard_folders(self, cfg: DictConfig) -> dict[str, tuple[str, str | None]]:
-        return {"data.root": (cfg.data.root, cfg.data.labeled_role),
-                "data.pgt_root": (cfg.data.pgt_root, None)}
+        folders = {"data.root": (cfg.data.root, cfg.data.labeled_role)}
+        if cfg.data.use_pgt:
+            folders["data.pgt_root"] = (cfg.data.pgt_root, None)
+        return folders
 
     def consistency_weight(self, cfg: DictConfig) -> float:
         return cfg.loss.lambda_mv
