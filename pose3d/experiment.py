@@ -278,6 +278,8 @@ def main(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else demo / "experiment"
     seeds = list(range(args.first_seed, args.first_seed + args.seeds))
     try:
+        if args.seeds < 1:
+            raise ValueError(f"--seeds must be at least 1, got {args.seeds}")
         check_demo(demo)
         chosen = select_arms(args)
     except (FileNotFoundError, ValueError) as exc:

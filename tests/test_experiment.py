@@ -68,6 +68,8 @@ def test_experiment_names_bad_input(tmp_path, capsys):
     assert err.startswith("pose3d experiment: error: --demo") and "\n" not in err
     assert cli.main(["experiment", "--demo", str(tmp_path), "--seeds", "1"]) == 2
     assert "no data/manifest.json" in capsys.readouterr().err
+    assert cli.main(["experiment", "--demo", str(tmp_path), "--seeds", "0"]) == 2
+    assert "--seeds must be at least 1" in capsys.readouterr().err
     with pytest.raises(ValueError, match="unknown arm 'Theirs'"):
         experiment.select_arms(cli.build_parser("experiment").parse_args(
             ["experiment", "--demo", str(tmp_path), "--arms", "Theirs"]))
