@@ -91,6 +91,7 @@ setup(
     name="pose3d",
     version=VERSION,
     description="Multi-view semi-supervised training of single-view 3D human pose models",
+    license="MIT",
     packages=find_packages(include=["pose3d", "pose3d.*"]),
     python_requires=">=3.10",
     install_requires=[

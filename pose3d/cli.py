@@ -2,7 +2,8 @@
 
 Each subcommand lives in the module that owns its feature; that module provides
 `add_arguments(parser)` and `main(args) -> int`. Add a subcommand by adding a row to
-COMMANDS when its feature lands.
+COMMANDS when its feature lands. Only the module of the subcommand being run (or asked for
+its --help) is imported: `pose3d --help` imports neither torch nor any feature.
 """
 
 from __future__ import annotations
@@ -12,8 +13,9 @@ import importlib
 import sys
 
 import pose3d
+from pose3d.cliargs import HelpFormatter, show_defaults
 
-# name -> (module, one-line help)
+# name -> (module, one-line help); help text is %-formatted by argparse: write % as %%
 COMMANDS: dict[str, tuple[str, str]] = {
     "env": ("pose3d.env_report", "print torch, CUDA and extension build information"),
     "bench": ("pose3d.bench.cli", "benchmarks: ops, data, train"),
@@ -22,25 +24,35 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("pose3d.train.cli", "train a stage: mv_pretrain, pgt, sv_pretrain, finetune"),
     "eval": ("pose3d.eval.cli", "evaluate single-view checkpoints: tables and figures"),
     "demo": ("pose3d.demo", "the whole method end to end on synthetic data"),
-    "experiment": ("pose3d.experiment", "paired fine-tunings over seeds: arms, 95% intervals"),
+    "experiment": ("pose3d.experiment", "paired fine-tunings over seeds: arms, 95%% intervals"),
     "predict": ("pose3d.predict.cli", "a trained model on your own images, videos or rig"),
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="pose3d", description=__doc__.splitlines()[0])
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser; only `command`'s subparser gets its arguments (and imports its module)."""
+    parser = argparse.ArgumentParser(prog="pose3d", description=__doc__.splitlines()[0],
+                                     formatter_class=HelpFormatter)
     parser.add_argument("--version", action="version", version=f"pose3d {pose3d.__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, (module_name, help_text) in COMMANDS.items():
-        module = importlib.import_module(module_name)
-        p = sub.add_parser(name, help=help_text, description=help_text)
-        module.add_arguments(p)
-        p.set_defaults(_main=module.main)
+        p = sub.add_parser(name, help=help_text, description=help_text % {})
+        if name == command:
+            module = importlib.import_module(module_name)
+            module.add_arguments(p)
+            p.set_defaults(_main=module.main)
+            show_defaults(p)
     return parser
 
 
+def command_of(argv: list[str]) -> str | None:
+    """The subcommand named in `argv`: its first word that is not an option."""
+    return next((a for a in argv if not a.startswith("-")), None)
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser(command_of(argv)).parse_args(argv)
     return int(args._main(args) or 0)
 
 

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import torch
 
+from pose3d.cliargs import add_wandb, deprecated_alias
 from pose3d.curves import curve_overrides, learning_curves
 from pose3d.data.staging import check_writable
 from pose3d.data.studio import DEFAULT_ROLES, StudioConfig
@@ -142,8 +143,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="multiply every stage's number of steps (e.g. 0.02 for a smoke run)")
     parser.add_argument("--workers", type=int, default=None,
                         help="processes rendering the data (default: 2, with --full every core)")
-    parser.add_argument("--wandb", default="offline", choices=["online", "offline", "disabled"])
-    parser.add_argument("--seed", type=int, default=0)
+    add_wandb(parser)
+    first = parser.add_argument("--first-seed", type=int, default=0,
+                                help="seed of the data and of every stage; with --seeds K the "
+                                     "fine-tunings use seeds FIRST_SEED .. FIRST_SEED+K-1")
+    deprecated_alias(parser, "--seed", first)
     parser.add_argument("--protocol", default="s1", choices=sorted(PROTOCOLS),
                         help="who is labeled: s1 = one labeled subject (S1) and four "
                              "unlabeled (S5-S8); h36m = the paper's S1,S5,S6 / S7,S8")
@@ -157,7 +161,7 @@ def preset_of(args: argparse.Namespace) -> dict:
 def studio_config(args: argparse.Namespace) -> StudioConfig:
     """The synthetic studio of this preset and protocol."""
     preset = preset_of(args)
-    return StudioConfig(seed=args.seed, roles=PROTOCOLS[args.protocol],
+    return StudioConfig(seed=args.first_seed, roles=PROTOCOLS[args.protocol],
                         clips_per_role=preset["clips"][args.protocol], **preset["studio"])
 
 
@@ -176,7 +180,7 @@ def stage_plan(args: argparse.Namespace, root: Path, data: Path) -> list[tuple[s
     # A short run ends far from a minimum at a constant lr: decaying it to 0 makes the last
     # checkpoint (the one evaluated) much less dependent on the seed.
     common = [*preset["overrides"], "optim.lr_schedule=cosine", f"data.root={data}",
-              f"run.root={root}", f"run.seed={args.seed}", f"run.wandb={args.wandb}",
+              f"run.root={root}", f"run.seed={args.first_seed}", f"run.wandb={args.wandb}",
               f"run.device={device}"]
     steps = {k: max(2, int(v * args.steps_scale)) for k, v in preset["batches"].items()}
     extra = preset.get("stage_overrides", {})
@@ -261,7 +265,7 @@ def run_paired(args: argparse.Namespace, chosen: dict[str, list[str]], root: Pat
     """The fine-tuning as `pose3d experiment`: K seeds of every chosen arm, from this Base."""
     preset = preset_of(args)
     steps = max(2, int(preset["batches"]["finetune"] * args.steps_scale))
-    seeds = list(range(args.seed, args.seed + args.seeds))
+    seeds = list(range(args.first_seed, args.first_seed + args.seeds))
     summary = run_experiment(root, data, out / "experiment", chosen, seeds, steps,
                              [f"run.wandb={args.wandb}", f"run.device={device}"], device)
     timings.update(summary["timings_s"]["runs"], eval=summary["timings_s"]["eval"])

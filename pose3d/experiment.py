@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
 import torch
 
+from pose3d.cliargs import add_wandb
 from pose3d.curves import curve_overrides
 from pose3d.eval.cli import evaluate_checkpoints
 from pose3d.eval.stats import excludes_zero, format_interval, paired_difference, t_interval
@@ -250,20 +252,22 @@ def run_experiment(root: Path, data: Path, out: Path, arm_overrides: dict[str, l
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--demo", required=True,
-                        help="a `pose3d demo` folder (data/, runs/ with sv_pretrain, pgt_shards)")
+    parser.add_argument("--demo", required=True, metavar="DIR",
+                        help="the folder a `pose3d demo --out DIR` run wrote (data/, runs/ with "
+                             "sv_pretrain, pgt_shards)")
     parser.add_argument("--out", default=None, help="default: <demo>/experiment")
     parser.add_argument("--seeds", type=int, default=5, help="fine-tunings per arm (K)")
-    parser.add_argument("--first-seed", type=int, default=0)
+    parser.add_argument("--first-seed", type=int, default=0,
+                        help="the runs use seeds FIRST_SEED .. FIRST_SEED+K-1")
     parser.add_argument("--steps", type=int, default=100,
-                        help="fine-tuning steps per run (the CPU demo's default)")
+                        help="fine-tuning steps per run (as in the CPU demo)")
     parser.add_argument("--arms", nargs="*", default=None,
                         help=f"which arms (default: all of {', '.join(arms())})")
     parser.add_argument("--lambda-mv", type=float, default=1e-4, help="λ2 of the Ours arms")
     parser.add_argument("--lambda-bone", type=float, default=4e-3,
                         help="weight of the bone-length term (mm) in Ours+bone")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--wandb", default="disabled", choices=["online", "offline", "disabled"])
+    add_wandb(parser)
 
 
 def pick_arms(every: dict[str, list[str]], names: list[str] | None) -> dict[str, list[str]]:
@@ -279,11 +283,28 @@ def select_arms(args: argparse.Namespace) -> dict[str, list[str]]:
     return pick_arms(arms(args.lambda_mv, args.lambda_bone), args.arms)
 
 
+def check_demo(demo: Path) -> None:
+    """A one-line FileNotFoundError unless `demo` holds a finished demo's data and Base."""
+    for need in ("data/manifest.json", "runs/sv_pretrain/checkpoints/latest.pt",
+                 "runs/pgt_shards"):
+        if not (demo / need).exists():
+            raise FileNotFoundError(f"--demo {demo}: no {need} (give the folder of a finished "
+                                    f"`pose3d demo --out DIR` run)")
+
+
 def main(args: argparse.Namespace) -> int:
     demo = Path(args.demo)
     out = Path(args.out) if args.out else demo / "experiment"
     seeds = list(range(args.first_seed, args.first_seed + args.seeds))
-    summary = run_experiment(demo / "runs", demo / "data", out, select_arms(args), seeds,
+    try:
+        if args.seeds < 1:
+            raise ValueError(f"--seeds must be at least 1, got {args.seeds}")
+        check_demo(demo)
+        chosen = select_arms(args)
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"pose3d experiment: error: {exc}", file=sys.stderr)
+        return 2
+    summary = run_experiment(demo / "runs", demo / "data", out, chosen, seeds,
                              args.steps, [f"run.device={args.device}", f"run.wandb={args.wandb}"],
                              args.device)
     print(markdown(summary))

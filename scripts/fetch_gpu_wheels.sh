@@ -9,7 +9,7 @@
 #
 #   PYTHON=.venv/bin/python bash scripts/fetch_gpu_wheels.sh
 #
-# scripts/gpu_run.py installs them on the device machine; see the README's "GPU run".
+# scripts/gpu_run.py installs them on the device machine; see docs/gpu-run.md.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The GPU run in one call: set up, test, benchmark, then run the method at GPU scale.
 
-On the device machine (bare, no network; README "GPU run"):
+On the device machine (bare, no network; docs/gpu-run.md):
 
     python3 scripts/gpu_run.py --out $OUT                  # every phase, at most 9 minutes
     python3 scripts/gpu_run.py --out $OUT --only bench     # set-up (cheap if done), then bench

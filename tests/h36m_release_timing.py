@@ -1,4 +1,4 @@
-"""Time `pose3d convert h36m` on a real-size release fixture (the README's conversion-time
+"""Time `pose3d convert h36m` on a real-size release fixture (docs/datasets.md's conversion-time
 figures): one S1 take of FRAMES frames x 4 cameras at 1000 x 1000 / 1000 x 1002 px, textured
 (blurred noise, shifted each frame), MPEG-4 part 2 video, ground_truth_bb boxes; converted
 to 256 px at frame steps 1, 5 and 64, one process.

@@ -214,7 +214,7 @@ def test_crop_image_follows_the_camera_pixel_map():
 
 def test_cli_converts_one_role_and_refuses_to_overwrite(h36m_root, tmp_path, capsys):
     root, _ = h36m_root
-    args = ["convert", "h36m", "--root", str(root), "--out", str(tmp_path), "--image-size",
+    args = ["convert", "h36m", "--source", str(root), "--out", str(tmp_path), "--image-size",
             "32", "--roles", "eval", "--subjects", "eval=S11", "--no-progress"]
     assert cli.main(args) == 0
     manifest = json.loads((tmp_path / "manifest.json").read_text())

@@ -234,7 +234,7 @@ def test_a_partly_readable_corrupt_video_does_not_shorten_the_take(release, tmp_
 
 
 def _convert_cli(root: Path, out: Path, *extra: str) -> int:
-    return cli.main(["convert", "h36m", "--root", str(root), "--out", str(out),
+    return cli.main(["convert", "h36m", "--source", str(root), "--out", str(out),
                      "--image-size", "32", "--no-progress", *extra])
 
 

@@ -188,7 +188,7 @@ def test_a_frame_past_the_end_of_one_video_is_an_invalid_view(converted):
 
 def test_cli_picks_cameras_roles_and_frame_source(dataset, tmp_path):
     root, _ = dataset
-    args = ["convert", "mpi-inf-3dhp", "--root", str(root), "--out", str(tmp_path),
+    args = ["convert", "mpi-inf-3dhp", "--source", str(root), "--out", str(tmp_path),
             "--image-size", "32", "--roles", "labeled", "--subjects", "labeled=S3",
             "--sequences", "Seq1", "--cameras", "0,8", "--frames", "images", "--no-progress"]
     assert cli.main(args) == 0

@@ -40,7 +40,7 @@ def test_overwrite_with_a_bad_root_keeps_the_old_dataset(tmp_path, capsys, datas
     before = _snapshot(out)
     empty = tmp_path / "empty"
     empty.mkdir()
-    code = cli.main(["convert", dataset, "--root", str(empty), "--out", str(out),
+    code = cli.main(["convert", dataset, "--source", str(empty), "--out", str(out),
                      "--overwrite", "--no-progress"])
     err = capsys.readouterr().err.strip()
     assert code == 2 and "\n" not in err and err.startswith(f"pose3d convert {dataset}: error")

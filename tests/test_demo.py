@@ -51,7 +51,7 @@ def test_demo_runs_every_stage_and_reports(tmp_path, monkeypatch, capsys):
     manifest = json.loads((out / "data" / "manifest.json").read_text())
     assert manifest["roles"]["labeled"]["subjects"] == ["S1"]
     assert manifest["roles"]["unlabeled"]["subjects"] == ["S5", "S6", "S7", "S8"]
-    assert list((out / "runs").rglob("wandb/offline-run-*"))  # W&B offline by default
+    assert list((out / "runs").rglob("wandb/offline-run-*"))  # W&B offline when asked
 
     # evaluating a checkpoint of the wrong model, or none at all, is a clear error
     from pose3d.eval.cli import parse_checkpoints
@@ -88,7 +88,7 @@ def test_the_cpu_preset_gives_the_teacher_more_labeled_clips_and_jittered_views(
     training stage asks for CPU bf16."""
     from pose3d.train.config import load_config
 
-    args = argparse.Namespace(full=False, seed=0, wandb="disabled", steps_scale=1.0, seeds=1,
+    args = argparse.Namespace(full=False, first_seed=0, wandb="disabled", steps_scale=1.0, seeds=1,
                               lambda_mv=None, lambda_bone=None, protocol="h36m")
     studio = demo.studio_config(args)
     assert studio.clips_of("labeled") == studio.clips_of("unlabeled") > studio.clips_of("eval")
@@ -105,7 +105,7 @@ def test_the_gpu_preset_keeps_its_own_teacher_settings(tmp_path):
     """--full takes none of the CPU preset's teacher settings (measured on the CPU only)."""
     from pose3d.train.config import load_config
 
-    args = argparse.Namespace(full=True, seed=0, wandb="disabled", steps_scale=1.0, seeds=1,
+    args = argparse.Namespace(full=True, first_seed=0, wandb="disabled", steps_scale=1.0, seeds=1,
                               lambda_mv=None, lambda_bone=None, protocol="s1")
     cfgs = {label: load_config(None, overrides)
             for label, overrides in demo.stage_plan(args, tmp_path / "runs", tmp_path / "d")}
@@ -118,7 +118,7 @@ def test_the_protocols_differ_in_who_is_labeled_not_in_how_much(full):
     """s1 labels one person where h36m labels three, with as many labeled tuples (clips per
     action x subjects), P-GT on more people; both evaluate on S9 and S11."""
     def studio(protocol):
-        return demo.studio_config(argparse.Namespace(full=full, seed=0, protocol=protocol))
+        return demo.studio_config(argparse.Namespace(full=full, first_seed=0, protocol=protocol))
 
     s1, h36m = studio("s1"), studio("h36m")
     assert s1.roles["labeled"] == ("S1",) and len(h36m.roles["labeled"]) == 3

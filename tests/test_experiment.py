@@ -70,11 +70,19 @@ def test_demo_with_seeds_runs_the_paired_experiment(tmp_path, monkeypatch, capsy
     assert list(again["arms"]) == ["Base", "L1-only", "L1-again"]
 
 
-def test_experiment_names_bad_input(tmp_path):
+def test_experiment_names_bad_input(tmp_path, capsys):
+    assert cli.main(["experiment", "--demo", str(tmp_path / "nowhere")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("pose3d experiment: error: --demo") and "\n" not in err
+    assert cli.main(["experiment", "--demo", str(tmp_path), "--seeds", "1"]) == 2
+    assert "no data/manifest.json" in capsys.readouterr().err
+    assert cli.main(["experiment", "--demo", str(tmp_path), "--seeds", "0"]) == 2
+    assert "--seeds must be at least 1" in capsys.readouterr().err
     with pytest.raises(ValueError, match="unknown arm 'Theirs'"):
-        cli.main(["experiment", "--demo", str(tmp_path), "--arms", "Theirs"])
+        experiment.select_arms(cli.build_parser("experiment").parse_args(
+            ["experiment", "--demo", str(tmp_path), "--arms", "Theirs"]))
     with pytest.raises(FileNotFoundError, match="no Base checkpoint"):
-        cli.main(["experiment", "--demo", str(tmp_path), "--seeds", "1"])
+        experiment.finetune_config(tmp_path, tmp_path / "x", 0, 2, [])
     with pytest.raises(ValueError, match="at least one seed"):
         experiment.run_experiment(tmp_path, tmp_path, tmp_path / "x", {"Ours": []}, [], 2)
 

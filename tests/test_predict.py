@@ -182,7 +182,7 @@ def test_cli_writes_predictions_overlays_and_video_for_images_and_a_video(
                    str(tmp_path / "clip.mp4"), "--out", str(out), "--boxes", str(boxes),
                    "--intrinsics", ",".join(str(v) for v in scene["rig"][0].K[[0, 1, 0, 1],
                                                                                  [0, 1, 2, 2]]),
-                   "--root-depth", "5000", "--batch-size", "2", "--quiet"])
+                   "--root-depth", "5000", "--batch-size", "2", "--no-progress"])
     assert rc == 0, capsys.readouterr().err
     printed = capsys.readouterr().out
     assert "frames/s" in printed and "decoding" in printed
@@ -215,7 +215,7 @@ def test_cli_rig_mode_writes_world_joints_and_an_overlay_per_view(scene, checkpo
     (tmp_path / "cameras.json").write_text(json.dumps(cams))
     out = tmp_path / "out"
     rc = cli_main(["predict", "--checkpoint", checkpoints["mv"], *inputs, "--cameras",
-                   str(tmp_path / "cameras.json"), "--out", str(out), "--quiet"])
+                   str(tmp_path / "cameras.json"), "--out", str(out), "--no-progress"])
     assert rc == 0
     npz = np.load(out / "predictions.npz")
     assert npz["joints3d_world"].shape == (FRAMES, NUM_JOINTS, 3)
@@ -241,7 +241,7 @@ def test_bad_inputs_are_one_line_errors(scene, checkpoints, tmp_path, capsys, ca
     (tmp_path / "bad.png").write_bytes(b"not an image")
     (tmp_path / "cams.json").write_text(json.dumps(
         [{"K": c.K.tolist(), "R": c.R.tolist(), "t": c.t.tolist()} for c in scene["rig"][:2]]))
-    rc = cli_main(["predict", *args, "--out", str(tmp_path / "out"), "--quiet"])
+    rc = cli_main(["predict", *args, "--out", str(tmp_path / "out"), "--no-progress"])
     err = capsys.readouterr().err.strip()
     assert rc == 2
     assert err.startswith("pose3d predict: error: ") and "\n" not in err

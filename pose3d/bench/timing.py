@@ -56,7 +56,7 @@ def copy_bandwidth(device: torch.device, nbytes: int = 256 << 20) -> float:
 
 
 def format_table(headers: list[str], rows: list[list[object]]) -> str:
-    """A Markdown table, so benchmark output pastes straight into the README."""
+    """A Markdown table, so benchmark output pastes straight into docs/performance.md."""
     cells = [[str(c) for c in row] for row in rows]
     widths = [max(len(h), *(len(r[i]) for r in cells)) for i, h in enumerate(headers)]
     line = lambda vals: "| " + " | ".join(v.ljust(w) for v, w in zip(vals, widths)) + " |"

@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 from omegaconf import OmegaConf
 
+from pose3d.cliargs import add_wandb, split_checkpoint
 from pose3d.data.draw import save_figure
 from pose3d.data.loader import iterate_samples
 from pose3d.data.shards import load_manifest, resolve_shards
@@ -138,15 +139,19 @@ def _log_wandb(summaries: dict, pictures: list, out: Path, mode: str) -> None:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data", required=True, help="dataset folder (with manifest.json)")
+    parser.add_argument("--data", required=True, metavar="DIR",
+                        help="a pose3d dataset folder (with manifest.json), as `pose3d synth "
+                             "--out` or `pose3d convert --out` wrote it (the configs' data.root)")
     parser.add_argument("--role", default="eval", help="which role's shards to evaluate on")
     parser.add_argument("--checkpoint", action="append", required=True, metavar="NAME=PATH",
-                        help="a single-view checkpoint to evaluate (repeat to compare)")
+                        help="a single-view checkpoint to evaluate, PATH or NAME=PATH (NAME: its "
+                             "column in the report; default: the file's stem); repeat to "
+                             "compare")
     parser.add_argument("--out", required=True, help="folder for the report and figures")
     parser.add_argument("--figures", type=int, default=4, help="figures per checkpoint")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--wandb", default="disabled", choices=["online", "offline", "disabled"])
+    add_wandb(parser)
 
 
 def parse_checkpoints(items: list[str]) -> dict[str, str]:
@@ -154,8 +159,7 @@ def parse_checkpoints(items: list[str]) -> dict[str, str]:
     differ (they name the report's columns and output files)."""
     out = {}
     for item in items:
-        name, _, path = item.rpartition("=")
-        name = name or Path(path).stem
+        name, path = split_checkpoint(item)
         if not Path(path).is_file():
             raise FileNotFoundError(f"no checkpoint at {path}")
         if name in out:

@@ -8,6 +8,7 @@ import json
 import sys
 from pathlib import Path
 
+from pose3d.cliargs import deprecated_alias, split_checkpoint
 from pose3d.models.saved import CheckpointError
 from pose3d.predict import inputs
 from pose3d.predict.footage import predict_source
@@ -21,8 +22,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("inputs", nargs="+", metavar="INPUT",
                         help="image files, folders of images or videos; with --cameras one "
                              "video or image folder per camera, in the cameras file's order")
-    parser.add_argument("--checkpoint", required=True,
-                        help="a single-view checkpoint (or multi-view with --cameras)")
+    parser.add_argument("--checkpoint", required=True, type=lambda t: split_checkpoint(t)[1],
+                        metavar="[NAME=]PATH", help="a single-view checkpoint (or multi-view "
+                        "with --cameras); NAME= is accepted as in `pose3d eval` and ignored")
     parser.add_argument("--out", required=True, help="output folder (one subfolder per input)")
     parser.add_argument("--box", help="x0,y0,x1,y1: the person's box in every frame "
                                       "(default: the whole frame)")
@@ -38,7 +40,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=16, help="frames per model call")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda "
                                                        "when available)")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    no_progress = parser.add_argument("--no-progress", action="store_true",
+                                      help="no progress bar")
+    deprecated_alias(parser, "--quiet", no_progress)
 
 
 def _error(message: str) -> int:
@@ -82,7 +86,7 @@ def _run(args: argparse.Namespace) -> list[dict]:
     meta = {"checkpoint": str(args.checkpoint)}
     return [predict_source(predictor, src, args.out, boxes=boxes, intrinsics=K,
                            root_depth=args.root_depth, batch_size=args.batch_size,
-                           progress=not args.quiet, meta=meta) for src in sources]
+                           progress=not args.no_progress, meta=meta) for src in sources]
 
 
 def _run_rig(args: argparse.Namespace, sources: list) -> dict:
@@ -98,6 +102,6 @@ def _run_rig(args: argparse.Namespace, sources: list) -> dict:
         inputs.read_rig_boxes(args.boxes, cameras) if args.boxes else None)
     predictor = make_predictor(args.checkpoint, "multi_view", args.device)
     return predict_rig_sources(predictor, sources, cameras, args.out, boxes=boxes,
-                               batch_size=args.batch_size, progress=not args.quiet,
+                               batch_size=args.batch_size, progress=not args.no_progress,
                                meta={"checkpoint": str(args.checkpoint),
                                      "cameras": str(args.cameras)})

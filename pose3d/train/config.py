@@ -137,7 +137,8 @@ class RunConfig:
     device: str = "auto"  # auto | cpu | cuda
     amp: bool = True  # bf16 autocast on GPU
     # bf16 autocast on the CPU too, where it has native bf16 (pose3d.device.bf16_autocast):
-    # about 1.4x faster on the demo's teacher with the same P-GT (README)
+    # about 1.4x faster on the demo's teacher with the same P-GT (docs/training.md,
+    # "Configuration")
     amp_cpu: bool = False
     channels_last: bool = True  # on GPU
     compile: bool = False

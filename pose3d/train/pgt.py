@@ -16,11 +16,11 @@ never reads (or as `joints3d.npy`, though then the tuple would not be unlabeled)
 (MPJPE root-aligned and absolute, mm, and the labelling's seconds) goes to
 `<run.out_dir>/pgt_report.json`, the P-GT manifest, metrics.jsonl and W&B.
 
-Three labelling options (docs/design.md, "P-GT"; off by default, README "where the teacher's
-error comes from" has their measurements): `pgt.flip_test` averages the 2D joints with the
-mirrored images' reading, `pgt.reject_px` leaves out, per joint, a view whose 2D joint is
-that many pixels off the triangulated point, `pgt.sharpen` reads each 2D joint from that
-multiple of the heatmap logits (pose3d.models.multi_view).
+Three labelling options (docs/design.md, "P-GT"; off by default; docs/results.md, "where
+the teacher's error comes from", has their measurements): `pgt.flip_test` averages the 2D
+joints with the mirrored images' reading, `pgt.reject_px` leaves out, per joint, a view
+whose 2D joint is that many pixels off the triangulated point, `pgt.sharpen` reads each 2D
+joint from that multiple of the heatmap logits (pose3d.models.multi_view).
 """
 
 from __future__ import annotations

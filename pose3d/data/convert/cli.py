@@ -1,4 +1,4 @@
-"""`pose3d convert h36m|mpi-inf-3dhp --root DIR --out DIR`: real datasets -> pose3d shards
+"""`pose3d convert h36m|mpi-inf-3dhp --source DIR --out DIR`: real datasets -> pose3d shards
 with the paper's splits."""
 
 from __future__ import annotations
@@ -7,6 +7,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from pose3d.cliargs import deprecated_alias
 from pose3d.data.convert import h36m, h36m_official, mpi_inf_3dhp
 from pose3d.data.shards import MANIFEST
 from pose3d.data.staging import staged_dataset
@@ -17,7 +18,12 @@ def _csv(text: str) -> list[str]:
 
 
 def _add_common(p: argparse.ArgumentParser, eval_step: int) -> None:
-    p.add_argument("--root", required=True, type=Path, help="the dataset's root folder")
+    # --source, not --root: elsewhere (data.root, run.root) a root is a pose3d folder
+    # (a required group: the old spelling alone satisfies it)
+    either = p.add_mutually_exclusive_group(required=True)
+    source = either.add_argument("--source", dest="root", type=Path, metavar="DIR",
+                                 help="the dataset's own folder, as downloaded")
+    deprecated_alias(either, "--root", source)
     p.add_argument("--out", required=True, type=Path, help="output dataset folder")
     p.add_argument("--image-size", type=int, default=256, help="side of the stored views (px)")
     p.add_argument("--workers", type=int, default=0, help="worker processes (0: in-process)")
