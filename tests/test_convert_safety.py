@@ -250,3 +250,21 @@ def test_a_truncated_cdf_is_named(release, tmp_path, capsys, keep):
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and str(cdf) in err, err
     assert not out.exists()
+
+
+def test_a_labels_npy_that_would_run_code_is_refused(tmp_path, capsys):
+    """learnable-triangulation's labels file is a pickled .npy: it may build arrays and
+    plain containers, nothing that runs."""
+    marker = tmp_path / "marker"
+    labels = tmp_path / "h36m" / "extra" / "human36m-multiview-labels-GTbboxes.npy"
+    labels.parent.mkdir(parents=True)
+    payload = np.empty((), dtype=object)
+    payload[()] = {"subject_names": ["S1"], "table": _WritesMarker(marker)}
+    np.save(labels, payload, allow_pickle=True)
+    (tmp_path / "h36m" / "processed").mkdir()
+    code = cli.main(["convert", "h36m", "--root", str(tmp_path / "h36m"), "--out",
+                     str(tmp_path / "out"), "--no-progress"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.count("\n") == 0 and str(labels) in err, err
+    assert "builtins.exec" in err and not marker.exists()
+    assert not (tmp_path / "out").exists()
