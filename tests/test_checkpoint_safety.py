@@ -137,3 +137,24 @@ def test_training_entry_points_refuse_it(files, tmp_path, capsys, stage, args):
     assert code == EXIT_BAD_INPUT
     _one_line_refusal(capsys.readouterr().err, files["evil"])
     assert not files["marker"].exists()
+
+
+def test_a_checkpoint_written_under_numpy_1_still_loads(tmp_path):
+    """numpy 1 pickles the RNG state's array builder as numpy.core.multiarray (numpy 2:
+    numpy._core.multiarray): the same file's pickle, renamed so, must load the same."""
+    import zipfile
+
+    state = {"model": torch.nn.Linear(2, 2).state_dict(), "rng": [rng_state()]}
+    torch.save(state, tmp_path / "np2.pt")
+    with zipfile.ZipFile(tmp_path / "np2.pt") as src, \
+            zipfile.ZipFile(tmp_path / "np1.pt", "w", zipfile.ZIP_STORED) as dst:
+        for info in src.infolist():
+            data = src.read(info.filename)
+            if info.filename.endswith("data.pkl"):
+                assert b"numpy._core.multiarray" in data
+                data = data.replace(b"numpy._core.multiarray", b"numpy.core.multiarray")
+            dst.writestr(info, data)
+    if torch.__version__ < (2, 6):
+        pytest.skip("torch < 2.6 cannot allow one function under two names")
+    loaded = read_checkpoint(tmp_path / "np1.pt")
+    assert np.array_equal(loaded["rng"][0]["numpy"][1], state["rng"][0]["numpy"][1])

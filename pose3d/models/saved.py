@@ -29,15 +29,19 @@ class CheckpointError(RuntimeError):
     """A checkpoint that is missing, unreadable or written for another model."""
 
 
+try:  # numpy >= 2
+    from numpy._core.multiarray import _reconstruct
+except ImportError:  # numpy 1
+    from numpy.core.multiarray import _reconstruct
+
 # Beyond tensors and plain containers (which weights_only loading takes as they are), our
 # checkpoints hold one thing: the numpy generator state in `rng` (np.random.get_state(): a
 # uint32 array). These rebuild arrays and nothing else; every other global in the file is
 # refused before anything runs (users load checkpoints they downloaded).
-_NUMPY_GLOBALS = [np._core.multiarray._reconstruct, np.ndarray, np.dtype,
-                  type(np.dtype(np.uint32))]
-# numpy < 2 pickles the same function under its old module name
-_SAFE_GLOBALS = [*_NUMPY_GLOBALS,
-                 (np._core.multiarray._reconstruct, "numpy.core.multiarray._reconstruct")]
+_SAFE_GLOBALS: list = [_reconstruct, np.ndarray, np.dtype, type(np.dtype(np.uint32))]
+if torch.__version__ >= (2, 6):  # (function, name): numpy 1 and 2 name it differently
+    _SAFE_GLOBALS += [(_reconstruct, f"{module}.multiarray._reconstruct")
+                      for module in ("numpy.core", "numpy._core")]
 
 
 def unwrap(model: nn.Module) -> nn.Module:
@@ -89,6 +93,14 @@ def _refusal(path: Path, exc: pickle.UnpicklingError) -> CheckpointError:
                            f"data ({reason.group(1).strip() if reason else 'unpickling failed'})")
 
 
+def _load_weights_only(path: Path, map_location: str | torch.device) -> object:
+    if not hasattr(torch.serialization, "safe_globals"):  # torch 2.4: no scoped allow-list
+        torch.serialization.add_safe_globals(_SAFE_GLOBALS)
+        return torch.load(path, map_location=map_location, weights_only=True)
+    with torch.serialization.safe_globals(_SAFE_GLOBALS):
+        return torch.load(path, map_location=map_location, weights_only=True)
+
+
 def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
     """Read a checkpoint file without running code: tensors, plain data and numpy arrays
     only (torch's weights-only unpickler). CheckpointError (one line naming the file) when
@@ -97,8 +109,7 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
     try:
-        with torch.serialization.safe_globals(_SAFE_GLOBALS):
-            obj = torch.load(path, map_location=map_location, weights_only=True)
+        obj = _load_weights_only(path, map_location)
     except pickle.UnpicklingError as exc:
         raise _refusal(path, exc) from None
     except Exception as exc:  # noqa: BLE001 - any reading failure means the same thing

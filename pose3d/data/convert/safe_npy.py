@@ -11,6 +11,11 @@ from pathlib import Path
 
 import numpy as np
 
+try:  # numpy >= 2
+    from numpy._core import multiarray
+except ImportError:  # numpy 1
+    from numpy.core import multiarray
+
 # numpy's array-building functions, under numpy 2's module names and numpy 1's
 _NUMPY = {(module, name) for module in ("numpy._core.multiarray", "numpy.core.multiarray")
           for name in ("_reconstruct", "scalar")}
@@ -21,7 +26,7 @@ _PLAIN = {"dict", "list", "tuple", "set", "frozenset", "str", "bytes", "bytearra
 class _ArraysOnly(pickle.Unpickler):
     def find_class(self, module: str, name: str):
         if (module, name) in _NUMPY:
-            return getattr(np._core.multiarray, name)
+            return getattr(multiarray, name)
         if module == "numpy" and name in ("ndarray", "dtype"):
             return getattr(np, name)
         if module == "numpy.dtypes" and name.endswith("DType"):
