@@ -133,7 +133,8 @@ def staged_dataset(out: str | os.PathLike, overwrite: bool = False) -> Iterator[
     """A temporary folder beside `out` to write a dataset into; swapped in for `out` when the
     block ends without an error and the folder holds a manifest listing at least one sample
     (else ValueError). On any error the temporary folder is removed and `out` is untouched.
-    `out` is checked first (check_output)."""
+    `out` is checked first (check_output); partial folders of killed runs beside it are
+    removed (remove_orphans), each named on stderr."""
     out = Path(out)
     check_output(out, overwrite)
     out.absolute().parent.mkdir(parents=True, exist_ok=True)
