@@ -138,6 +138,22 @@ def test_an_unchanged_source_is_reused_and_the_run_says_so(release, tmp_path, mo
     assert sum(name.startswith("Directions 1.") for name in reads) == 4
 
 
+def test_samples_cached_by_other_converter_code_are_not_reused(release, tmp_path,
+                                                             monkeypatch, capsys):
+    cache, out = tmp_path / "cache", tmp_path / "out"
+    _fail_on(monkeypatch, "TakingPhoto")
+    assert _convert(release, out, "--cache", str(cache)) == 2
+    monkeypatch.undo()
+    capsys.readouterr()
+    # a pose3d update between the runs: the modules that shape samples read differently
+    monkeypatch.setattr(h36m_official, "_SAMPLE_CODE", (*h36m_official._SAMPLE_CODE, np))
+    assert _convert(release, out, "--cache", str(cache)) == 0
+    err = capsys.readouterr().err
+    assert "cache: S1 Directions-1 (labeled): cached by another version of the converter; " \
+           "converting it again" in err, err
+    assert "reusing" not in err
+
+
 def _fake_dataset(folder: Path) -> dict[str, bytes]:
     folder.mkdir(parents=True)
     (folder / "labeled-000000.tar").write_bytes(b"old shard")

@@ -5,13 +5,14 @@ A cache file is data only, never pickled: a zip archive (stored, not compressed:
 samples are JPEGs already) with `header.json` = {format, version, key, samples} and one
 member per sample field, `NNNNNN/<field>`. A file whose header is not ours, of another
 version or of another key is ignored with a message and converted again; nothing in it
-runs. The key (its digest is in the file name) covers the options that shape the samples
-and each source file's size and modification time, so a source fixed after a failed run is
-read again, not taken from the cache.
+runs. The key (its digest is in the file name) covers the options that shape the samples,
+each source file's size and modification time, and the converter's code, so a source fixed
+after a failed run (or a pose3d update in between) means converting again, not reusing.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -19,6 +20,7 @@ import zipfile
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 
 FORMAT = "pose3d-convert-cache"
 VERSION = 1
@@ -60,11 +62,21 @@ class CacheEntry:
                       and (p.name.endswith(SUFFIX) or p.suffix in (".pkl", ".partial")))
 
 
-def make_entry(folder: Path, stem: str, options: object, sources: Sequence[Path | None]
-               ) -> CacheEntry:
-    """The cache entry of a unit whose samples depend on `options` (JSON-able) and on the
-    files `sources`."""
-    key = json.dumps({"options": options, "sources": source_stamps(sources)}, sort_keys=True)
+@functools.cache
+def code_stamp(*modules: ModuleType) -> str:
+    """A digest of the modules' source files: the code that shapes the samples."""
+    digest = hashlib.sha1()
+    for module in modules:
+        digest.update(Path(module.__file__).read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def make_entry(folder: Path, stem: str, options: object, sources: Sequence[Path | None],
+               code: Sequence[ModuleType] = ()) -> CacheEntry:
+    """The cache entry of a unit whose samples depend on `options` (JSON-able), on the
+    files `sources` and on the code of `code`'s modules."""
+    key = json.dumps({"options": options, "sources": source_stamps(sources),
+                      "code": code_stamp(*code)}, sort_keys=True)
     return CacheEntry(Path(folder), stem, key)
 
 
@@ -140,6 +152,8 @@ def _difference(old: Path, entry: CacheEntry) -> str:
                if sources_then.get(path) != stamp]
     if changed:
         return f"source file(s) changed since: {', '.join(changed)}"
+    if then.get("code") != now["code"]:
+        return "cached by another version of the converter"
     return "cached with other options"
 
 

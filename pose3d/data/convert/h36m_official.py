@@ -32,7 +32,10 @@ from pathlib import Path
 
 import numpy as np
 
+from pose3d.data import schema as schema_code
 from pose3d.data.convert import cache as sample_cache
+from pose3d.data.convert import crop as crop_code
+from pose3d.data.convert import h36m_release as release_code
 from pose3d.data.convert.crop import crop_view, scale_box
 from pose3d.data.convert.h36m import (
     DAMAGED_ACTIONS,
@@ -64,6 +67,8 @@ from pose3d.geometry import CAMERA_NAMES, Camera, h36m_cameras, square_about_cen
 CORRUPT_VIDEOS: tuple[tuple[str, str, str], ...] = (("S11", "Directions", "54138969"),)
 # Size differences (px) still read as the calibrated frame (1000 x 1000 vs 1000 x 1002).
 SIZE_SLACK_PX = 2
+# The code that shapes a sequence's samples: samples cached by other code are stale.
+_SAMPLE_CODE = (sys.modules[__name__], crop_code, release_code, schema_code)
 
 
 @dataclass
@@ -201,7 +206,8 @@ def _cache_entry(cache: Path, role: str, take: Take, frames: list[int],
     source file changed, never reads stale samples."""
     key = [role, frames, [c.name for c in cameras], [np.round(c.K, 6).tolist() for c in cameras],
            options.image_size, options.bbox_scale, options.box_margin]
-    return sample_cache.make_entry(cache / take.subject, f"{take.name}.{role}", key, sources)
+    return sample_cache.make_entry(cache / take.subject, f"{take.name}.{role}", key, sources,
+                                   code=_SAMPLE_CODE)
 
 
 def _subject_takes(root: Path, subject: str, role: str, metadata: Metadata | None,
