@@ -203,7 +203,7 @@ def test_interrupted_run_resumes_without_redoing_finished_sequences(release, con
     (tmp_path / "cache" / "keep.txt").write_text("the user's")
     with pytest.raises(RuntimeError, match="interrupted"):
         convert_h36m_release(root, tmp_path / "out", opts, progress=False)
-    assert len(list((tmp_path / "cache").rglob("*.pkl"))) == 2  # S1's two takes
+    assert len(list((tmp_path / "cache").rglob("*.samples.zip"))) == 2  # S1's two takes
 
     monkeypatch.setattr(h36m_official, "_samples", real_samples)
     plan = plan_release(root, opts, tmp_path / "out")  # probes each video's first frame

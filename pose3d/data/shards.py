@@ -127,12 +127,35 @@ def write_manifest(folder: str | os.PathLike, manifest: dict) -> None:
 
 
 def load_manifest(folder: str | os.PathLike) -> dict:
-    """The manifest of a dataset folder; FileNotFoundError naming the folder if absent."""
+    """The manifest of a dataset folder; FileNotFoundError naming the folder if absent,
+    ValueError naming the manifest when it is not JSON or a shard entry is not a file name
+    inside the folder (every reader of shard paths goes through here)."""
     path = Path(folder) / MANIFEST
     if not path.is_file():
         raise FileNotFoundError(f"no {MANIFEST} in {folder} (not a pose3d dataset folder; "
                                 f"write one with `pose3d synth --out {folder}`)")
-    return json.loads(path.read_text())
+    try:
+        manifest = json.loads(path.read_text())
+        roles = manifest["roles"]
+        entries = [(role, shard["file"]) for role, entry in roles.items()
+                   for shard in entry["shards"]]
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise ValueError(f"{path}: not a pose3d manifest ({type(exc).__name__}: {exc})") \
+            from None
+    for role, name in entries:
+        if not _inside(name):
+            raise ValueError(f"{path}: shard {name!r} of role {role!r} is not a path inside "
+                             f"the dataset folder (no absolute paths, no '..'); refused")
+    return manifest
+
+
+def _inside(name: object) -> bool:
+    """Whether a manifest's shard entry names a file below its folder: a relative path
+    without '..' (the writers store bare file names)."""
+    if not isinstance(name, str) or not name or "\\" in name:
+        return False
+    parts = Path(name).parts
+    return not Path(name).is_absolute() and ".." not in parts and parts != ()
 
 
 def shards_for_role(folder: str | os.PathLike, role: str) -> list[str]:

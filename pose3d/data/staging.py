@@ -1,9 +1,12 @@
 """Writing a dataset folder so that nothing is lost on failure.
 
 `pose3d synth` and `pose3d convert` write into a temporary folder beside `--out`
-(`.NAME.partial-XXXX`) and swap it in only when it is complete (a manifest) and non-empty.
-Until then an existing dataset in `--out` stays as it was: a bad input root, a failure
-mid-run, Ctrl-C or a full disk leave it intact and the partial folder is removed. The swap
+(`.NAME.partial-HOST-PID-XXXX`) and swap it in only when it is complete (a manifest) and
+non-empty. Until then an existing dataset in `--out` stays as it was: a bad input root, a
+failure mid-run, Ctrl-C or a full disk leave it intact and the partial folder is removed.
+A run that was killed (SIGKILL, power loss) cannot remove its partial folder: the next run
+for the same `--out` does, once the process named in the folder's name is no longer running
+on this machine (a live run's folder, or another machine's, is left alone). The swap
 is two renames in the same parent folder; `--overwrite` replaces `--out` as a whole (no stale
 shards of the old dataset survive), and refuses a folder that holds files no pose3d dataset
 writes (a mistyped `--out` must not delete someone's work).
@@ -12,9 +15,14 @@ writes (a mistyped `--out` must not delete someone's work).
 from __future__ import annotations
 
 import contextlib
+import glob
+import hashlib
 import json
 import os
+import re
 import shutil
+import socket
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -70,6 +78,37 @@ def check_output(out: str | os.PathLike, overwrite: bool) -> None:
         raise PermissionError(f"cannot write a dataset to {out}: {parent} is not writable")
 
 
+def _host() -> str:
+    return hashlib.sha1(socket.gethostname().encode()).hexdigest()[:8]
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
+
+
+def remove_orphans(out: str | os.PathLike) -> list[Path]:
+    """Remove the partial folders beside `out` left by killed runs on this machine (their
+    process is gone); returns them. A live run's folder, and folders of other machines or
+    other names, are kept."""
+    out = Path(out).absolute()
+    pattern = re.compile(rf"^\.{re.escape(out.name)}\.partial-([0-9a-f]{{8}})-(\d+)-")
+    removed = []
+    for path in sorted(out.parent.glob(f".{glob.escape(out.name)}.partial-*")):
+        found = pattern.match(path.name)
+        if not found or found.group(1) != _host() or not path.is_dir() \
+                or _running(int(found.group(2))):
+            continue
+        shutil.rmtree(path, ignore_errors=True)
+        removed.append(path)
+    return removed
+
+
 def _samples(folder: Path) -> int:
     try:
         manifest = json.loads((folder / MANIFEST).read_text())
@@ -94,11 +133,16 @@ def staged_dataset(out: str | os.PathLike, overwrite: bool = False) -> Iterator[
     """A temporary folder beside `out` to write a dataset into; swapped in for `out` when the
     block ends without an error and the folder holds a manifest listing at least one sample
     (else ValueError). On any error the temporary folder is removed and `out` is untouched.
-    `out` is checked first (check_output)."""
+    `out` is checked first (check_output); partial folders of killed runs beside it are
+    removed (remove_orphans), each named on stderr."""
     out = Path(out)
     check_output(out, overwrite)
     out.absolute().parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.absolute().parent))
+    for orphan in remove_orphans(out):
+        print(f"removed {orphan}, the unfinished output of a run that was killed",
+              file=sys.stderr)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-{_host()}-{os.getpid()}-",
+                                dir=out.absolute().parent))
     try:
         yield tmp
         if _samples(tmp) == 0:

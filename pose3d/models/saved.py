@@ -12,9 +12,12 @@ stage, the benchmarks and `pose3d predict` alike (nanoGPT's habit). Writing chec
 from __future__ import annotations
 
 import hashlib
+import pickle
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 import yaml
 from torch import nn
@@ -24,6 +27,21 @@ from pose3d.models.build import build_model
 
 class CheckpointError(RuntimeError):
     """A checkpoint that is missing, unreadable or written for another model."""
+
+
+try:  # numpy >= 2
+    from numpy._core.multiarray import _reconstruct
+except ImportError:  # numpy 1
+    from numpy.core.multiarray import _reconstruct
+
+# Beyond tensors and plain containers (which weights_only loading takes as they are), our
+# checkpoints hold one thing: the numpy generator state in `rng` (np.random.get_state(): a
+# uint32 array). These rebuild arrays and nothing else; every other global in the file is
+# refused before anything runs (users load checkpoints they downloaded).
+_SAFE_GLOBALS: list = [_reconstruct, np.ndarray, np.dtype, type(np.dtype(np.uint32))]
+if torch.__version__ >= (2, 6):  # (function, name): numpy 1 and 2 name it differently
+    _SAFE_GLOBALS += [(_reconstruct, f"{module}.multiarray._reconstruct")
+                      for module in ("numpy.core", "numpy._core")]
 
 
 def unwrap(model: nn.Module) -> nn.Module:
@@ -61,16 +79,43 @@ def check_fingerprint(found: dict | None, expected: dict, path: str | Path) -> N
                               f"{_describe(expected)}")
 
 
+def _refusal(path: Path, exc: pickle.UnpicklingError) -> CheckpointError:
+    """One line from torch's many-line weights-only refusal: the global it refused, or the
+    reason it stopped."""
+    text = str(exc)
+    found = re.search(r"GLOBAL ([\w.]+)|but got <class '([\w.]+)'>", text)
+    if found:
+        return CheckpointError(f"refusing checkpoint {path}: it holds "
+                               f"{found.group(1) or found.group(2)}, which a pose3d checkpoint "
+                               f"never holds (loading it could run code)")
+    reason = re.search(r"WeightsUnpickler error:\s*(\S[^\n]*)", text)
+    return CheckpointError(f"cannot read checkpoint {path}: not a file of tensors and plain "
+                           f"data ({reason.group(1).strip() if reason else 'unpickling failed'})")
+
+
+def _load_weights_only(path: Path, map_location: str | torch.device) -> object:
+    if not hasattr(torch.serialization, "safe_globals"):  # torch 2.4: no scoped allow-list
+        torch.serialization.add_safe_globals(_SAFE_GLOBALS)
+        return torch.load(path, map_location=map_location, weights_only=True)
+    with torch.serialization.safe_globals(_SAFE_GLOBALS):
+        return torch.load(path, map_location=map_location, weights_only=True)
+
+
 def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
-    """Read a checkpoint file; CheckpointError (one line) when it is missing or unreadable."""
+    """Read a checkpoint file without running code: tensors, plain data and numpy arrays
+    only (torch's weights-only unpickler). CheckpointError (one line naming the file) when
+    it is missing, unreadable or holds anything else."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
     try:
-        obj = torch.load(path, map_location=map_location, weights_only=False)
-    except Exception as exc:  # noqa: BLE001 - any unpickling failure means the same thing
+        obj = _load_weights_only(path, map_location)
+    except pickle.UnpicklingError as exc:
+        raise _refusal(path, exc) from None
+    except Exception as exc:  # noqa: BLE001 - any reading failure means the same thing
+        text = str(exc).strip()
         raise CheckpointError(f"cannot read checkpoint {path}: {type(exc).__name__}: "
-                              f"{str(exc).splitlines()[0] if str(exc) else ''}") from None
+                              f"{text.splitlines()[0] if text else ''}") from None
     if not isinstance(obj, dict) or "model" not in obj:
         raise CheckpointError(f"{path} is not a pose3d checkpoint (no 'model' entry)")
     return obj

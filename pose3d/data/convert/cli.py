@@ -167,6 +167,14 @@ def _run_h36m_release(args: argparse.Namespace, common: dict):
                                               **common)
 
 
+def _resume_hint(args: argparse.Namespace) -> str:
+    """What a rerun reuses after an interruption (the release's per-sequence cache)."""
+    cache = getattr(args, "cache", None) or Path(f"{args.out}.h36m-cache")
+    if args.dataset == "h36m" and cache.is_dir():
+        return f" (finished sequences are kept in {cache}; the same command resumes)"
+    return ""
+
+
 def main(args: argparse.Namespace) -> int:
     try:
         with staged_dataset(args.out, args.overwrite) as tmp:
@@ -174,6 +182,10 @@ def main(args: argparse.Namespace) -> int:
     except (OSError, ValueError) as exc:  # FileNotFound, FileExists, Permission, ENOSPC
         print(f"pose3d convert {args.dataset}: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # staged_dataset removed the partial output on the way out
+        print(f"pose3d convert {args.dataset}: interrupted; {args.out} was left as it was"
+              f"{_resume_hint(args)}", file=sys.stderr)
+        return 130
     for line in summary.lines():
         print(line)
     print(f"wrote {args.out / MANIFEST}")

@@ -16,7 +16,6 @@ Images under `imageSequence-undistorted` were undistorted, so their cameras get 
 
 from __future__ import annotations
 
-import pickle
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +24,7 @@ import cv2
 import numpy as np
 
 from pose3d.data.convert.crop import crop_view, scale_box
+from pose3d.data.convert.safe_npy import load_object_npy
 from pose3d.data.convert.writer import ConversionSummary, ConversionUnit, write_dataset
 from pose3d.data.schema import encode_sample
 from pose3d.geometry import Camera, square_about_centre
@@ -86,11 +86,7 @@ def find_labels(root: Path, labels: Path | None = None) -> Path:
 
 def load_labels(path: Path) -> dict:
     """The labels dict, checked for the fields and shapes the converter reads."""
-    try:
-        labels = np.load(path, allow_pickle=True)
-        labels = labels.item() if labels.dtype == object and labels.shape == () else labels
-    except (OSError, ValueError, EOFError, pickle.UnpicklingError) as exc:
-        raise ValueError(f"{path}: not a readable labels .npy file ({exc})") from exc
+    labels = load_object_npy(path)  # arrays and plain data only: never runs code
     if not isinstance(labels, dict):
         raise ValueError(f"{path}: expected a pickled dict with {LABEL_KEYS}, "
                          f"got {type(labels).__name__}")

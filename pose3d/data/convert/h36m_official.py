@@ -17,23 +17,25 @@ manifest's `defects`:
 - a camera without its ground_truth_bb file is cropped around its projected joints.
 
 A finished sequence's samples are kept in a cache folder (default: beside --out, named
-`<out>.h36m-cache`), so an interrupted run, started again with the same options, reads them
-back instead of decoding its videos again; the run's cache files (and the folders they leave
-empty) are removed once the shards are written.
+`<out>.h36m-cache`; pose3d.data.convert.cache), so an interrupted run, started again with
+the same options and unchanged source files, reads them back instead of decoding its videos
+again, and says so; the run's cache files (and the folders they leave empty) are removed
+once the shards are written.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
-import pickle
+import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from pose3d.data import schema as schema_code
+from pose3d.data.convert import cache as sample_cache
+from pose3d.data.convert import crop as crop_code
+from pose3d.data.convert import h36m_release as release_code
 from pose3d.data.convert.crop import crop_view, scale_box
 from pose3d.data.convert.h36m import (
     DAMAGED_ACTIONS,
@@ -65,6 +67,8 @@ from pose3d.geometry import CAMERA_NAMES, Camera, h36m_cameras, square_about_cen
 CORRUPT_VIDEOS: tuple[tuple[str, str, str], ...] = (("S11", "Directions", "54138969"),)
 # Size differences (px) still read as the calibrated frame (1000 x 1000 vs 1000 x 1002).
 SIZE_SLACK_PX = 2
+# The code that shapes a sequence's samples: samples cached by other code are stale.
+_SAMPLE_CODE = (sys.modules[__name__], crop_code, release_code, schema_code)
 
 
 @dataclass
@@ -101,7 +105,7 @@ class _Unit:
     image_size: int
     bbox_scale: float
     box_margin: float
-    cache_file: Path
+    cache: sample_cache.CacheEntry
 
 
 @dataclass
@@ -194,15 +198,16 @@ def _boxes(root: Path, take: Take, rig: list[Camera]) -> list[Path | None]:
     return paths
 
 
-def _cache_file(cache: Path, role: str, take: Take, frames: list[int], cameras: list[Camera],
-                options: H36MReleaseOptions) -> Path:
-    """Where this sequence's samples are kept; the name changes with anything that changes
-    them, so a run with other options never reads stale samples."""
-    key = json.dumps([role, frames, [c.name for c in cameras],
-                      [np.round(c.K, 6).tolist() for c in cameras], options.image_size,
-                      options.bbox_scale, options.box_margin])
-    digest = hashlib.sha1(key.encode()).hexdigest()[:12]
-    return cache / take.subject / f"{take.name}.{role}.{digest}.pkl"
+def _cache_entry(cache: Path, role: str, take: Take, frames: list[int],
+                 cameras: list[Camera], options: H36MReleaseOptions,
+                 sources: list[Path | None]) -> sample_cache.CacheEntry:
+    """Where this sequence's samples are kept, keyed by everything that shapes them (the
+    options and each source file's size and mtime): a run with other options, or after a
+    source file changed, never reads stale samples."""
+    key = [role, frames, [c.name for c in cameras], [np.round(c.K, 6).tolist() for c in cameras],
+           options.image_size, options.bbox_scale, options.box_margin]
+    return sample_cache.make_entry(cache / take.subject, f"{take.name}.{role}", key, sources,
+                                   code=_SAMPLE_CODE)
 
 
 def _subject_takes(root: Path, subject: str, role: str, metadata: Metadata | None,
@@ -234,15 +239,18 @@ def _plan_take(root: Path, role: str, take: Take, rig: list[Camera],
         notes.append(f"{take.subject} {take.prefix} ({take.name}): damaged, left out of eval "
                      "(--with-damaged-actions keeps it)")
         return None
-    poses = read_poses(poses_dir(root, take.subject) / f"{take.prefix}.cdf")
+    cdf = poses_dir(root, take.subject) / f"{take.prefix}.cdf"
+    poses = read_poses(cdf)
     videos, cameras, count = _views(root, take, rig, len(poses), notes)
     step = options.eval_frame_step if role == "eval" else options.frame_step
     frames = list(range(0, count, step))[:budget]
     if not frames:
         return None
-    return _Unit(role, take, frames, poses[frames], videos, _boxes(root, take, rig), cameras,
+    boxes = _boxes(root, take, rig)
+    return _Unit(role, take, frames, poses[frames], videos, boxes, cameras,
                  options.image_size, options.bbox_scale, options.box_margin,
-                 _cache_file(cache, role, take, frames, cameras, options))
+                 _cache_entry(cache, role, take, frames, cameras, options,
+                              [cdf, *videos, *boxes]))
 
 
 def plan_release(root: str | Path, options: H36MReleaseOptions | None = None,
@@ -324,19 +332,12 @@ def _samples(unit: _Unit) -> Iterator[dict | None]:
 
 def produce_samples(unit: _Unit) -> Iterator[dict | None]:
     """The sequence's encoded samples (runs in a worker): read back from the cache when an
-    earlier run finished this sequence, else decoded and cached as they go."""
-    if unit.cache_file.is_file():
-        with open(unit.cache_file, "rb") as fh:
-            for _ in unit.frames:
-                yield pickle.load(fh)
+    earlier run finished this sequence with the same options and source files, else
+    decoded and cached as they go."""
+    if sample_cache.check(unit.cache, len(unit.frames)) is None:
+        yield from sample_cache.read(unit.cache)
         return
-    unit.cache_file.parent.mkdir(parents=True, exist_ok=True)
-    partial = unit.cache_file.with_suffix(".partial")
-    with open(partial, "wb") as fh:
-        for sample in _samples(unit):
-            pickle.dump(sample, fh, protocol=pickle.HIGHEST_PROTOCOL)
-            yield sample
-    os.replace(partial, unit.cache_file)  # complete: a later run may read it back
+    yield from sample_cache.write(unit.cache, _samples(unit))
 
 
 def convert_h36m_release(root: str | Path, out: str | Path,
@@ -355,6 +356,10 @@ def convert_h36m_release(root: str | Path, out: str | Path,
     plan = plan or plan_release(root, options, out)
     if not plan.units:
         raise ValueError(f"{root}: no frame to convert for splits {options.splits}")
+    for line in sample_cache.review([(f"{u.payload.take.subject} {u.payload.take.name} "
+                                      f"({u.role})", u.payload.cache, u.size)
+                                     for u in plan.units], plan.cache):
+        print(line, file=sys.stderr)
     summary = write_dataset(
         out, plan.units, produce_samples, samples_per_shard=samples_per_shard,
         shuffle_buffer=shuffle_buffer, workers=workers, progress=progress,
@@ -370,8 +375,8 @@ def _remove_cache(plan: ReleasePlan) -> None:
     """Delete the run's cached sequences, then the folders they leave empty (only those: a
     --cache folder may hold other things)."""
     for unit in plan.units:
-        unit.payload.cache_file.unlink(missing_ok=True)
-    for folder in sorted({u.payload.cache_file.parent for u in plan.units}) + [plan.cache]:
+        unit.payload.cache.path.unlink(missing_ok=True)
+    for folder in sorted({u.payload.cache.folder for u in plan.units}) + [plan.cache]:
         try:
             folder.rmdir()
         except OSError:  # not empty or absent: keep it

@@ -129,14 +129,23 @@ def read_poses(path: Path) -> np.ndarray:
     if POSE_VARIABLE not in names:
         raise ValueError(f"{path}: no variable '{POSE_VARIABLE}' (it has "
                          f"{', '.join(names) or 'none'}); expected D3_Positions poses")
-    pose = np.asarray(cdf.varget(POSE_VARIABLE), dtype=np.float64)
+    try:
+        pose = np.asarray(cdf.varget(POSE_VARIABLE), dtype=np.float64)
+    except Exception as exc:  # cdflib reads past the end of a cut file in several ways
+        raise ValueError(f"{path}: cannot read '{POSE_VARIABLE}': the file is truncated or "
+                         f"damaged ({type(exc).__name__}: {exc})") from None
     width = 3 * H36M_RELEASE_NUM_JOINTS
     if pose.ndim == 3 and pose.shape[0] == 1:
         pose = pose[0]
     if pose.ndim != 2 or pose.shape[1] != width:
         raise ValueError(f"{path}: '{POSE_VARIABLE}' must be [1, frames, {width}] (32 joints "
                          f"x 3, world mm), got {list(pose.shape)}")
-    return pose.reshape(len(pose), H36M_RELEASE_NUM_JOINTS, 3)[:, list(H36M_RELEASE_TO_H36M)]
+    joints = pose.reshape(len(pose), H36M_RELEASE_NUM_JOINTS, 3)[:, list(H36M_RELEASE_TO_H36M)]
+    bad = np.flatnonzero(~np.isfinite(joints).all(axis=(1, 2)))
+    if len(bad):  # found here, while planning, not as a crash hours into the run
+        raise ValueError(f"{path}: '{POSE_VARIABLE}' is NaN or infinite in {len(bad)} "
+                         f"frame(s), the first at frame {bad[0]} (0-based)")
+    return joints
 
 
 class VideoFrames:

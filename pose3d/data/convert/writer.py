@@ -14,6 +14,8 @@ import json
 import multiprocessing as mp
 import pickle
 import queue
+import signal
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import closing
 from dataclasses import dataclass, field
@@ -80,6 +82,22 @@ def _worker(produce: Producer, tasks: mp.Queue, results: mp.Queue) -> None:
         results.put((index, _DONE))
 
 
+def _start_ignoring_sigint(procs: list) -> None:
+    """Start the workers with SIGINT ignored (a spawned interpreter keeps an ignored SIGINT
+    from its start on): Ctrl-C reaches the whole process group, and the main process alone
+    handles it and terminates them, instead of every worker printing a traceback."""
+    if threading.current_thread() is not threading.main_thread():
+        for p in procs:
+            p.start()
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        for p in procs:
+            p.start()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def _parallel(units: list[ConversionUnit], produce: Producer,
               workers: int) -> Iterator[tuple[str, dict | None]]:
     ctx = mp.get_context("spawn")  # no fork after torch / OpenCV threads have started
@@ -90,8 +108,7 @@ def _parallel(units: list[ConversionUnit], produce: Producer,
              for _ in range(workers)]
     for _ in procs:
         tasks.put(None)
-    for p in procs:
-        p.start()
+    _start_ignoring_sigint(procs)
     try:
         remaining = len(units)
         while remaining:
