@@ -293,7 +293,7 @@ def validate(cfg: DictConfig) -> None:
             continue
         if isinstance(value, int) and not -INT64_LIMIT <= value < INT64_LIMIT:
             # torch, numpy and the samplers hold counts and seeds in int64
-            raise ConfigError(f"bad config: {key} must lie within +-2^63, got {value}")
+            raise ConfigError(f"bad config: {key} must lie in [-2^63, 2^63), got {value}")
         name = _rule(key, cfg.stage, _RULES) or "finite"
         check, what = _CHECKS[name]
         if not math.isfinite(value) or not check(value):
