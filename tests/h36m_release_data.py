@@ -21,7 +21,6 @@ from cdflib.cdfwrite import CDF
 from convert_data import standing_pose
 
 from pose3d.geometry import Camera, h36m_cameras
-from pose3d.skeleton.mappings import H36M_RELEASE_TO_H36M
 
 VIDEO = 128  # fixture video side (the release's are 1000)
 FRAMES = 8
@@ -48,6 +47,40 @@ MAPPING = {
     "S11": {("Directions", 1): "Directions", ("Directions", 2): "Directions 1"},
 }
 
+# The release's 32 joints (D3_Positions `Pose` [frames, 96]), named as in its motion-capture
+# skeleton (the release's BVH-style hierarchy; the names 3d-pose-baseline's data_utils
+# abbreviates). Written here, not taken from pose3d, so the converter's map is checked
+# against the release's layout rather than against itself.
+RELEASE_JOINTS: tuple[str, ...] = (
+    "Hips", "RightUpLeg", "RightLeg", "RightFoot", "RightToeBase", "Site",
+    "LeftUpLeg", "LeftLeg", "LeftFoot", "LeftToeBase", "Site",
+    "Spine", "Spine1", "Neck", "Head", "Site",
+    "LeftShoulder", "LeftArm", "LeftForeArm", "LeftHand", "LeftHandThumb", "Site",
+    "L_Wrist_End", "Site",
+    "RightShoulder", "RightArm", "RightForeArm", "RightHand", "RightHandThumb", "Site",
+    "R_Wrist_End", "Site",
+)
+# Our 17 joints, in our order, by the release joint that is each: the release's "Spine" and
+# the two clavicles ("LeftShoulder", "RightShoulder") sit at zero offset on their parents;
+# our spine is its Spine1, thorax its Neck, neck/nose its Head and head the Head's end site.
+OURS_IN_RELEASE: tuple[tuple[str, str], ...] = (
+    ("pelvis", "Hips"),
+    ("right_hip", "RightUpLeg"), ("right_knee", "RightLeg"), ("right_ankle", "RightFoot"),
+    ("left_hip", "LeftUpLeg"), ("left_knee", "LeftLeg"), ("left_ankle", "LeftFoot"),
+    ("spine", "Spine1"), ("thorax", "Neck"), ("neck", "Head"), ("head", "Head/Site"),
+    ("left_shoulder", "LeftArm"), ("left_elbow", "LeftForeArm"), ("left_wrist", "LeftHand"),
+    ("right_shoulder", "RightArm"), ("right_elbow", "RightForeArm"),
+    ("right_wrist", "RightHand"),
+)
+
+
+def release_index(name: str) -> int:
+    """The release's index of a joint name; "X/Site" is the end site right after X."""
+    parent, _, site = name.partition("/")
+    i = RELEASE_JOINTS.index(parent) + (1 if site else 0)
+    assert RELEASE_JOINTS[i] == (site or parent), name
+    return i
+
 
 def pose_at(subject: str, prefix: str, frame: int) -> np.ndarray:
     """Our 17 joints [17, 3] world mm: a figure stepping 120 mm a frame (cycling), so a
@@ -70,10 +103,10 @@ def fixture_cameras(subject: str, real_size: bool = False) -> list[Camera]:
 
 
 def write_cdf(path: Path, poses17: np.ndarray, variable: str = "Pose") -> None:
-    """[frames, 17, 3] -> a D3_Positions CDF: `Pose` [1, frames, 96] float32, our joints at
-    the release's indices, the others near the pelvis."""
-    full = np.repeat(poses17[:, :1], 32, axis=1).copy()
-    full[:, list(H36M_RELEASE_TO_H36M)] = poses17
+    """[frames, 17, 3] (our order) -> a D3_Positions CDF: `Pose` [1, frames, 96] float32,
+    our joints at the release's indices (OURS_IN_RELEASE), the others at the pelvis."""
+    full = np.repeat(poses17[:, :1], len(RELEASE_JOINTS), axis=1).copy()
+    full[:, [release_index(theirs) for _, theirs in OURS_IN_RELEASE]] = poses17
     data = full.reshape(1, len(poses17), 96).astype(np.float32)
     path.parent.mkdir(parents=True, exist_ok=True)
     cdf = CDF(str(path))
@@ -147,11 +180,16 @@ def angles_from_rotation(R: np.ndarray) -> tuple[float, float, float]:
     return -x, y, -z
 
 
+INTRINSICS = ("fx", "fy", "cx", "cy", "k1", "k2", "k3", "p1", "p2")  # <w0>'s order per camera
+
+
 def write_metadata(path: Path, shift_centre: tuple[str, str, float] | None = None,
-                   swap_rotation: tuple[str, str] | None = None) -> None:
+                   swap_rotation: tuple[str, str] | None = None,
+                   shift_intrinsic: tuple[str, str, float] | None = None) -> None:
     """metadata.xml with the mapping above and <w0> from the published rig, to test the
     cross-check: shift_centre (subject, camera, mm) moves one camera centre along x,
-    swap_rotation (subject, camera) gives that camera S11's rotation for camera 0."""
+    swap_rotation (subject, camera) gives that camera S11's rotation for camera 0,
+    shift_intrinsic (camera, one of INTRINSICS, amount) adds to one intrinsic number."""
     root = ET.Element("metadata")
     mapping = ET.SubElement(root, "mapping")
     subjects = [f"S{i}" for i in range(1, 12)]
@@ -187,6 +225,8 @@ def write_metadata(path: Path, shift_centre: tuple[str, str, float] | None = Non
         K = cam.K
         w0[264 + 9 * c:264 + 9 * (c + 1)] = [K[0, 0], K[1, 1], K[0, 2], K[1, 2], k1, k2, k3,
                                              p1, p2]
+        if shift_intrinsic and shift_intrinsic[0] == cam.name:
+            w0[264 + 9 * c + INTRINSICS.index(shift_intrinsic[1])] += shift_intrinsic[2]
     ET.SubElement(root, "w0").text = "[" + " ".join(f"{v:.10g}" for v in w0) + "]"
     ET.ElementTree(root).write(path)
 

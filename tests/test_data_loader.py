@@ -381,3 +381,26 @@ def test_uint8_batches_normalise_to_the_float_batches(dataset):
     assert torch.equal(raw["images"], before)
     with pytest.raises(ValueError, match="3, H, W"):
         schema.normalize_images(torch.zeros(2, 4, 8, 8))
+
+
+@pytest.fixture(scope="module")
+def unequal_shards(tmp_path_factory):
+    """GT: S1, 8 tuples in 4 shards of 2; P-GT stand-in: S7, 20 tuples in 2 shards of 10
+    (the real sets' 200 vs 1,000 tuples per shard, scaled down)."""
+    root = tmp_path_factory.mktemp("unequal")
+    write_dataset(root / "gt", {"labeled": ("S1",)}, clips=2, frames=4, image_size=16,
+                  samples_per_shard=2)
+    write_dataset(root / "pgt", {"unlabeled": ("S7",)}, clips=5, frames=4, image_size=16,
+                  samples_per_shard=10)
+    return [resolve_shards(str(root / "gt")), resolve_shards(str(root / "pgt"))]
+
+
+def test_groups_mix_by_samples_not_by_shards(unequal_shards):
+    """4 shards of 2 against 2 shards of 10: P-GT tuples are 20 of 28 (5/7 = 0.71); mixing
+    by shard count would give 2 of 6 shards (0.33)."""
+    gt, pgt = unequal_shards
+    assert (len(gt), len(pgt)) == (4, 2)  # the layout the expectation is computed for
+    keys = _keys(make_train_loader([gt, pgt], 1, batches_per_epoch=600, shuffle_buffer=1,
+                                   seed=0))
+    share = np.mean(["S7" in k for k in keys])
+    assert abs(share - 20 / 28) < 0.06  # 3 binomial standard deviations (0.018 each)

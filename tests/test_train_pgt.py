@@ -102,3 +102,76 @@ def test_pgt_is_not_the_withheld_truth(pgt_run):
     # a barely trained F_mv is far from the truth: the P-GT is its guess, not the GT
     errors = [float(np.linalg.norm(s.pgt - truth[s.key], axis=-1).mean()) for s in written]
     assert min(errors) > 1.0  # mm
+
+
+def _soft_argmax_np(logits: np.ndarray) -> np.ndarray:
+    """[N, J, h, w] -> [N, J, 2] (x, y) heatmap pixels: the softmax-weighted mean of the
+    pixel indices (pixel centres at integers), written here in float64."""
+    n, j, h, w = logits.shape
+    flat = logits.reshape(n, j, h * w).astype(np.float64)
+    p = np.exp(flat - flat.max(-1, keepdims=True))
+    p /= p.sum(-1, keepdims=True)
+    ys, xs = np.divmod(np.arange(h * w), w)
+    return np.stack([p @ xs, p @ ys], axis=-1)
+
+
+def _dlt_np(uv: np.ndarray, K: np.ndarray, R: np.ndarray, t: np.ndarray,
+            w: np.ndarray) -> np.ndarray:
+    """One joint from V views: uv [V, 2] px, cameras K [V,3,3] R [V,3,3] t [V,3], weights
+    [V]. Rows w (u P3 - P1), w (v P3 - P2) in the frame X = m + s q (m, s: weighted centroid
+    and RMS distance of the camera centres, docs of pose3d.ops.triangulate); float64 SVD."""
+    centres = -np.einsum("vji,vj->vi", R, t)
+    m = (w[:, None] * centres).sum(0) / w.sum()
+    s = np.sqrt((w * ((centres - m) ** 2).sum(-1)).sum() / w.sum())
+    frame = np.block([[s * np.eye(3), m[:, None]], [np.zeros((1, 3)), np.ones((1, 1))]])
+    rows = []
+    for v in range(len(uv)):
+        P = K[v] @ np.hstack([R[v], t[v][:, None]]) @ frame
+        rows += [w[v] * (uv[v, 0] * P[2] - P[0]), w[v] * (uv[v, 1] * P[2] - P[1])]
+    q = np.linalg.svd(np.array(rows))[2][-1]
+    return m + s * q[:3] / q[3]
+
+
+@pytest.mark.slow
+@torch.no_grad()
+def test_sharpened_pgt_is_the_soft_argmax_of_scaled_logits_triangulated(pgt_run):
+    """pgt.sharpen=2: every written P-GT joint is the DLT, weighted by F_mv's confidences,
+    of the soft-argmax of 2 x its heatmap logits; both computed here outside the model's
+    forward (its trunk, heads and nothing else), so a forward that dropped the option fails.
+    The unsharpened reading lies well away, so the check can tell the two apart."""
+    data, trained, _, common = pgt_run
+    # One step of training leaves the heatmaps nearly flat, where sharpening changes little:
+    # the same F_mv with its heatmap logits scaled up has peaks for the option to act on.
+    state = checkpoint.load(trained)
+    for name in ("head.final.weight", "head.final.bias"):
+        state["model"][name] = state["model"][name] * 1e6
+    mv = data.parent / "mv_peaked.pt"
+    torch.save(state, mv)
+    pgt_root = data.parent / "pgt_sharpen"
+    _train(*common, "stage=pgt", f"pgt.checkpoint={mv}", f"data.pgt_root={pgt_root}",
+           f"run.out_dir={data.parent / 'pgt_sharpen_run'}", "pgt.sharpen=2")
+    written = {s.key: s.pgt for s in iterate_samples(str(pgt_root))}
+    model = _multi_view_model(mv)
+    gaps, compared = [], 0
+    for batch in make_eval_loader(shards_for_role(data, "unlabeled"), 4):
+        b, v = batch["images"].shape[:2]
+        features = model.trunk(batch["images"].flatten(0, 1))
+        logits = model.head(features).numpy()                        # [B*V, J, h, w]
+        conf = model.confidence(features).numpy().reshape(b, v, -1)
+        stride = batch["images"].shape[-1] / logits.shape[-1]
+        K, R, t = (batch[k].double().numpy() for k in ("K", "R", "t"))
+        conf = conf * batch["valid"].numpy()[..., None]
+        for scale in (2.0, 1.0):
+            uv = (_soft_argmax_np(scale * logits) * stride).reshape(b, v, -1, 2)
+            for i, key in enumerate(batch["key"]):
+                if key not in written:
+                    continue
+                ours = np.stack([_dlt_np(uv[i, :, j], K[i], R[i], t[i], conf[i, :, j])
+                                 for j in range(uv.shape[2])])
+                if scale == 2.0:
+                    np.testing.assert_allclose(written[key], ours, atol=0.1)  # mm
+                    compared += 1
+                else:
+                    gaps.append(np.linalg.norm(written[key] - ours, axis=-1).max())
+    assert compared == len(written) > 0
+    assert min(gaps) > 50.0  # mm: unsharpened P-GT could not pass the check above

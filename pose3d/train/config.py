@@ -234,6 +234,7 @@ _RULES: tuple[tuple[str, str], ...] = (
     ("run.keep_checkpoints", "positive"),
     ("run.dist_timeout_s", "positive"),
 )
+INT64_LIMIT = 2 ** 63
 _CHECKS: dict[str, tuple[Callable[[float], bool], str]] = {
     "finite": (lambda v: True, "must be finite"),
     "non_negative": (lambda v: v >= 0, "must be >= 0"),
@@ -294,6 +295,9 @@ def validate(cfg: DictConfig) -> None:
                               f"got {value!r}")
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             continue
+        if isinstance(value, int) and not -INT64_LIMIT <= value < INT64_LIMIT:
+            # torch, numpy and the samplers hold counts and seeds in int64
+            raise ConfigError(f"bad config: {key} must lie in [-2^63, 2^63), got {value}")
         name = _rule(key, cfg.stage, _RULES) or "finite"
         check, what = _CHECKS[name]
         if not math.isfinite(value) or not check(value):
