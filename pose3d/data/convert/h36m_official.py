@@ -16,6 +16,9 @@ manifest's `defects`:
   get one name;
 - a camera without its ground_truth_bb file is cropped around its projected joints.
 
+The videos are distorted; each crop is undistorted through its camera's published
+distortion (pose3d.data.convert.crop), so the stored cameras have zero distortion.
+
 A finished sequence's samples are kept in a cache folder (default: beside --out, named
 `<out>.h36m-cache`), so an interrupted run, started again with the same options, reads them
 back instead of decoding its videos again; the run's cache files (and the folders they leave
@@ -34,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pose3d.data.convert.crop import crop_view, scale_box
+from pose3d.data.convert.crop import crop_view, scale_box, undistort_box
 from pose3d.data.convert.h36m import (
     DAMAGED_ACTIONS,
     EVAL_FRAME_STEP,
@@ -293,8 +296,9 @@ def _view(unit: _Unit, video: VideoFrames | None, boxes: BoxFile | None, camera:
     h, w = image.shape[:2]
     full = Camera(camera.K, camera.R, camera.t, camera.dist, (w, h), camera.name)
     box = boxes.box(frame) if boxes is not None else None
-    box = square_about_centre(box) if box is not None else \
-        square_box(full.project(unit.poses[i]), unit.box_margin)
+    # the crop is undistorted (crop_view): its box is in the full frame's pinhole pixels
+    box = square_about_centre(undistort_box(box, full)) if box is not None else \
+        square_box(full.project(unit.poses[i], distort=False), unit.box_margin)
     box = scale_box(box, unit.bbox_scale)
     crop, cropped = crop_view(image, full, box, unit.image_size)
     return crop, cropped, [round(v, 2) for v in box]
