@@ -14,7 +14,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from convert_data import read_dataset
+from convert_data import read_dataset, withheld_truth
 from h36m_release_data import (
     CORRUPT,
     HEAD,
@@ -88,6 +88,19 @@ def test_samples_reproject_onto_the_video_markers(converted):
         else:
             np.testing.assert_allclose(s.joints3d, pose, atol=1e-3)
     assert checked == 4 * len(samples) - 2  # S11 Directions: camera 54138969 is missing
+
+
+def test_unlabeled_tuples_keep_their_3d_only_as_withheld_truth(converted):
+    out, _, samples, poses = converted
+    withheld = withheld_truth(out)
+    unlabeled = {k for k, s in samples.items() if s.meta["role"] == "unlabeled"}
+    assert unlabeled and set(withheld) == unlabeled
+    for key in unlabeled:
+        s = samples[key]
+        assert s.joints3d is None
+        np.testing.assert_allclose(
+            withheld[key], poses[s.meta["subject"], s.meta["source_file"], s.meta["frame"]],
+            atol=1e-3)
 
 
 @pytest.mark.parametrize("remap", [True, False])

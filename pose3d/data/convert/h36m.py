@@ -28,7 +28,7 @@ import numpy as np
 
 from pose3d.data.convert.crop import crop_view, scale_box, undistort_box
 from pose3d.data.convert.writer import ConversionSummary, ConversionUnit, write_dataset
-from pose3d.data.schema import encode_sample
+from pose3d.data.schema import encode_for_role
 from pose3d.geometry import Camera, square_about_centre
 from pose3d.skeleton.mappings import LEARNABLE_TRIANGULATION_TO_H36M
 
@@ -321,8 +321,8 @@ def produce_samples(unit: _Unit) -> Iterator[dict | None]:
         meta = {"subject": shot.subject, "action": shot.action, "frame": shot.frame,
                 "clip": 0, "role": unit.role, "dataset": "h36m", "source_boxes": boxes,
                 "views": [c.name for c in unit.cameras[shot.subject]]}
-        joints = shot.keypoints if unit.role != "unlabeled" else None
-        yield encode_sample(images, cameras, joints, meta)
+        # an unlabeled tuple's 3D is withheld: kept only to score the P-GT
+        yield encode_for_role(images, cameras, shot.keypoints, meta)
 
 
 def _check_subject_folders(images: Path, labels: dict, options: H36MOptions) -> None:

@@ -61,7 +61,7 @@ from pose3d.data.convert.h36m_release import (
     video_path,
 )
 from pose3d.data.convert.writer import ConversionSummary, ConversionUnit, write_dataset
-from pose3d.data.schema import encode_sample
+from pose3d.data.schema import encode_for_role
 from pose3d.geometry import CAMERA_NAMES, Camera, h36m_cameras, square_about_centre, square_box
 
 # (subject, action, camera) whose video the release ships corrupt.
@@ -318,8 +318,8 @@ def _samples(unit: _Unit) -> Iterator[dict | None]:
                     "clip": 0, "role": unit.role, "dataset": "h36m",
                     "source_file": unit.take.prefix, "source_boxes": source_boxes,
                     "views": [c.name for c in unit.cameras]}
-            joints = unit.poses[i] if unit.role != "unlabeled" else None
-            yield encode_sample(images, cameras, joints, meta)
+            # an unlabeled tuple's 3D is withheld: kept only to score the P-GT
+            yield encode_for_role(images, cameras, unit.poses[i], meta)
     finally:
         for item in videos + boxes:
             if item is not None:

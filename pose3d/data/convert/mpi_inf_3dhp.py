@@ -34,7 +34,7 @@ import scipy.io
 
 from pose3d.data.convert.crop import crop_view, undistort_points
 from pose3d.data.convert.writer import ConversionSummary, ConversionUnit, write_dataset
-from pose3d.data.schema import encode_sample
+from pose3d.data.schema import encode_for_role
 from pose3d.geometry import Camera, square_box
 from pose3d.skeleton.mappings import MPI_INF_3DHP_NAMES, MPI_INF_3DHP_TO_H36M
 
@@ -272,7 +272,8 @@ def _tuple(unit: _Unit, readers: list[_FrameReader], cameras: list[Camera], fram
     meta = {"subject": unit.subject, "action": unit.sequence, "frame": frame, "clip": 0,
             "role": unit.role, "dataset": "mpi_inf_3dhp", "joints2d": joints2d,
             "views": [c.name for c in cameras]}
-    return encode_sample(images, crops, joints if unit.role != "unlabeled" else None, meta)
+    # an unlabeled tuple's 3D is withheld: kept only to score the P-GT
+    return encode_for_role(images, crops, joints, meta)
 
 
 def produce_samples(unit: _Unit) -> Iterator[dict | None]:
