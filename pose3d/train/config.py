@@ -35,7 +35,9 @@ class DataConfig:
     pgt_root: str = "${run.root}/pgt_shards"  # P-GT shards: written by `pgt`, read by `finetune`
     image_size: int = 256
     num_workers: int = 2
-    batches_per_epoch: int = 100  # per rank: every rank sees the same number of batches
+    # batches per epoch, per rank (every rank sees the same number); null: one pass over the
+    # stage's tuples per rank, from the sample counts in the shard folders' manifests
+    batches_per_epoch: int | None = None
     augment: bool = True
     shuffle_buffer: int = 100
 
