@@ -43,6 +43,21 @@ def marker_errors(samples: dict) -> np.ndarray:
     return np.array(errors)
 
 
+def marker_radii(samples: dict) -> np.ndarray:
+    """Per marker, in marker_errors' order: its distance from the optical axis in normalised
+    image coordinates (|x / z, y / z|): where the lens distorts most."""
+    radii = []
+    for s in samples.values():
+        pose = fixture.pose_at(s.meta["subject"], s.meta["source_file"], s.meta["frame"])
+        for cam in s.cameras():
+            if cam is None:
+                continue
+            xyz = cam.world_to_camera(pose)
+            for joint in (0, fixture.HEAD):
+                radii.append(float(np.linalg.norm(xyz[joint, :2] / xyz[joint, 2])))
+    return np.array(radii)
+
+
 def crop_without_remap(image, camera, box, out_size):
     """The converter's crop before undistortion: the distorted frame cropped as it is,
     stored with the pinhole camera (distortion dropped, as the loader drops it)."""
