@@ -294,3 +294,6 @@ def test_wrong_calibration_layout_is_named(dataset, tmp_path):
     calib.write_text("\n".join(lines))
     with pytest.raises(ValueError, match="camera.calibration:6: 'intrinsic' needs 16"):
         _convert(root, tmp_path / "b", splits={"eval": ("S8",)})
+    calib.write_text(text.replace("radial      0", "radial      0.1 0.2 0.3 0.4", 1))
+    with pytest.raises(ValueError, match="camera.calibration:8: 'radial' needs 3"):
+        _convert(root, tmp_path / "c", splits={"eval": ("S8",)})

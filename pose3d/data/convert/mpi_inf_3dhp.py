@@ -107,8 +107,8 @@ def read_calibration(path: Path) -> dict[int, Camera]:
         elif key in ("size", "intrinsic", "extrinsic", "animated"):
             count = {"size": 2, "intrinsic": 16, "extrinsic": 16, "animated": 1}[key]
             current[key] = _numbers(path, lineno, key, values, count)
-        elif key == "radial" and 1 <= len(values) <= 3:
-            current[key] = _numbers(path, lineno, key, values, len(values))
+        elif key == "radial":  # k1 [k2 [k3]]: more would be a lens model we do not know
+            current[key] = _numbers(path, lineno, key, values, min(max(len(values), 1), 3))
     cameras = {}
     for index, block in blocks.items():
         missing = [k for k in ("size", "intrinsic", "extrinsic") if k not in block]
