@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import io
+import tarfile
 from pathlib import Path
 
 import numpy as np
 
+from pose3d.data import schema
 from pose3d.data.loader import iterate_samples
 
 
@@ -26,3 +29,16 @@ def read_dataset(out: Path) -> dict:
         raise AssertionError(message)
 
     return {s.key: s for s in iterate_samples(str(out), on_error=fail)}
+
+
+def withheld_truth(out: Path) -> dict[str, np.ndarray]:
+    """The withheld 3D [17, 3] of every tuple that has one, by key, read from the tars
+    (the loader never decodes it)."""
+    found = {}
+    for shard in sorted(Path(out).glob("*.tar")):
+        with tarfile.open(shard) as tar:
+            for member in tar.getmembers():
+                key, _, name = member.name.partition(".")
+                if name == schema.WITHHELD_FILE:
+                    found[key] = np.load(io.BytesIO(tar.extractfile(member).read()))
+    return found

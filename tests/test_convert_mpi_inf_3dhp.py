@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 import pytest
 import scipy.io
-from convert_data import read_dataset, standing_pose
+from convert_data import read_dataset, standing_pose, withheld_truth
 
 from pose3d import cli
 from pose3d.data.convert import MpiInf3dhpOptions, convert_mpi_inf_3dhp
@@ -31,6 +31,9 @@ NUM_FRAMES = {**{s: 3 for s in SUBJECTS}, "S8": 4}
 IMAGE_SUBJECTS = ("S3", "S8")  # extracted JPEG frames; the others have videos
 SHORT_VIDEO = ("S4", 7)  # this camera's video lacks the last frame
 OPTIONS = dict(image_size=OUT, sequences=("Seq1",), frame_step=2)
+# this subject's calibration carries radial distortion (k1 k2): its frames and annot2 are
+# drawn through the lens, and the converter must store undistorted crops
+DISTORTED = ("S2", (-0.25, 0.15))
 
 
 def look_at(center: np.ndarray, target: np.ndarray) -> np.ndarray:
@@ -47,8 +50,10 @@ def rig(subject: str) -> list[Camera]:
     for c in range(NUM_CAMERAS):
         angle = 2 * np.pi * c / NUM_CAMERAS + 0.05 * int(subject[1:])
         center = np.array([4200 * np.cos(angle), 4200 * np.sin(angle), 800.0 + 60 * (c % 3)])
+        k1, k2 = DISTORTED[1] if subject == DISTORTED[0] else (0.0, 0.0)
         cams.append(Camera.from_center(K, look_at(center, np.array([0, 0, 900.0])), center,
-                                       image_size=(FRAME, FRAME), name=str(c)))
+                                       image_size=(FRAME, FRAME), name=str(c),
+                                       dist=[k1, k2, 0.0, 0.0, 0.0]))
     return cams
 
 
@@ -74,7 +79,8 @@ def write_calibration(path: Path, cams: list[Camera]) -> None:
                   f"  size        {FRAME} {FRAME}", "  animated    0",
                   "  intrinsic   " + " ".join(f"{v:.10g}" for v in intrinsic.ravel()),
                   "  extrinsic   " + " ".join(f"{v:.10g}" for v in extrinsic.ravel()),
-                  "  radial      0"]
+                  "  radial      " + (" ".join(f"{v:.10g}" for v in cam.dist[:2])
+                                       if cam.dist.any() else "0")]
     path.write_text("\n".join(lines) + "\n")
 
 
@@ -143,6 +149,8 @@ def test_calibration_parses_to_the_written_cameras(dataset):
     assert sorted(cams) == list(range(NUM_CAMERAS))
     truth = rig("S2")[7]
     np.testing.assert_allclose(cams[7].P, truth.P, rtol=1e-8, atol=1e-6)
+    np.testing.assert_allclose(cams[7].dist, [*DISTORTED[1], 0, 0, 0])
+    assert not read_calibration(root / "S1" / "Seq1" / "camera.calibration")[7].dist.any()
     assert cams[7].image_size == (FRAME, FRAME)
 
 
@@ -162,13 +170,17 @@ def test_roles_subjects_and_frames_follow_the_paper(converted):
 
 
 def test_joints_reproject_onto_the_stored_2d_annotations(converted):
-    _, samples, poses = converted
+    out, samples, poses = converted
+    withheld = withheld_truth(out)
+    assert set(withheld) == {k for k, s in samples.items() if s.meta["role"] == "unlabeled"}
     for s in samples.values():
         truth = poses[s.meta["subject"], s.meta["frame"]]
         if s.meta["role"] == "unlabeled":
-            assert s.joints3d is None
+            assert s.joints3d is None  # kept only as the withheld truth, to score the P-GT
+            np.testing.assert_allclose(withheld[s.key], truth, atol=1e-2)
         else:
             np.testing.assert_allclose(s.joints3d, truth, atol=1e-2)
+        assert not s.dist.any()  # S2's distorted frames were cropped undistorted
         for v, cam in enumerate(s.cameras()):
             if cam is None:
                 continue
@@ -282,3 +294,6 @@ def test_wrong_calibration_layout_is_named(dataset, tmp_path):
     calib.write_text("\n".join(lines))
     with pytest.raises(ValueError, match="camera.calibration:6: 'intrinsic' needs 16"):
         _convert(root, tmp_path / "b", splits={"eval": ("S8",)})
+    calib.write_text(text.replace("radial      0", "radial      0.1 0.2 0.3 0.4", 1))
+    with pytest.raises(ValueError, match="camera.calibration:8: 'radial' needs 3"):
+        _convert(root, tmp_path / "c", splits={"eval": ("S8",)})

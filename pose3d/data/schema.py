@@ -15,6 +15,9 @@ converters, the P-GT stage) goes through `encode_sample`; every reader through
     KEY.joints3d.npy                      [17,3] float32 world mm, H36M-17 joint order;
                                           present for labeled and eval tuples, absent for
                                           unlabeled ones (their 3D is withheld)
+    KEY.withheld_joints3d.npy             [17,3] float32 world mm: an unlabeled tuple's
+                                          true 3D, where the source has it; read only to
+                                          score the P-GT, never by a training loader
     KEY.pgt.npy                           [17,3] float32 world mm: pseudo ground truth,
                                           written by the P-GT stage
     KEY.meta.json                         {"schema": SCHEMA_VERSION, "subject", "action",
@@ -222,6 +225,18 @@ def encode_sample(images: Sequence[np.ndarray | None], cameras: Sequence[Camera 
                  "camera_names": [c.name if c is not None else "" for c in cameras]}
     out[META_FILE] = json.dumps(full_meta).encode("utf-8")
     return out
+
+
+def encode_for_role(images: Sequence[np.ndarray | None], cameras: Sequence[Camera | None],
+                    joints3d: np.ndarray, meta: dict, **kwargs) -> dict:
+    """`encode_sample` of a tuple whose true 3D is known: stored as joints3d for labeled and
+    eval tuples; for an unlabeled one withheld (WITHHELD_FILE), so training never sees it
+    while the P-GT stage can score its labels against it."""
+    if meta.get("role") != "unlabeled":
+        return encode_sample(images, cameras, joints3d, meta, **kwargs)
+    sample = encode_sample(images, cameras, None, meta, **kwargs)
+    sample[WITHHELD_FILE] = _npy_bytes(_check_pose("withheld joints3d", joints3d))
+    return sample
 
 
 def _decode_jpeg(data: bytes, where: str) -> np.ndarray:

@@ -12,7 +12,6 @@ the frames of one clip look like one video.
 
 from __future__ import annotations
 
-import io
 import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -235,10 +234,4 @@ def clip_tuples(job: Job, poses: np.ndarray, config: StudioConfig
 def encode_tuple(meta: dict, images: list, cameras: list, joints3d: np.ndarray) -> dict:
     """Encode one rendered tuple. Unlabeled tuples are written without their 3D pose; its
     truth goes into a side file that training never reads, so the P-GT can be scored."""
-    if meta["role"] != "unlabeled":
-        return schema.encode_sample(images, cameras, joints3d, meta)
-    sample = schema.encode_sample(images, cameras, None, meta)
-    buffer = io.BytesIO()
-    np.save(buffer, np.asarray(joints3d, dtype=np.float32))
-    sample[schema.WITHHELD_FILE] = buffer.getvalue()
-    return sample
+    return schema.encode_for_role(images, cameras, joints3d, meta)

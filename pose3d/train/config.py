@@ -38,7 +38,9 @@ class DataConfig:
     use_pgt: bool = True
     image_size: int = 256
     num_workers: int = 2
-    batches_per_epoch: int = 100  # per rank: every rank sees the same number of batches
+    # batches per epoch, per rank (every rank sees the same number); null: one pass over the
+    # stage's tuples per rank, from the sample counts in the shard folders' manifests
+    batches_per_epoch: int | None = None
     augment: bool = True
     shuffle_buffer: int = 100
 
@@ -93,9 +95,9 @@ class OptimConfig:
 @dataclass
 class LossConfig:
     lambda_pose: float = 1.0  # λ1 of eq. 10
-    # λ2 of eq. 10: 0 gives the L1-only baseline; λ1·D/(3·J·S) weighs a voxel alike in L_pose
-    # and L_mv (6.3e-4 for D=64, S=2000)
-    lambda_mv: float = 3e-4
+    # λ2 of eq. 10: 0 gives the L1-only baseline; 2.5e-4 is the value for D = 64 depth bins
+    # (docs/design.md, eq. 10: why, and how it scales with D)
+    lambda_mv: float = 2.5e-4
     # which L_mv λ2 weighs: pairwise (eq. 9, the paper's) | scale_normalised (eq. 9 on poses
     # scaled to the target's size, so that shrinking cannot lower it); pose3d.losses.remedies
     mv_mode: str = "pairwise"

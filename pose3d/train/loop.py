@@ -1,6 +1,7 @@
 """The training loop: one function, read top to bottom (nanoGPT style).
 
-Every rank runs cfg.data.batches_per_epoch steps per epoch. Rank 0 logs and saves. A
+Every rank runs the stage's batches per epoch (data.batches_per_epoch, or one pass over
+the stage's tuples per rank when that is null). Rank 0 logs and saves. A
 checkpoint is written every run.ckpt_every_steps steps and at the end of every epoch; a run
 restarted with run.resume=auto|latest continues from the newest one, at the same step.
 """
@@ -88,14 +89,14 @@ def _check_finite(loss: torch.Tensor, step: int, batch: dict, info: DistInfo) ->
 
 
 def _save(ckpt_dir: Path, model: nn.Module, optimizer, scaler, pos: Position, cfg: DictConfig,
-          fp: dict, info: DistInfo) -> None:
+          fp: dict, info: DistInfo, per_epoch: int) -> None:
     rng = distributed.all_gather_objects(distributed.rng_state())  # collective: every rank
     if not info.is_main:
         return
     state = {"model": checkpoint.unwrap(model).state_dict(), "optimizer": optimizer.state_dict(),
              "scaler": scaler.state_dict(), "step": pos.step, "epoch": pos.epoch,
-             "step_in_epoch": pos.step_in_epoch, "rng": rng, "world_size": info.world_size,
-             "config": to_yaml(cfg), "fingerprint": fp}
+             "step_in_epoch": pos.step_in_epoch, "batches_per_epoch": per_epoch, "rng": rng,
+             "world_size": info.world_size, "config": to_yaml(cfg), "fingerprint": fp}
     checkpoint.save(state, ckpt_dir, pos.step, keep=cfg.run.keep_checkpoints)
 
 
@@ -135,8 +136,8 @@ class _SkipTally:
 
 
 def check_resume_position(ckpt: dict, per_epoch: int, path: Path | None) -> None:
-    """A mid-epoch checkpoint resumes only with the data.batches_per_epoch it was written
-    with: each epoch's batches depend on it (the per-worker quotas), so a resume with
+    """A mid-epoch checkpoint resumes only with the batches per epoch (`per_epoch`) it was
+    written with: each epoch's batches depend on it (the per-worker quotas), so a resume with
     another value would neither repeat nor skip exactly the batches already trained on."""
     if not ckpt.get("step_in_epoch"):
         return  # at an epoch boundary any number of batches per epoch continues cleanly
@@ -153,11 +154,13 @@ def check_resume_position(ckpt: dict, per_epoch: int, path: Path | None) -> None
 def _saved_batches_per_epoch(ckpt: dict) -> int | None:
     import yaml
 
+    if ckpt.get("batches_per_epoch") is not None:
+        return int(ckpt["batches_per_epoch"])
     try:
         value = (yaml.safe_load(ckpt.get("config") or "") or {})["data"]["batches_per_epoch"]
     except (yaml.YAMLError, KeyError, TypeError):
         return None
-    return int(value)
+    return int(value) if value is not None else None
 
 
 class _Meter:
@@ -225,8 +228,9 @@ def _train(cfg: DictConfig, stage: TrainStage, info: DistInfo) -> dict[str, floa
     check_writable(out_dir, "run folder (run.out_dir)")
     start_from = resume_path(cfg, ckpt_dir)
     ckpt = checkpoint.load(start_from) if start_from else None
+    per_epoch = stage.batches_per_epoch(cfg, info)
     if ckpt is not None:
-        check_resume_position(ckpt, cfg.data.batches_per_epoch, start_from)
+        check_resume_position(ckpt, per_epoch, start_from)
     distributed.seed_everything(cfg.run.seed, info.rank)
     model = stage.build_model(cfg)
     fp = checkpoint.fingerprint(model, stage.arch(cfg))
@@ -256,7 +260,6 @@ def _train(cfg: DictConfig, stage: TrainStage, info: DistInfo) -> dict[str, floa
     logger = Logger(cfg, out_dir, info.is_main)
     if info.is_main:
         (out_dir / "config.yaml").write_text(to_yaml(cfg))
-    per_epoch = cfg.data.batches_per_epoch
     total = optim_cfg.epochs * per_epoch
     bar = logger.progress(total, pos.step, f"{stage.name}", cfg.run.progress)
     ctx = StepContext(info.device, channels_last)
@@ -311,7 +314,7 @@ def _train(cfg: DictConfig, stage: TrainStage, info: DistInfo) -> dict[str, floa
                 if end_of_epoch:  # a checkpoint at the end of an epoch resumes at the next
                     pos.epoch, pos.step_in_epoch = epoch + 1, 0
                 if end_of_epoch or pos.step % cfg.run.ckpt_every_steps == 0:
-                    _save(ckpt_dir, model, optimizer, scaler, pos, cfg, fp, info)
+                    _save(ckpt_dir, model, optimizer, scaler, pos, cfg, fp, info, per_epoch)
             examples = skips.end_epoch(loader)
             if examples:
                 logger.log_skips(examples, pos.step)

@@ -18,7 +18,7 @@ from torch import Tensor, nn
 from pose3d.models import build_model
 from pose3d.train import checkpoint
 from pose3d.train.checkpoint import CheckpointError
-from pose3d.train.config import initial_weights
+from pose3d.train.config import ConfigError, initial_weights
 from pose3d.train.distributed import DistInfo
 
 
@@ -89,8 +89,15 @@ class TrainStage:
         """Read what the loss needs from the built model (heatmap space, stride), before the
         loop wraps it in DDP / torch.compile."""
 
+    def batches_per_epoch(self, cfg: DictConfig, dist: DistInfo) -> int:
+        """Batches per epoch on every rank: data.batches_per_epoch (a stage that reads shards
+        counts one pass over its tuples when that is null)."""
+        if cfg.data.batches_per_epoch is None:
+            raise ConfigError(f"data.batches_per_epoch must be set for stage {self.name}")
+        return int(cfg.data.batches_per_epoch)
+
     def train_loader(self, cfg: DictConfig, epoch: int, dist: DistInfo) -> Iterable[dict]:
-        """Exactly cfg.data.batches_per_epoch batches on every rank."""
+        """Exactly `batches_per_epoch(cfg, dist)` batches on every rank."""
         raise NotImplementedError
 
     def step(self, model: nn.Module, batch: dict, ctx: StepContext) -> StepOutput:

@@ -26,7 +26,7 @@ from omegaconf import DictConfig
 from torch import Tensor, nn
 
 from pose3d.data.draw import overlay_views
-from pose3d.data.loader import make_train_loader
+from pose3d.data.loader import count_samples, make_train_loader
 from pose3d.data.shards import load_manifest, resolve_shards
 from pose3d.geometry import HeatmapSpace, project
 from pose3d.losses import mv_pretrain_loss, pose_targets, prediction_to_world, total_loss
@@ -76,14 +76,27 @@ class _ShardStage(TrainStage):
             check_image_size(folder, cfg)
         super().check_inputs(cfg)
 
+    def _shards(self, cfg: DictConfig) -> list[list[str]]:
+        return [resolve_shards(folder, role) for folder, role in
+                self.shard_folders(cfg).values()]
+
+    def batches_per_epoch(self, cfg: DictConfig, dist: DistInfo) -> int:
+        """data.batches_per_epoch, or where it is null one pass over the stage's tuples (for
+        finetune GT and P-GT together) per rank: ceil(ceil(tuples / ranks) / batch size),
+        the tuples counted from the manifests `pose3d convert` / the P-GT stage wrote."""
+        if cfg.data.batches_per_epoch is not None:
+            return int(cfg.data.batches_per_epoch)
+        tuples = count_samples([u for group in self._shards(cfg) for u in group])
+        per_rank = -(-tuples // dist.world_size)
+        return max(1, -(-per_rank // stage_optim(cfg).batch_size))
+
     def train_loader(self, cfg: DictConfig, epoch: int, dist: DistInfo) -> Iterable[dict]:
         # one group per folder: a fine-tuning's GT and P-GT are mixed in proportion to their
         # sizes from the first batch (pose3d.data.loader._TrainSource)
-        shards = [resolve_shards(folder, role) for folder, role in
-                  self.shard_folders(cfg).values()]
         return make_train_loader(
-            shards, stage_optim(cfg).batch_size, num_workers=cfg.data.num_workers,
-            seed=cfg.run.seed, epoch=epoch, batches_per_epoch=cfg.data.batches_per_epoch,
+            self._shards(cfg), stage_optim(cfg).batch_size, num_workers=cfg.data.num_workers,
+            seed=cfg.run.seed, epoch=epoch,
+            batches_per_epoch=self.batches_per_epoch(cfg, dist),
             rank=dist.rank, world_size=dist.world_size, augment=cfg.data.augment,
             shuffle_buffer=cfg.data.shuffle_buffer, pin_memory=dist.device.type == "cuda",
             image_size=cfg.data.image_size)

@@ -71,7 +71,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="camera names or indices (default: all four)")
     p.add_argument("--bbox-scale", type=float, default=1.0, help="grow the boxes by this")
     p.add_argument("--images", choices=("auto", "distorted", "undistorted"), default="auto",
-                   help="imageSequence (distorted) or imageSequence-undistorted")
+                   help="imageSequence (distorted: crops are undistorted) or "
+                        "imageSequence-undistorted")
     p.add_argument("--with-damaged-actions", action="store_true",
                    help="keep S9 Greeting-2, SittingDown-2, Waiting-1 in eval")
     p = sub.add_parser("mpi-inf-3dhp", help="MPI-INF-3DHP training set",

@@ -11,7 +11,9 @@ k1 k2 p1 p2 k3; world -> camera as `x_cam = R X + t`) and `table` (structured, o
 frame: subject_idx, action_idx, frame_idx (0-based; the image is img_{frame_idx+1}),
 keypoints [17,3] world mm in learnable-triangulation's joint order, bbox_by_camera_tlbr
 [n_cameras,4] as top, left, bottom, right pixels; all zeros where the view is missing).
-Images under `imageSequence-undistorted` were undistorted, so their cameras get dist = 0.
+Images under `imageSequence-undistorted` were undistorted, so their cameras get dist = 0;
+crops of the distorted `imageSequence` images are undistorted through the labels' dist
+(pose3d.data.convert.crop), so every stored camera has zero distortion.
 """
 
 from __future__ import annotations
@@ -23,10 +25,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from pose3d.data.convert.crop import crop_view, scale_box
+from pose3d.data.convert.crop import crop_view, scale_box, undistort_box
 from pose3d.data.convert.safe_npy import load_object_npy
 from pose3d.data.convert.writer import ConversionSummary, ConversionUnit, write_dataset
-from pose3d.data.schema import encode_sample
+from pose3d.data.schema import encode_for_role
 from pose3d.geometry import Camera, square_about_centre
 from pose3d.skeleton.mappings import LEARNABLE_TRIANGULATION_TO_H36M
 
@@ -50,7 +52,7 @@ IMAGE_FOLDERS = ("imageSequence", "imageSequence-undistorted")
 @dataclass
 class H36MOptions:
     """What to convert and how. `cameras`: names or indices into the labels' camera_names
-    (None: all). `images`: 'distorted' (imageSequence, the calibrated distortion is kept),
+    (None: all). `images`: 'distorted' (imageSequence, crops undistorted with its dist),
     'undistorted' (imageSequence-undistorted, dist = 0) or 'auto' (undistorted where that
     image exists)."""
 
@@ -302,7 +304,9 @@ def produce_samples(unit: _Unit) -> Iterator[dict | None]:
                 boxes.append(None)
                 continue
             frame, full = _read_view(unit, shot, camera)
-            box = scale_box(square_about_centre(box), unit.options.bbox_scale)
+            # the crop is undistorted (crop_view): its box is in pinhole pixels
+            box = scale_box(square_about_centre(undistort_box(box, full)),
+                            unit.options.bbox_scale)
             image, cropped = crop_view(frame, full, box, size)
             images.append(image)
             cameras.append(cropped)
@@ -313,8 +317,8 @@ def produce_samples(unit: _Unit) -> Iterator[dict | None]:
         meta = {"subject": shot.subject, "action": shot.action, "frame": shot.frame,
                 "clip": 0, "role": unit.role, "dataset": "h36m", "source_boxes": boxes,
                 "views": [c.name for c in unit.cameras[shot.subject]]}
-        joints = shot.keypoints if unit.role != "unlabeled" else None
-        yield encode_sample(images, cameras, joints, meta)
+        # an unlabeled tuple's 3D is withheld: kept only to score the P-GT
+        yield encode_for_role(images, cameras, shot.keypoints, meta)
 
 
 def _check_subject_folders(images: Path, labels: dict, options: H36MOptions) -> None:

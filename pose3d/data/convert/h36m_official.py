@@ -16,6 +16,9 @@ manifest's `defects`:
   get one name;
 - a camera without its ground_truth_bb file is cropped around its projected joints.
 
+The videos are distorted; each crop is undistorted through its camera's published
+distortion (pose3d.data.convert.crop), so the stored cameras have zero distortion.
+
 A finished sequence's samples are kept in a cache folder (default: beside --out, named
 `<out>.h36m-cache`; pose3d.data.convert.cache), so an interrupted run, started again with
 the same options and unchanged source files, reads them back instead of decoding its videos
@@ -36,7 +39,7 @@ from pose3d.data import schema as schema_code
 from pose3d.data.convert import cache as sample_cache
 from pose3d.data.convert import crop as crop_code
 from pose3d.data.convert import h36m_release as release_code
-from pose3d.data.convert.crop import crop_view, scale_box
+from pose3d.data.convert.crop import crop_view, scale_box, undistort_box
 from pose3d.data.convert.h36m import (
     DAMAGED_ACTIONS,
     EVAL_FRAME_STEP,
@@ -60,7 +63,7 @@ from pose3d.data.convert.h36m_release import (
     video_path,
 )
 from pose3d.data.convert.writer import ConversionSummary, ConversionUnit, write_dataset
-from pose3d.data.schema import encode_sample
+from pose3d.data.schema import encode_for_role
 from pose3d.geometry import CAMERA_NAMES, Camera, h36m_cameras, square_about_centre, square_box
 
 # (subject, action, camera) whose video the release ships corrupt.
@@ -301,8 +304,9 @@ def _view(unit: _Unit, video: VideoFrames | None, boxes: BoxFile | None, camera:
     h, w = image.shape[:2]
     full = Camera(camera.K, camera.R, camera.t, camera.dist, (w, h), camera.name)
     box = boxes.box(frame) if boxes is not None else None
-    box = square_about_centre(box) if box is not None else \
-        square_box(full.project(unit.poses[i]), unit.box_margin)
+    # the crop is undistorted (crop_view): its box is in the full frame's pinhole pixels
+    box = square_about_centre(undistort_box(box, full)) if box is not None else \
+        square_box(full.project(unit.poses[i], distort=False), unit.box_margin)
     box = scale_box(box, unit.bbox_scale)
     crop, cropped = crop_view(image, full, box, unit.image_size)
     return crop, cropped, [round(v, 2) for v in box]
@@ -322,8 +326,8 @@ def _samples(unit: _Unit) -> Iterator[dict | None]:
                     "clip": 0, "role": unit.role, "dataset": "h36m",
                     "source_file": unit.take.prefix, "source_boxes": source_boxes,
                     "views": [c.name for c in unit.cameras]}
-            joints = unit.poses[i] if unit.role != "unlabeled" else None
-            yield encode_sample(images, cameras, joints, meta)
+            # an unlabeled tuple's 3D is withheld: kept only to score the P-GT
+            yield encode_for_role(images, cameras, unit.poses[i], meta)
     finally:
         for item in videos + boxes:
             if item is not None:

@@ -9,13 +9,16 @@ On disk (the dataset's own download layout):
                                                then per camera: name N, sensor, size W H,
                                                animated 0, intrinsic (4x4 row-major),
                                                extrinsic (4x4 row-major, world -> camera,
-                                               mm), radial
+                                               mm), radial (k1 [k2 [k3]]: OpenCV's
+                                               radial terms; 0 in the published files)
     ROOT/S{1..8}/Seq{1,2}/imageSequence/video_{cam}.avi
     or extracted frames: ROOT/S*/Seq*/imageFrames/video_{cam}/frame_%06d.jpg (1-based)
 
 annot3 holds the pose in each camera's frame; the world pose is `R^T (x_cam - t)`,
 averaged over the converted cameras. 3DHP has no person boxes: each view is cropped to a
-square around its annotated 2D joints with a margin. Frames are read one at a time (a
+square around its annotated 2D joints with a margin; a camera whose calibration carries
+radial distortion gets an undistorted crop (pose3d.data.convert.crop) and its 2D joints
+undistorted, so every stored camera has zero distortion. Frames are read one at a time (a
 training frame is 2048 x 2048), so memory stays small however long a sequence is.
 """
 
@@ -29,9 +32,9 @@ import cv2
 import numpy as np
 import scipy.io
 
-from pose3d.data.convert.crop import crop_view
+from pose3d.data.convert.crop import crop_view, undistort_points
 from pose3d.data.convert.writer import ConversionSummary, ConversionUnit, write_dataset
-from pose3d.data.schema import encode_sample
+from pose3d.data.schema import encode_for_role
 from pose3d.geometry import Camera, square_box
 from pose3d.skeleton.mappings import MPI_INF_3DHP_NAMES, MPI_INF_3DHP_TO_H36M
 
@@ -82,7 +85,8 @@ def _numbers(path: Path, lineno: int, key: str, values: list[str], count: int) -
 
 
 def read_calibration(path: Path) -> dict[int, Camera]:
-    """camera.calibration -> {camera index: full-frame Camera (no distortion)}."""
+    """camera.calibration -> {camera index: full-frame Camera (radial distortion from its
+    `radial` line, none without one)}."""
     if not path.is_file():
         raise FileNotFoundError(f"MPI-INF-3DHP calibration file not found: {path}")
     lines = path.read_text().splitlines()
@@ -103,6 +107,8 @@ def read_calibration(path: Path) -> dict[int, Camera]:
         elif key in ("size", "intrinsic", "extrinsic", "animated"):
             count = {"size": 2, "intrinsic": 16, "extrinsic": 16, "animated": 1}[key]
             current[key] = _numbers(path, lineno, key, values, count)
+        elif key == "radial":  # k1 [k2 [k3]]: more would be a lens model we do not know
+            current[key] = _numbers(path, lineno, key, values, min(max(len(values), 1), 3))
     cameras = {}
     for index, block in blocks.items():
         missing = [k for k in ("size", "intrinsic", "extrinsic") if k not in block]
@@ -113,7 +119,10 @@ def read_calibration(path: Path) -> dict[int, Camera]:
                              "which the converter does not support")
         intrinsic, extrinsic = block["intrinsic"].reshape(4, 4), block["extrinsic"].reshape(4, 4)
         w, h = (int(v) for v in block["size"])
+        radial = np.zeros(3)
+        radial[:len(block.get("radial", []))] = block.get("radial", [])
         cameras[index] = Camera(intrinsic[:3, :3], extrinsic[:3, :3], extrinsic[:3, 3],
+                                [radial[0], radial[1], 0.0, 0.0, radial[2]],
                                 image_size=(w, h), name=str(index))
     return cameras
 
@@ -243,7 +252,8 @@ def _tuple(unit: _Unit, readers: list[_FrameReader], cameras: list[Camera], fram
     images, crops, joints2d = [], [], []
     for v, (reader, camera) in enumerate(zip(readers, cameras)):
         image = reader.read(frame)
-        points = annot2[v, frame][list(MPI_INF_3DHP_TO_H36M)]
+        # annot2 is in recorded pixels; the crop is undistorted (crop_view), so are they
+        points = undistort_points(annot2[v, frame][list(MPI_INF_3DHP_TO_H36M)], camera)
         if image is None or not np.isfinite(points).all():
             images.append(None)  # frame past the end of this camera's video: view missing
             crops.append(None)
@@ -262,7 +272,8 @@ def _tuple(unit: _Unit, readers: list[_FrameReader], cameras: list[Camera], fram
     meta = {"subject": unit.subject, "action": unit.sequence, "frame": frame, "clip": 0,
             "role": unit.role, "dataset": "mpi_inf_3dhp", "joints2d": joints2d,
             "views": [c.name for c in cameras]}
-    return encode_sample(images, crops, joints if unit.role != "unlabeled" else None, meta)
+    # an unlabeled tuple's 3D is withheld: kept only to score the P-GT
+    return encode_for_role(images, crops, joints, meta)
 
 
 def produce_samples(unit: _Unit) -> Iterator[dict | None]:

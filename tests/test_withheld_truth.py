@@ -1,0 +1,141 @@
+"""The unlabeled tuples' withheld truth on converted data (the release fixture,
+tests/h36m_release_data.py): no training stage reads it (a poisoned withheld file changes
+no batch and no loss), and the P-GT stage scores its labels against it."""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from h36m_release_data import SPLITS, build_release, pose_at
+from train_helpers import TINY
+
+from pose3d import cli
+from pose3d.data import schema
+from pose3d.data.convert.h36m_official import H36MReleaseOptions, convert_h36m_release
+from pose3d.data.loader import iterate_samples
+from pose3d.data.shards import ShardSetWriter
+from pose3d.train.config import load_config
+from pose3d.train.distributed import DistInfo
+from pose3d.train.registry import make_stage
+from pose3d.train.stage_base import StepContext
+
+SIZE = 32  # the smallest input the ResNet trunk takes
+
+
+@pytest.fixture(scope="module")
+def converted(tmp_path_factory) -> Path:
+    base = tmp_path_factory.mktemp("withheld")
+    root = base / "h36m"
+    root.mkdir()
+    build_release(root)
+    options = H36MReleaseOptions(image_size=SIZE, splits=dict(SPLITS), frame_step=4,
+                                 eval_frame_step=4, metadata=root / "metadata.xml")
+    convert_h36m_release(root, base / "data", options, progress=False)
+    return base / "data"
+
+
+def _raw_samples(folder: Path, role: str) -> list[dict]:
+    """The role's samples as the tars hold them (file extension -> bytes)."""
+    samples: dict[str, dict] = {}
+    for shard in sorted(folder.glob(f"{role}-*.tar")):
+        with tarfile.open(shard) as tar:
+            for member in tar.getmembers():
+                key, _, name = member.name.partition(".")
+                samples.setdefault(key, {"__key__": key})[name] = \
+                    tar.extractfile(member).read()
+    return list(samples.values())
+
+
+def _poisoned_copy(src: Path, dst: Path) -> int:
+    """`src` copied to `dst` with every withheld truth replaced by NaN; returns how many."""
+    dst.mkdir(parents=True)
+    nan = io.BytesIO()
+    np.save(nan, np.full((17, 3), np.nan, np.float32))
+    poisoned = 0
+    for path in src.iterdir():
+        if path.suffix != ".tar":
+            (dst / path.name).write_bytes(path.read_bytes())
+            continue
+        with tarfile.open(path) as tar_in, tarfile.open(dst / path.name, "w") as tar_out:
+            for member in tar_in.getmembers():
+                data = tar_in.extractfile(member).read()
+                if member.name.endswith("." + schema.WITHHELD_FILE):
+                    data, poisoned = nan.getvalue(), poisoned + 1
+                member.size = len(data)
+                tar_out.addfile(member, io.BytesIO(data))
+    return poisoned
+
+
+def _pgt_shards(data: Path, out: Path) -> None:
+    """P-GT shards as the P-GT stage writes them: the unlabeled tuples, every file kept,
+    with a label (here the withheld truth moved by 30 mm)."""
+    with ShardSetWriter(out, 4) as writer:
+        for raw in _raw_samples(data, "unlabeled"):
+            truth = np.load(io.BytesIO(raw[schema.WITHHELD_FILE]))
+            writer.write(schema.with_pgt(raw, truth + 30.0))
+
+
+def _epoch(stage_name: str, data: Path, pgt: Path, run: Path) -> tuple[list[dict], dict]:
+    """One epoch of the stage's training batches and the loss of a step on the first."""
+    cfg = load_config(TINY, [f"stage={stage_name}", f"data.root={data}",
+                             f"data.pgt_root={pgt}", f"data.image_size={SIZE}",
+                             f"run.root={run}", "data.batches_per_epoch=3",
+                             f"optim.{stage_name}.batch_size=2"])
+    stage = make_stage(stage_name)
+    torch.manual_seed(0)
+    model = stage.build_model(cfg)
+    stage.prepare(cfg, model)
+    info = DistInfo(0, 1, 0, torch.device("cpu"))
+    batches = list(stage.train_loader(cfg, 0, info))
+    out = stage.step(model, batches[0], StepContext(info.device, False))
+    return batches, {"loss": out.loss.detach(), **out.metrics}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stage_name", ["mv_pretrain", "sv_pretrain", "finetune"])
+def test_no_training_stage_reads_the_withheld_truth(converted, tmp_path, stage_name):
+    pgt = tmp_path / "pgt"
+    _pgt_shards(converted, pgt)
+    assert _poisoned_copy(converted, tmp_path / "data_poisoned") > 0
+    assert _poisoned_copy(pgt, tmp_path / "pgt_poisoned") > 0
+    clean, clean_loss = _epoch(stage_name, converted, pgt, tmp_path / "run")
+    poisoned, poisoned_loss = _epoch(stage_name, tmp_path / "data_poisoned",
+                                     tmp_path / "pgt_poisoned", tmp_path / "run_poisoned")
+    assert len(clean) == len(poisoned) == 3
+    for a, b in zip(clean, poisoned):
+        assert a.keys() == b.keys()
+        for name, value in a.items():
+            if isinstance(value, torch.Tensor):
+                assert torch.equal(value, b[name]), (stage_name, name)
+            else:
+                assert value == b[name], (stage_name, name)
+    assert torch.isfinite(clean_loss["loss"])
+    for name, value in clean_loss.items():
+        assert torch.equal(value, poisoned_loss[name]), (stage_name, name)
+
+
+@pytest.mark.slow
+def test_pgt_stage_scores_its_labels_against_the_withheld_truth(converted, tmp_path, capsys):
+    common = ["--config", TINY, f"data.root={converted}", f"data.image_size={SIZE}",
+              f"run.root={tmp_path}"]
+    assert cli.main(["train", *common, "stage=mv_pretrain", "optim.mv_pretrain.epochs=1",
+                     "data.batches_per_epoch=1"]) == 0
+    mv = tmp_path / "mv_pretrain" / "checkpoints" / "latest.pt"
+    capsys.readouterr()
+    assert cli.main(["train", *common, "stage=pgt", f"pgt.checkpoint={mv}"]) == 0
+    printed = [line for line in capsys.readouterr().out.splitlines() if line.startswith("pgt:")]
+    report = json.loads((tmp_path / "pgt" / "pgt_report.json").read_text())
+    assert len(printed) == 1 and f'"mpjpe_mm": {report["mpjpe_mm"]}' in printed[0]
+    # the MPJPE against the fixture's poses (the CDF truth), root-aligned, by hand
+    errors = []
+    for s in iterate_samples(str(tmp_path / "pgt_shards")):
+        truth = pose_at(s.meta["subject"], s.meta["source_file"], s.meta["frame"])
+        errors.append(np.linalg.norm((s.pgt - s.pgt[0]) - (truth - truth[0]), axis=-1).mean())
+    assert report["scored"] == report["labeled"] == len(errors) > 0
+    assert report["mpjpe_mm"] == pytest.approx(np.mean(errors), rel=1e-4)
