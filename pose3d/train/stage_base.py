@@ -18,7 +18,7 @@ from torch import Tensor, nn
 from pose3d.models import build_model
 from pose3d.train import checkpoint
 from pose3d.train.checkpoint import CheckpointError
-from pose3d.train.config import initial_weights
+from pose3d.train.config import ConfigError, initial_weights
 from pose3d.train.distributed import DistInfo
 
 
@@ -83,7 +83,12 @@ class TrainStage:
     def build_model(self, cfg: DictConfig) -> nn.Module:
         """The model of `arch`, its backbone initialised from model.*.backbone_weights."""
         weights = self.model_config(cfg).backbone_weights or None
-        return build_model({**self.arch(cfg), "weights_path": weights})
+        try:
+            return build_model({**self.arch(cfg), "weights_path": weights})
+        except ValueError as exc:  # a file that is no state dict of this trunk: one line
+            if weights is None:
+                raise
+            raise ConfigError(f"bad config: backbone_weights: {exc}") from None
 
     def prepare(self, cfg: DictConfig, model: nn.Module) -> None:
         """Read what the loss needs from the built model (heatmap space, stride), before the
