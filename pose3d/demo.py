@@ -25,12 +25,13 @@ import torch
 
 from pose3d.data.staging import check_writable
 from pose3d.data.studio import StudioConfig
-from pose3d.data.synth import synthesize
+from pose3d.data.synth import config_record, synthesize
 from pose3d.eval.cli import evaluate_checkpoints
 from pose3d.eval.report import comparison_table
-from pose3d.experiment import arms, markdown, pick_arms, run_experiment
+from pose3d.experiment import arms, check_reuse, markdown, pick_arms, run_experiment
 from pose3d.train.cli import run
 from pose3d.train.config import load_config
+from pose3d.train.reuse import check_dataset, check_run
 
 # The CPU demo: small images and a ResNet-18; every stage a few minutes on 2 cores.
 SMALL = {
@@ -175,6 +176,28 @@ def stage_plan(args: argparse.Namespace, root: Path, data: Path) -> list[tuple[s
          if name in FINETUNE_DIRS and args.seeds <= 1]
 
 
+def studio_config(args: argparse.Namespace) -> StudioConfig:
+    return StudioConfig(seed=args.seed, **preset_of(args)["studio"])
+
+
+def paired_steps(args: argparse.Namespace) -> int:
+    """Fine-tuning steps per run of the paired experiment (--seeds K > 1)."""
+    return max(2, int(preset_of(args)["batches"]["finetune"] * args.steps_scale))
+
+
+def check_rerun(args: argparse.Namespace, out: Path, chosen: dict[str, list[str]]) -> None:
+    """Before any work: a rerun over `out` reuses its studio and runs only when they were
+    made with the settings asked for (pose3d.train.reuse), else SettingsMismatch."""
+    data, root = out / "data", out / "runs"
+    check_dataset(data, config_record(studio_config(args)))
+    for _, overrides in stage_plan(args, root, data):
+        check_run(load_config(None, overrides))
+    if args.seeds > 1 and (root / "sv_pretrain" / "config.yaml").is_file():
+        check_reuse(root, out / "experiment", chosen, list(range(args.seed, args.seed
+                                                                  + args.seeds)),
+                    paired_steps(args))
+
+
 def run_stage(overrides: list[str], nproc: int) -> None:
     """One stage, in this process or under torchrun with `nproc` workers."""
     if nproc <= 1:
@@ -194,6 +217,7 @@ def main(args: argparse.Namespace) -> int:
                              "> 1 too (one seed trains L1-only and Ours)")
         chosen = pick_arms(demo_arms(args), args.arms)  # unknown: an error now, not at the end
         check_writable(out, "demo folder (--out)")
+        check_rerun(args, out, chosen)
     except (OSError, ValueError) as exc:
         print(f"pose3d demo: error: {exc}", file=sys.stderr)
         return 2
@@ -204,8 +228,8 @@ def main(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     if not (data / "manifest.json").is_file():
         print(f"[demo] rendering the synthetic studio into {data}", flush=True)
-        synthesize(data, StudioConfig(seed=args.seed, **preset["studio"]),
-                   workers=args.workers or preset["workers"], preview=4)
+        synthesize(data, studio_config(args), workers=args.workers or preset["workers"],
+                   preview=4)
     timings["data"] = time.perf_counter() - start
     for label, overrides in stage_plan(args, root, data):
         print(f"[demo] stage {label}", flush=True)
@@ -230,9 +254,7 @@ def main(args: argparse.Namespace) -> int:
 def run_paired(args: argparse.Namespace, chosen: dict[str, list[str]], root: Path, data: Path,
                out: Path, pgt: dict, timings: dict, device: str) -> int:
     """The fine-tuning as `pose3d experiment`: K seeds of every chosen arm, from this Base."""
-    preset = preset_of(args)
-    steps = max(2, int(preset["batches"]["finetune"] * args.steps_scale))
-    seeds = list(range(args.seed, args.seed + args.seeds))
+    steps, seeds = paired_steps(args), list(range(args.seed, args.seed + args.seeds))
     summary = run_experiment(root, data, out / "experiment", chosen, seeds, steps,
                              [f"run.wandb={args.wandb}", f"run.device={device}"], device)
     timings.update(summary["timings_s"]["runs"], eval=summary["timings_s"]["eval"])
