@@ -19,7 +19,10 @@ from pose3d.cli import main as cli_main
 from pose3d.data import studio
 from pose3d.models import build_model
 from pose3d.models.saved import fingerprint
-from pose3d.predict.inputs import PredictWarning, read_image
+from pose3d.predict import predict_views
+from pose3d.predict.inputs import PredictWarning, open_source, read_image
+from pose3d.predict.rig_footage import predict_rig_sources
+from pose3d.predict.runner import Predictor
 
 SIZE = 64  # frames and model input alike
 ARCHS = {"sv": {"kind": "single_view", "backbone": "resnet18", "deconv_channels": 16,
@@ -136,6 +139,32 @@ def test_a_rig_of_one_camera_twice_is_refused(ckpt, tmp_path, capsys):
     assert _predict("--checkpoint", ckpt["mv"], *views, "--cameras", cams,
                     "--out", str(tmp_path / "out")) == 2
     _one_line_error(capsys, "same point")
+
+
+def test_predict_views_refuses_one_camera_twice(ckpt):
+    cam = studio.random_rig(1, np.random.default_rng(0), image_size=SIZE)[0]
+    frames = [[np.zeros((SIZE, SIZE, 3), np.uint8)]] * 2
+    with pytest.raises(ValueError, match="same point"):
+        predict_views(ckpt["mv"], frames, [cam, cam])
+
+
+class _Untriangulated(torch.nn.Module):
+    """F_mv's outputs for a batch in which no joint could be triangulated."""
+
+    def forward(self, images, K, R, t):
+        b, v = images.shape[:2]
+        return {"joints2d": torch.full((b, v, 17, 2), SIZE / 2), "joints3d": torch.zeros(b, 17, 3),
+                "valid3d": torch.zeros(b, 17, dtype=torch.bool),
+                "confidences": torch.zeros(b, v, 17)}
+
+
+def test_untriangulated_frames_are_warned_about(tmp_path):
+    views = [open_source(_images(tmp_path / f"view{v}", 2, v)[0].parent) for v in range(2)]
+    rig = studio.random_rig(2, np.random.default_rng(0), image_size=SIZE)
+    predictor = Predictor(_Untriangulated(), SIZE, torch.device("cpu"), "multi_view")
+    with pytest.warns(PredictWarning, match="2 of 2 frames have joints that could not be "
+                                            "triangulated"):
+        predict_rig_sources(predictor, views, rig, tmp_path / "out", progress=False)
 
 
 def _truncated_jpeg(path) -> None:
