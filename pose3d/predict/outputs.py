@@ -60,13 +60,11 @@ def _is_predict_output(folder: Path) -> bool:
 def staged(folder: str | Path) -> Iterator[Path]:
     """A temporary folder beside `folder` to write into, swapped in for `folder` when the
     block ends without an error and removed when it raises (`folder` untouched). Checked
-    first (check_folder); a killed run's temporary folders are removed."""
+    first (check_folder)."""
     folder = Path(folder)
     check_folder(folder)
     parent = folder.absolute().parent
     parent.mkdir(parents=True, exist_ok=True)
-    for orphan in parent.glob(f".{folder.name}.partial-*"):
-        shutil.rmtree(orphan, ignore_errors=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.partial-", dir=parent))
     try:
         yield tmp
