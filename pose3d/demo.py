@@ -27,12 +27,13 @@ from pose3d.cliargs import add_wandb, deprecated_alias
 from pose3d.curves import curve_overrides, learning_curves
 from pose3d.data.staging import check_writable
 from pose3d.data.studio import DEFAULT_ROLES, StudioConfig
-from pose3d.data.synth import synthesize
+from pose3d.data.synth import config_record, synthesize
 from pose3d.eval.cli import evaluate_checkpoints
 from pose3d.eval.report import comparison_table
-from pose3d.experiment import arms, markdown, pick_arms, run_experiment
+from pose3d.experiment import arms, check_reuse, markdown, pick_arms, run_experiment
 from pose3d.train.cli import run
 from pose3d.train.config import load_config
+from pose3d.train.reuse import check_dataset, check_run
 
 # The CPU demo: small images and a ResNet-18; every stage a few minutes on 2 cores.
 SMALL = {
@@ -204,6 +205,27 @@ def stage_plan(args: argparse.Namespace, root: Path, data: Path) -> list[tuple[s
          if name in FINETUNE_DIRS and args.seeds <= 1]
 
 
+def paired_steps(args: argparse.Namespace) -> int:
+    """Fine-tuning steps per run of the paired experiment (--seeds K > 1)."""
+    return max(2, int(preset_of(args)["batches"]["finetune"] * args.steps_scale))
+
+
+def paired_seeds(args: argparse.Namespace) -> list[int]:
+    """The seeds of the paired experiment's fine-tunings."""
+    return list(range(args.first_seed, args.first_seed + args.seeds))
+
+
+def check_rerun(args: argparse.Namespace, out: Path, chosen: dict[str, list[str]]) -> None:
+    """Before any work: a rerun over `out` reuses its studio and runs only when they were
+    made with the settings asked for (pose3d.train.reuse), else SettingsMismatch."""
+    data, root = out / "data", out / "runs"
+    check_dataset(data, config_record(studio_config(args)))
+    for _, overrides in stage_plan(args, root, data):
+        check_run(load_config(None, overrides))
+    if args.seeds > 1 and (root / "sv_pretrain" / "config.yaml").is_file():
+        check_reuse(root, out / "experiment", chosen, paired_seeds(args), paired_steps(args))
+
+
 def run_stage(overrides: list[str], nproc: int) -> None:
     """One stage, in this process or under torchrun with `nproc` workers."""
     if nproc <= 1:
@@ -223,6 +245,7 @@ def main(args: argparse.Namespace) -> int:
                              "> 1 too (one seed trains L1-only and Ours)")
         chosen = pick_arms(demo_arms(args), args.arms)  # unknown: an error now, not at the end
         check_writable(out, "demo folder (--out)")
+        check_rerun(args, out, chosen)
     except (OSError, ValueError) as exc:
         print(f"pose3d demo: error: {exc}", file=sys.stderr)
         return 2
@@ -263,9 +286,7 @@ def main(args: argparse.Namespace) -> int:
 def run_paired(args: argparse.Namespace, chosen: dict[str, list[str]], root: Path, data: Path,
                out: Path, pgt: dict, timings: dict, device: str) -> int:
     """The fine-tuning as `pose3d experiment`: K seeds of every chosen arm, from this Base."""
-    preset = preset_of(args)
-    steps = max(2, int(preset["batches"]["finetune"] * args.steps_scale))
-    seeds = list(range(args.first_seed, args.first_seed + args.seeds))
+    steps, seeds = paired_steps(args), paired_seeds(args)
     summary = run_experiment(root, data, out / "experiment", chosen, seeds, steps,
                              [f"run.wandb={args.wandb}", f"run.device={device}"], device)
     timings.update(summary["timings_s"]["runs"], eval=summary["timings_s"]["eval"])
@@ -273,7 +294,7 @@ def run_paired(args: argparse.Namespace, chosen: dict[str, list[str]], root: Pat
     runs = {"Base": root / "sv_pretrain",
             **{arm: out / "experiment" / "runs" / arm / f"seed{seeds[0]}" for arm in chosen}}
     learning_curves(runs, data, out / "experiment", device=device,
-                    batch_size=preset["eval_batch_size"])
+                    batch_size=preset_of(args)["eval_batch_size"])
     timings["curves"] = time.perf_counter() - t0
     print(markdown(summary))
     base = summary["arms"]["Base"]["all"]["mpjpe"]["mean"]

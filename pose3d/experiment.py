@@ -27,6 +27,7 @@ from pose3d.eval.cli import evaluate_checkpoints
 from pose3d.eval.stats import excludes_zero, format_interval, paired_difference, t_interval
 from pose3d.train.cli import run
 from pose3d.train.config import load_config
+from pose3d.train.reuse import SettingsMismatch, check_run
 
 BASELINE = "L1-only"
 CONTROL = "GT-only"  # the same fine-tuning on the labeled GT alone: P-GT's control
@@ -70,6 +71,17 @@ def _base_checkpoint(root: Path) -> Path:
     return path
 
 
+def check_reuse(root: Path, out: Path, arm_overrides: dict[str, list[str]], seeds: list[int],
+                steps: int, extra: list[str] = ()) -> None:
+    """Before any work: every (seed, arm) run already under `out` was made with the settings
+    asked for (pose3d.train.reuse), else SettingsMismatch naming the difference."""
+    for seed in seeds:
+        for arm, overrides in arm_overrides.items():
+            out_dir = out / "runs" / arm / f"seed{seed}"
+            if out_dir.is_dir():
+                check_run(finetune_config(root, out_dir, seed, steps, overrides, extra))
+
+
 def run_finetunings(root: Path, out: Path, arm_overrides: dict[str, list[str]],
                     seeds: list[int], steps: int, extra: list[str] = ()) -> dict[str, float]:
     """Train every (seed, arm) not finished yet; returns seconds per run label."""
@@ -94,7 +106,9 @@ def run_finetunings(root: Path, out: Path, arm_overrides: dict[str, list[str]],
 def _evaluate(checkpoints: dict[str, Path], data: Path, out_dir: Path, device: str) -> dict:
     """Summaries of `pose3d eval`, reused from out_dir/report.json when complete."""
     report = out_dir / "report.json"
-    if report.is_file():
+    # an evaluation written before its checkpoint (a run trained again) is not reused
+    if report.is_file() and all(report.stat().st_mtime_ns >= Path(p).stat().st_mtime_ns
+                                for p in checkpoints.values()):
         summaries = json.loads(report.read_text())
         if set(checkpoints) <= set(summaries):
             return summaries
@@ -233,6 +247,7 @@ def run_experiment(root: Path, data: Path, out: Path, arm_overrides: dict[str, l
     every run and evaluation)."""
     if not seeds:
         raise ValueError("the experiment needs at least one seed")
+    check_reuse(root, out, arm_overrides, seeds, steps, extra)
     out.mkdir(parents=True, exist_ok=True)
     t_base = time.perf_counter()
     evaluate_base(root, data, out, device)  # first: side-by-side experiments reuse it
@@ -301,12 +316,12 @@ def main(args: argparse.Namespace) -> int:
             raise ValueError(f"--seeds must be at least 1, got {args.seeds}")
         check_demo(demo)
         chosen = select_arms(args)
-    except (FileNotFoundError, ValueError) as exc:
+        summary = run_experiment(demo / "runs", demo / "data", out, chosen, seeds,
+                                 args.steps, [f"run.device={args.device}",
+                                              f"run.wandb={args.wandb}"], args.device)
+    except (FileNotFoundError, ValueError, SettingsMismatch) as exc:
         print(f"pose3d experiment: error: {exc}", file=sys.stderr)
         return 2
-    summary = run_experiment(demo / "runs", demo / "data", out, chosen, seeds,
-                             args.steps, [f"run.device={args.device}", f"run.wandb={args.wandb}"],
-                             args.device)
     print(markdown(summary))
     print(f"experiment: {out / 'experiment.json'}, {out / 'experiment.md'}, "
           f"{out / 'experiment.png'}")

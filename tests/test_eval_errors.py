@@ -96,3 +96,17 @@ def test_good_input_writes_the_report(inputs, tmp_path, capsys):
     assert code == 0, out.err
     report = json.loads((tmp_path / "out" / "report.json").read_text())
     assert "all" in report["A"]["camera"]
+
+
+def test_a_wandb_folder_in_the_way_is_one_line_before_the_work(inputs, tmp_path, capsys,
+                                                               monkeypatch):
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "wandb").write_text("in the way")
+    code, out = _eval(capsys, "--data", inputs["data"], "--out", str(tmp_path / "out"),
+                      "--checkpoint", f"A={inputs['sv']}", "--device", "cpu",
+                      "--wandb", "offline")
+    err = out.err.strip()
+    assert code == 2 and err.startswith("pose3d eval: error: ") and "\n" not in err, err
+    assert "W&B folder" in err and "is not a folder" in err
+    assert not (tmp_path / "out" / "report.json").exists()  # refused before the work

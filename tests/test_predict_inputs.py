@@ -53,8 +53,9 @@ def test_intrinsics_from_text_and_json(tmp_path):
 def test_cameras_json_as_list_or_named_object(tmp_path):
     cam = Camera(np.diag([800.0, 800.0, 1.0]), np.eye(3), np.array([0.0, 0.0, 4000.0]))
     d = {"K": cam.K.tolist(), "R": cam.R.tolist(), "t": cam.t.tolist()}
-    (tmp_path / "list.json").write_text(json.dumps([d, {**d, "dist": [0.1, 0, 0, 0, 0]}]))
-    (tmp_path / "named.json").write_text(json.dumps({"left": d, "right": d}))
+    d2 = {**d, "t": [500.0, 0.0, 4000.0]}  # half a metre to the side: a baseline
+    (tmp_path / "list.json").write_text(json.dumps([d, {**d2, "dist": [0.1, 0, 0, 0, 0]}]))
+    (tmp_path / "named.json").write_text(json.dumps({"left": d, "right": d2}))
     cams = read_cameras(tmp_path / "list.json")
     assert [c.name for c in cams] == ["cam0", "cam1"] and cams[1].dist[0] == 0.1
     named = read_cameras(tmp_path / "named.json")

@@ -175,3 +175,51 @@ def test_sharpened_pgt_is_the_soft_argmax_of_scaled_logits_triangulated(pgt_run)
                     gaps.append(np.linalg.norm(written[key] - ours, axis=-1).max())
     assert compared == len(written) > 0
     assert min(gaps) > 50.0  # mm: unsharpened P-GT could not pass the check above
+
+
+def _pgt_stage(common: list[str], mv, pgt_root, out_dir) -> int:
+    return cli.main(["train", "--config", TINY, *common, "stage=pgt", f"pgt.checkpoint={mv}",
+                     f"data.pgt_root={pgt_root}", f"run.out_dir={out_dir}"])
+
+
+def _contents(folder) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*"))
+            if p.is_file()}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("where", ["user_folder", "data_root", "inside_data_root",
+                                   "holds_data_root", "other_dataset"])
+def test_pgt_never_replaces_a_folder_it_did_not_write(pgt_run, tmp_path, capsys, where):
+    data, mv, _, common = pgt_run
+    user = tmp_path / "mine"
+    user.mkdir()
+    (user / "notes.txt").write_text("my notes")
+    other = tmp_path / "converted"  # a dataset of ours, but not a P-GT
+    other.mkdir()
+    for name in ("manifest.json", "eval-000000.tar"):
+        (other / name).write_bytes((data / name).read_bytes() if (data / name).exists()
+                                   else b"shard")
+    target = {"user_folder": user, "data_root": data, "inside_data_root": data / "pgt",
+              "holds_data_root": data.parent, "other_dataset": other}[where]
+    before = {p: _contents(p) for p in (user, data, other)}
+    assert _pgt_stage(common, mv, target, tmp_path / "run") == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("pose3d train: error: ") and "\n" not in err
+    assert {"user_folder": "notes.txt", "data_root": "must be apart",
+            "inside_data_root": "must be apart", "holds_data_root": "must be apart",
+            "other_dataset": "without a pgt record"}[where] in err
+    assert {p: _contents(p) for p in (user, data, other)} == before
+    assert not (data / "pgt").exists()
+
+
+@pytest.mark.slow
+def test_pgt_rerun_replaces_its_own_folder_as_a_whole(pgt_run, tmp_path):
+    data, mv, _, common = pgt_run
+    target = tmp_path / "pgt"
+    assert _pgt_stage(common, mv, target, tmp_path / "run") == 0
+    (target / "stale-000099.tar").write_bytes(b"an earlier run's shard")
+    assert _pgt_stage(common, mv, target, tmp_path / "run") == 0
+    assert not (target / "stale-000099.tar").exists()
+    assert json.loads((target / "manifest.json").read_text())["pgt"]["labeled"] > 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pgt", "run"]  # nothing left over

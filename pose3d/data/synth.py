@@ -108,13 +108,14 @@ def _render(out_dir: Path, config: StudioConfig, jobs: list[Job], actions: list[
             bar.update(1)
             bar.set_postfix(tuples=tuples)
         manifest = writer.close(dataset="synthetic", actions=actions, cameras=rigs,
-                                config=_jsonable(config))
+                                config=config_record(config))
     if preview > 0:
         write_preview(Path(out_dir) / "preview.png", os.fspath(out_dir), preview)
     return manifest
 
 
-def _jsonable(config: StudioConfig) -> dict:
+def config_record(config: StudioConfig) -> dict:
+    """The studio's settings as the manifest records them (JSON types)."""
     d = dataclasses.asdict(config)
     d["roles"] = {k: list(v) for k, v in d["roles"].items()}
     d["actions"] = None if d["actions"] is None else list(d["actions"])

@@ -71,10 +71,10 @@ def _check_device(device: str) -> None:
         raise EvalInputError(f"--{exc}; use --device cpu") from None
 
 
-def _check_out(out: Path) -> None:
+def _check_out(out: Path, what: str = "--out") -> None:
     """--out must be (or become) a writable folder; nothing is created here."""
     try:
-        check_writable(out, "--out")
+        check_writable(out, what)
     except (PermissionError, FileExistsError) as exc:
         raise EvalInputError(str(exc)) from None
 
@@ -96,6 +96,8 @@ def evaluate_checkpoints(checkpoints: dict[str, str], data: str, out_dir: str | 
     the samples the reader skipped (counts by reason, the first few named)."""
     models, shards = check_inputs(checkpoints, data, out_dir, role=role, figures=figures,
                                   batch_size=batch_size, device=device)
+    if wandb_mode != "disabled":  # W&B writes under out/wandb: refused now, not after the work
+        _check_out(Path(out_dir) / "wandb", "W&B folder")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     summaries, pictures = {}, []

@@ -100,8 +100,13 @@ def load_trunk_weights(trunk: ResNetTrunk, weights_path: str | Path) -> None:
     path = Path(weights_path)
     if not path.is_file():
         raise FileNotFoundError(f"backbone weights file not found: {path}")
-    state = _state_dict_of(torch.load(path, map_location="cpu", weights_only=True), path)
-    _load_state(trunk, state, path)
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - a malformed file fails in any way (IndexError ...)
+        # weights_only refuses anything but tensors and plain containers: say so in one line
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise ValueError(f"weights file {path} is not a torch state dict ({first})") from None
+    _load_state(trunk, _state_dict_of(obj, path), path)
 
 
 def _load_state(trunk: ResNetTrunk, state: Mapping[str, Tensor], path: Path) -> None:

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
+import warnings
 from pathlib import Path
 
 from pose3d.cliargs import deprecated_alias, split_checkpoint
 from pose3d.models.saved import CheckpointError
-from pose3d.predict import inputs
+from pose3d.predict import inputs, outputs
 from pose3d.predict.footage import predict_source
 from pose3d.predict.rig_footage import predict_rig_sources
 from pose3d.predict.runner import make_predictor
@@ -50,9 +52,16 @@ def _error(message: str) -> int:
     return EXIT_BAD_INPUT
 
 
+def _warn_in_one_line(message, category, filename, lineno, file=None, line=None) -> None:
+    print(f"pose3d predict: warning: {message}", file=sys.stderr, flush=True)
+
+
 def main(args: argparse.Namespace) -> int:
     try:
-        summaries = _run(args)
+        with warnings.catch_warnings():
+            warnings.simplefilter("always", inputs.PredictWarning)
+            warnings.showwarning = _warn_in_one_line
+            summaries = _run(args)
     except (CheckpointError, FileNotFoundError, ValueError, OSError) as exc:
         return _error(str(exc))
     for s in summaries:
@@ -70,14 +79,16 @@ def _run(args: argparse.Namespace) -> list[dict]:
         raise ValueError(f"--batch-size must be at least 1, got {args.batch_size}")
     if args.box and args.boxes:
         raise ValueError("give --box or --boxes, not both")
+    if args.root_depth is not None and not (math.isfinite(args.root_depth)
+                                            and args.root_depth > 0):
+        raise ValueError(f"--root-depth is the pelvis' depth in front of the camera: a "
+                         f"positive number of mm, got {args.root_depth:g}")
     sources = [inputs.open_source(p) for p in args.inputs]  # every input checked up front
     if args.cameras:
         return [_run_rig(args, sources)]
-    names = [src.name for src in sources]
-    twice = sorted({n for n in names if names.count(n) > 1})
-    if twice:
-        raise ValueError(f"several inputs are named {', '.join(twice)}: their outputs would "
-                         f"share {args.out}/<name>; run them separately")
+    inputs.check_output_names([src.name for src in sources], "input")
+    for src in sources:  # before any work: a folder it may not replace
+        outputs.check_folder(Path(args.out) / src.name)
 
     boxes = inputs.parse_box(args.box) if args.box else (
         inputs.read_boxes(args.boxes) if args.boxes else None)
@@ -100,6 +111,7 @@ def _run_rig(args: argparse.Namespace, sources: list) -> dict:
                          "come from --cameras")
     boxes = inputs.parse_box(args.box) if args.box else (
         inputs.read_rig_boxes(args.boxes, cameras) if args.boxes else None)
+    outputs.check_folder(args.out)
     predictor = make_predictor(args.checkpoint, "multi_view", args.device)
     return predict_rig_sources(predictor, sources, cameras, args.out, boxes=boxes,
                                batch_size=args.batch_size, progress=not args.no_progress,

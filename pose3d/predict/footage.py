@@ -25,9 +25,18 @@ def predict_source(predictor: Predictor, source: Source, out_dir: str | Path, *,
     """Predict every frame of `source` and write out_dir/<input name>/: predictions.json,
     predictions.npz, overlay/<frame>.png (images) or overlay.mp4 (video) and pose3d.png.
     Returns {"out": folder, "frames": N, "timing": {...}}."""
+    final = Path(out_dir) / source.name
+    with outputs.staged(final) as dest:
+        result = _predict_into(dest, predictor, source, boxes, intrinsics, root_depth,
+                               batch_size, progress, meta)
+    return {**result, "out": final}
+
+
+def _predict_into(dest: Path, predictor: Predictor, source: Source, boxes,
+                  intrinsics: np.ndarray | None, root_depth: float | None, batch_size: int,
+                  progress: bool, meta: dict | None) -> dict:
     start = time.perf_counter()
     predictor.model_s = 0.0
-    dest = Path(out_dir) / source.name
     items = prefetch(prepared_frames(source.frames(), boxes, predictor.image_size,
                                      str(source.path)))
     video = outputs.VideoOut(dest / "overlay.mp4", source.fps) if source.kind == "video" \

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import queue
 import threading
 import time
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +26,37 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
 
 Box = tuple[float, float, float, float]
+
+# The largest frame decoded: 8K video is 33 Mpx; a 20000 x 20000 image would take 1.2 GB as
+# RGB (and several times that in the crops' intermediates). Checked from the file's header.
+MAX_PIXELS = 50_000_000
+# How far a box may reach: its side at most this many times the frame's larger side (a
+# person far larger than the frame has no content to read; the crop would pad it with black).
+MAX_BOX_SCALE = 8.0
+# Names a rig camera may not take: the files the rig's --out folder holds beside them.
+RIG_FILES = ("predictions.json", "predictions.npz", "pose3d.png", "timing.json")
+
+
+class PredictWarning(UserWarning):
+    """Something the prediction went on with but the user should know (a truncated file);
+    `pose3d predict` prints it as one line."""
+
+
+def check_output_names(names: list[str], what: str, reserved: tuple[str, ...] = ()) -> None:
+    """Names that become folders under --out: plain file names (no separator, not `.` or
+    `..`, not absolute, not one of `reserved`) and unique; ValueError in one line."""
+    for name in names:
+        if not isinstance(name, str):
+            raise ValueError(f"{what} names must be text, got {name!r}")
+        if (not name or name in (".", "..") or "/" in name or "\\" in name or "\0" in name
+                or os.path.isabs(name) or name in reserved):
+            raise ValueError(f"{what} {name!r} cannot name a folder under --out: it must be a "
+                             f"plain file name (no / or \\, not . or .."
+                             f"{', not ' + ' or '.join(reserved) if reserved else ''})")
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise ValueError(f"two or more {what}s are named {', '.join(twice)}: their outputs "
+                         f"would share one folder under --out; give each a name of its own")
 
 
 @dataclass
@@ -40,7 +73,8 @@ class Source:
 
     @property
     def name(self) -> str:
-        return self.path.stem if self.path.is_file() else self.path.name
+        # absolute first: `.` and `..` are named by the folder they stand for
+        return self.path.stem if self.path.is_file() else Path(os.path.abspath(self.path)).name
 
     def frames(self) -> Iterator[tuple[str, np.ndarray]]:
         """(frame name, RGB image) in order: file names for images, 0-based indices as text
@@ -70,12 +104,49 @@ class Source:
             raise ValueError(f"cannot decode any frame of video {self.path}")
 
 
-def read_image(path: str | Path) -> np.ndarray:
-    """An image file as uint8 RGB [H, W, 3]; ValueError naming the file when unreadable."""
+def read_image(path: str | Path, max_pixels: int = MAX_PIXELS) -> np.ndarray:
+    """An image file as uint8 RGB [H, W, 3]. ValueError naming the file when unreadable or
+    larger than `max_pixels` (from its header, before decoding); a PredictWarning when a
+    JPEG ends before its end marker (the frame is partly grey)."""
+    data = Path(path).read_bytes()
+    check_image_size(image_size(data, path, max_pixels), path, max_pixels)
+    # imread, not imdecode of `data`: OpenCV's imdecode drops a truncated JPEG, imread
+    # returns the part that decodes (warned about below)
     bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if bgr is None:
         raise ValueError(f"cannot read image {path}")
+    if data[:2] == b"\xff\xd8" and b"\xff\xd9" not in data[-64:]:
+        warnings.warn(f"{path} is truncated (the JPEG has no end marker): predicted on the "
+                      f"part that decodes", PredictWarning, stacklevel=2)
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def image_size(data: bytes, path: str | Path, max_pixels: int = MAX_PIXELS
+               ) -> tuple[int, int] | None:
+    """(W, H) from an image file's header without decoding it (Pillow reads headers
+    lazily); None when Pillow cannot tell (OpenCV may still decode it)."""
+    import io
+
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as im:
+                return im.size
+    except Image.DecompressionBombError as exc:  # past twice Pillow's limit: past ours too
+        raise ValueError(f"{path}: {exc} (pose3d predict decodes at most {max_pixels:,} "
+                         f"pixels; scale it down first)") from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
+        return None
+
+
+def check_image_size(size: tuple[int, int] | None, where: str | Path,
+                     max_pixels: int = MAX_PIXELS) -> None:
+    """ValueError (one line) for a frame of more than `max_pixels` pixels."""
+    if size is not None and size[0] * size[1] > max_pixels:
+        raise ValueError(f"{where} is {size[0]}x{size[1]} pixels, more than pose3d predict "
+                         f"decodes ({max_pixels:,}); scale it down first")
 
 
 def open_source(path: str | Path) -> Source:
@@ -97,7 +168,9 @@ def open_source(path: str | Path) -> Source:
             raise ValueError(f"cannot open video {path}")
         fps = cap.get(cv2.CAP_PROP_FPS) or 25.0
         count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+        size = (int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)))
         cap.release()
+        check_image_size(size, f"video {path}")
         return Source(path, "video", fps=float(fps), num_frames=max(count, 0))
     raise ValueError(f"{path}: not an image ({', '.join(IMAGE_SUFFIXES)}) nor a video "
                      f"({', '.join(VIDEO_SUFFIXES)})")
@@ -206,6 +279,10 @@ def frame_box(boxes: Box | dict[str, Box] | None, name: str, image_size: tuple[i
     if x1 <= 0 or y1 <= 0 or x0 >= w or y0 >= h:
         raise ValueError(f"box {x0:g},{y0:g},{x1:g},{y1:g} of frame {name} of {where} lies "
                          f"outside the {w}x{h} image")
+    if max(x1 - x0, y1 - y0) > MAX_BOX_SCALE * max(w, h):
+        # the square crop is cut from a padded copy of the box: a huge box, a huge copy
+        raise ValueError(f"box {x0:g},{y0:g},{x1:g},{y1:g} of frame {name} of {where} is "
+                         f"more than {MAX_BOX_SCALE:g} times the {w}x{h} image's size")
     return boxes
 
 
@@ -264,7 +341,21 @@ def read_cameras(path: str | Path) -> list[Camera]:
                          f"camera ({type(exc).__name__}: {exc})") from None
     if len(cams) < 2:
         raise ValueError(f"{path}: a rig needs at least two cameras, found {len(cams)}")
+    check_output_names([c.name for c in cams], f"camera of {path}", RIG_FILES)
+    check_baseline(cams, path)
     return cams
+
+
+def check_baseline(cams: list[Camera], where: str | Path, min_mm: float = 1.0) -> None:
+    """ValueError unless two of the cameras stand at least `min_mm` apart: from one point
+    (say the same camera twice) no joint can be triangulated."""
+    centres = np.array([c.center for c in cams])
+    if not np.isfinite(centres).all():
+        raise ValueError(f"{where}: a camera's R, t give no finite centre")
+    spread = np.linalg.norm(centres[:, None] - centres[None], axis=-1).max()
+    if spread < min_mm:
+        raise ValueError(f"{where}: every camera stands at the same point ({spread:.3g} mm "
+                         f"apart), so no joint can be triangulated; are two cameras the same?")
 
 
 def read_rig_boxes(path: str | Path, cameras: list[Camera]) -> list[dict[str, Box] | None]:

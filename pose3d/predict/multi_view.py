@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from pose3d.geometry import Camera, camera_to_pixels, pixels_to_camera
-from pose3d.predict.inputs import Box, frame_box
+from pose3d.predict.inputs import Box, check_baseline, frame_box
 from pose3d.predict.runner import Predictor, in_batches, make_predictor
 from pose3d.predict.single_view import concat, crop_frame
 
@@ -98,6 +98,7 @@ def predict_views(model_or_path, views: Sequence[Sequence[np.ndarray]],
     if len(views) != len(cams) or len(cams) < 2:
         raise ValueError(f"need one frame list per camera (at least two): got {len(views)} "
                          f"views and {len(cams)} cameras")
+    check_baseline(cams, "cameras")
     lengths = {len(v) for v in views}
     if len(lengths) != 1:
         raise ValueError(f"every view needs the same number of frames, got {sorted(lengths)}")

@@ -1,17 +1,28 @@
 """What `pose3d predict` writes: predictions as JSON and NPZ, overlay pictures (PNG per
 image, an mp4 per video through OpenCV's VideoWriter) and a 3D figure. The drawing itself
-is the project's one drawing module, pose3d.data.draw (2D with OpenCV, 3D with matplotlib)."""
+is the project's one drawing module, pose3d.data.draw (2D with OpenCV, 3D with matplotlib).
+
+Each output folder (`--out/<input name>`, or `--out` itself for a rig) is written into a
+temporary folder beside it (`.NAME.partial-XXXX`) and swapped in only when complete (the
+datasets' rule, pose3d.data.staging): a failed or interrupted rerun leaves the earlier
+predictions as they were, never old predictions beside new overlays. A folder is replaced
+only when it is empty or holds pose3d predict's output (its predictions.json)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from pose3d.data.draw import draw_skeleton, draw_skeleton_3d, plt, save_figure
+from pose3d.data.staging import _swap
 from pose3d.skeleton import JOINT_NAMES, ROOT
 
 UNITS = {"joints2d": "input pixels (x right, y down)",
@@ -22,6 +33,45 @@ UNITS = {"joints2d": "input pixels (x right, y down)",
          "valid3d": "triangulated from two or more views",
          "box": "input pixels x0, y0, x1, y1 (square crop)",
          "coords": "heatmap voxels (u', v', z')"}
+
+
+def check_folder(folder: str | Path) -> None:
+    """FileExistsError (one line) unless `folder` is absent, empty or a folder of pose3d
+    predict's output, which a rerun may replace as a whole."""
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise FileExistsError(f"{folder} exists and is not a folder")
+    if not folder.is_dir() or not any(folder.iterdir()) or _is_predict_output(folder):
+        return
+    raise FileExistsError(f"{folder} holds files pose3d predict did not write (no "
+                          f"predictions.json of its own), and a rerun replaces that folder "
+                          f"as a whole: move them away or choose another --out")
+
+
+def _is_predict_output(folder: Path) -> bool:
+    try:
+        doc = json.loads((folder / "predictions.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(doc, dict) and {"joint_names", "units", "frames"} <= set(doc)
+
+
+@contextlib.contextmanager
+def staged(folder: str | Path) -> Iterator[Path]:
+    """A temporary folder beside `folder` to write into, swapped in for `folder` when the
+    block ends without an error and removed when it raises (`folder` untouched). Checked
+    first (check_folder)."""
+    folder = Path(folder)
+    check_folder(folder)
+    parent = folder.absolute().parent
+    parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.partial-", dir=parent))
+    try:
+        yield tmp
+        _swap(tmp, folder.absolute())
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def overlay(image: np.ndarray, joints2d: np.ndarray, box=None) -> np.ndarray:

@@ -6,11 +6,12 @@ F_mv, overlays per view written as they come, then the world joints as JSON and 
 from __future__ import annotations
 
 import time
+import warnings
 from pathlib import Path
 
 from pose3d.geometry import Camera
 from pose3d.predict import outputs
-from pose3d.predict.inputs import Source, prefetch
+from pose3d.predict.inputs import PredictWarning, Source, prefetch
 from pose3d.predict.multi_view import prepared_views, run_batches
 from pose3d.predict.runner import Predictor, timing
 from pose3d.predict.single_view import concat
@@ -22,9 +23,17 @@ def predict_rig_sources(predictor: Predictor, sources: list[Source], cameras: li
     """Predict every synchronised frame (up to the shortest input) and write out_dir/:
     predictions.json / .npz (world joints per frame, 2D per view), per camera
     <name>/overlay.mp4 (videos) or <name>/overlay/<frame>.png, and pose3d.png."""
+    with outputs.staged(out_dir) as dest:
+        result = _predict_into(dest, predictor, sources, cameras, boxes, batch_size, progress,
+                               meta)
+    return {**result, "out": Path(out_dir)}
+
+
+def _predict_into(dest: Path, predictor: Predictor, sources: list[Source],
+                  cameras: list[Camera], boxes, batch_size: int, progress: bool,
+                  meta: dict | None) -> dict:
     start = time.perf_counter()
     predictor.model_s = 0.0
-    dest = Path(out_dir)
     frames = zip(*(src.frames() for src in sources))  # stops at the shortest input
     items = prefetch(prepared_views(frames, cameras, boxes, predictor.image_size,
                                     [str(s.path) for s in sources]))
@@ -57,6 +66,11 @@ def predict_rig_sources(predictor: Predictor, sources: list[Source], cameras: li
     if not names:
         raise ValueError("no synchronised frame in the inputs")
     arrays = concat(parts)
+    failed = int((~arrays["valid3d"].astype(bool)).any(axis=1).sum())
+    if failed:
+        warnings.warn(f"{failed} of {len(names)} frames have joints that could not be "
+                      f"triangulated (valid3d false, joints3d_world 0 in {dest.name}): "
+                      f"check the cameras and the boxes", PredictWarning, stacklevel=2)
     meta = {**(meta or {}), "inputs": [str(s.path) for s in sources],
             "camera_names": [c.name for c in cameras]}
     renamed = {"joints3d_world": arrays["joints3d"], "valid3d": arrays["valid3d"],

@@ -154,6 +154,10 @@ def predict_images(model_or_path, images: Sequence[np.ndarray],
     Returns joints2d [N, J, 2] input pixels, joints3d_rel [N, J, 3] root-relative camera mm,
     root_depth [N] mm, coords [N, J, 3] heatmap voxels, box [N, 4] the square crop boxes,
     K [N, 3, 3]; with intrinsics and root_depth also joints3d_cam [N, J, 3] camera mm."""
+    depth = np.asarray(root_depth if root_depth is not None else 1.0, dtype=np.float64)
+    if not (np.isfinite(depth).all() and (depth > 0).all()):
+        raise ValueError(f"root_depth is the pelvis' depth in front of the camera: positive "
+                         f"mm, got {root_depth}")
     predictor = make_predictor(model_or_path, "single_view", device, image_size)
     images = list(images)
     for i, im in enumerate(images):

@@ -18,6 +18,7 @@ import numpy as np
 from omegaconf import DictConfig
 from tqdm import tqdm
 
+from pose3d.data.staging import check_writable
 from pose3d.train.config import WANDB_MODES, to_dict
 
 
@@ -60,13 +61,19 @@ class Logger:
     def _init_wandb(self, cfg: DictConfig, mode: str):
         import wandb  # takes seconds to import: only a run that logs to W&B pays for it
 
+        check_writable(self.out_dir / "wandb", "W&B folder")  # one line, not wandb's traceback
         id_file = self.out_dir / "wandb_id.txt"
         run_id = id_file.read_text().strip() if id_file.exists() else secrets.token_hex(4)
         id_file.write_text(run_id)
         name = cfg.run.wandb_name or f"{Path(cfg.run.root).name}-{cfg.stage}"
-        return wandb.init(project=cfg.run.wandb_project, name=name, id=run_id, resume="allow",
-                          dir=str(self.out_dir), mode=mode, config=to_dict(cfg),
-                          settings=wandb.Settings(console="off", silent=True))
+        try:
+            return wandb.init(project=cfg.run.wandb_project, name=name, id=run_id,
+                              resume="allow", dir=str(self.out_dir), mode=mode,
+                              config=to_dict(cfg),
+                              settings=wandb.Settings(console="off", silent=True))
+        except OSError as exc:
+            raise PermissionError(f"W&B cannot write its files under {self.out_dir}: {exc} "
+                                  f"(or set run.wandb=disabled)") from None
 
     def log(self, scalars: dict[str, float], step: int) -> None:
         if not self.active:

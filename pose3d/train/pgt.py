@@ -4,10 +4,14 @@ unlabeled tuple and write new shards that carry its prediction as `pgt.npy`.
 The tuples are read by the evaluation loader (pose3d.data.loader.make_eval_loader), so each
 rank labels the share training and evaluation would give it, and a corrupt shard or sample
 is skipped and counted by the same rule (`skipped_shards`, `skipped_samples` in the
-report). Each rank writes into a folder of its own; rank 0 then merges them into
-`data.pgt_root` with one manifest, swapped in only when complete and non-empty: a run that
-labels nothing fails (NothingLabeledError) and leaves the previous P-GT as it was. The
-copies keep every original file byte for byte. A tuple whose triangulation fails for any
+report). Each rank writes into a folder of its own beside `data.pgt_root`; rank 0 then merges
+them into one folder with one manifest, swapped in for `data.pgt_root` only when complete and
+non-empty (the old P-GT goes only once the new one is in place): a run that labels nothing
+fails (NothingLabeledError) and leaves the previous P-GT as it was. `data.pgt_root` must be
+absent, empty or an earlier P-GT (a manifest with its `pgt` record and nothing but dataset
+files), and apart from `data.root` (neither holds the other): anything else is refused before
+any work, so no user's folder and no source shard is ever deleted. The copies keep every
+original file byte for byte. A tuple whose triangulation fails for any
 joint (fewer than two usable views) gets no P-GT and is left out.
 
 Where the ground truth of an unlabeled tuple exists, the P-GT is scored against it: a
@@ -39,11 +43,18 @@ from omegaconf import DictConfig
 
 from pose3d.data import schema
 from pose3d.data.loader import make_eval_loader
-from pose3d.data.shards import ShardSetWriter, load_manifest, resolve_shards, write_manifest
+from pose3d.data.shards import (
+    MANIFEST,
+    ShardSetWriter,
+    load_manifest,
+    resolve_shards,
+    write_manifest,
+)
+from pose3d.data.staging import DATASET_FILES, _swap, check_writable
 from pose3d.geometry.metrics import mpjpe
 from pose3d.models.saved import load_model
 from pose3d.train import checkpoint, distributed
-from pose3d.train.config import stage_optim, to_yaml
+from pose3d.train.config import ConfigError, stage_optim, to_yaml
 from pose3d.train.distributed import DistInfo
 from pose3d.train.logger import Logger
 from pose3d.train.loop import autocast, fork_safe_opencv
@@ -76,6 +87,7 @@ class PseudoGroundTruth:
             raise FileNotFoundError(f"data.root: no such shard folder {cfg.data.root}")
         urls = resolve_shards(cfg.data.root, cfg.data.unlabeled_role)
         check_image_size(cfg.data.root, cfg)
+        check_pgt_root(cfg.data.pgt_root, cfg.data.root)
         if not Path(cfg.pgt.checkpoint).is_file():
             raise checkpoint.CheckpointError(f"pgt.checkpoint not found: {cfg.pgt.checkpoint} "
                                              f"(run stage=mv_pretrain first)")
@@ -192,9 +204,37 @@ class PseudoGroundTruth:
         manifest = {k: v for k, v in source.items() if k != "roles"}
         manifest.update(roles=roles, pgt={"checkpoint": str(cfg.pgt.checkpoint), **report})
         write_manifest(partial, manifest)
-        if out_root.exists():
-            shutil.rmtree(out_root)
-        os.replace(partial, out_root)
+        check_pgt_root(out_root, cfg.data.root)  # still ours: nothing moved in meanwhile
+        _swap(partial, out_root)
+
+
+def check_pgt_root(pgt_root: str | os.PathLike, data_root: str | os.PathLike) -> None:
+    """Whether the P-GT may be written to `pgt_root`, replacing what is there: ConfigError
+    when it is `data_root` or one holds the other; FileExistsError unless it is absent,
+    empty or an earlier P-GT (a manifest with a `pgt` record, only dataset files)."""
+    out, source = Path(pgt_root).resolve(), Path(data_root).resolve()
+    if out == source or source in out.parents or out in source.parents:
+        raise ConfigError(f"bad config: data.pgt_root {pgt_root} and data.root {data_root} "
+                          f"must be apart (neither inside the other): the P-GT stage "
+                          f"replaces data.pgt_root as a whole")
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(f"data.pgt_root {pgt_root} is a file, not a folder")
+    check_writable(out.parent, "data.pgt_root's parent folder")  # the swap writes there
+    entries = sorted(out.iterdir()) if out.is_dir() else []
+    foreign = [p for p in entries
+               if not (p.is_file() and any(p.match(g) for g in DATASET_FILES))]
+    if entries and (foreign or not _has_pgt_record(out)):
+        what = foreign[0].name if foreign else f"a {MANIFEST} without a pgt record"
+        raise FileExistsError(f"data.pgt_root {pgt_root} holds {what}, which the P-GT stage "
+                              f"did not write, and the stage replaces that folder as a "
+                              f"whole: move it away or choose another data.pgt_root")
+
+
+def _has_pgt_record(folder: Path) -> bool:
+    try:
+        return "pgt" in json.loads((folder / MANIFEST).read_text())
+    except (OSError, ValueError, TypeError):
+        return False
 
 
 def _report(totals: np.ndarray) -> dict:

@@ -83,7 +83,12 @@ class TrainStage:
     def build_model(self, cfg: DictConfig) -> nn.Module:
         """The model of `arch`, its backbone initialised from model.*.backbone_weights."""
         weights = self.model_config(cfg).backbone_weights or None
-        return build_model({**self.arch(cfg), "weights_path": weights})
+        try:
+            return build_model({**self.arch(cfg), "weights_path": weights})
+        except ValueError as exc:  # a file that is no state dict of this trunk: one line
+            if weights is None:
+                raise
+            raise ConfigError(f"bad config: backbone_weights: {exc}") from None
 
     def prepare(self, cfg: DictConfig, model: nn.Module) -> None:
         """Read what the loss needs from the built model (heatmap space, stride), before the

@@ -1,0 +1,104 @@
+"""Whether a rerun may reuse the work already in its folder (`pose3d demo`, `pose3d experiment`).
+
+A run folder that holds a checkpoint is reused (a finished run is not trained again, a partly
+trained one resumes) only when its run was made with the settings asked for now: the config
+saved in its latest checkpoint equals the config that would run on every key that changes
+what the run learns (data, model, optimisation, loss, seed, steps), and the checkpoint it
+started from (config.initial_weights) is not newer than that checkpoint. Keys that say only
+where and how it runs are not compared (NOT_COMPARED: paths, device, bf16, W&B, progress,
+checkpoint cadence). A rendered studio is reused only when its manifest records the studio
+settings asked for. Otherwise SettingsMismatch, one line naming the differences; nothing is
+deleted or rewritten (the user moves the folder away or chooses another).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+from pathlib import Path
+
+import yaml
+from omegaconf import DictConfig
+
+from pose3d.data.shards import MANIFEST
+from pose3d.train import checkpoint
+from pose3d.train.config import initial_weights, to_dict
+
+# Where and how a run executes, logs and saves: the same run whatever their values. Paths
+# name the same files wherever the folder was moved to.
+NOT_COMPARED = ("run.root", "run.out_dir", "run.resume", "run.device", "run.amp",
+                "run.amp_cpu", "run.channels_last", "run.compile", "run.dist_timeout_s",
+                "run.progress", "run.wandb*", "run.log_every_steps", "run.image_every_steps",
+                "run.ckpt_every_steps", "run.keep_checkpoints", "data.root", "data.pgt_root",
+                "model.*.weights_path", "model.finetune_init", "model.sv_init_from_mv",
+                "pgt.checkpoint")
+SHOWN = 3  # differences named in the message
+
+
+class SettingsMismatch(ValueError):
+    """Work in the folder was made with other settings than those asked for."""
+
+
+def _flat(tree: dict, prefix: str = "") -> dict[str, object]:
+    out: dict[str, object] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def differences(there: dict, asked: dict, ignore: tuple[str, ...] = ()) -> list[str]:
+    """'key: asked vs there' for every key both nested dicts hold with other values (keys one
+    of them lacks, e.g. from another pose3d version, are not compared)."""
+    a, b = _flat(there), _flat(asked)
+    return [f"{k}={b[k]!r} asked, {a[k]!r} there" for k in sorted(a.keys() & b.keys())
+            if a[k] != b[k] and not any(fnmatch.fnmatchcase(k, p) for p in ignore)]
+
+
+def _refuse(folder: Path, what: str, diffs: list[str]) -> None:
+    more = f" and {len(diffs) - SHOWN} more" if len(diffs) > SHOWN else ""
+    raise SettingsMismatch(f"{folder} holds {what} made with other settings "
+                           f"({'; '.join(diffs[:SHOWN])}{more}): it is not reused; move it "
+                           f"away or choose another folder")
+
+
+def check_run(cfg: DictConfig) -> None:
+    """SettingsMismatch unless the run in cfg.run.out_dir (if it has a checkpoint) was made
+    with `cfg`'s settings and from the initial weights as they are now."""
+    out_dir = Path(cfg.run.out_dir)
+    latest = checkpoint.find_latest(out_dir / "checkpoints")
+    if latest is None:
+        return  # nothing to reuse: the run starts afresh
+    saved = checkpoint.load(latest).get("config")
+    there = yaml.safe_load(saved) if isinstance(saved, str) else saved
+    if not isinstance(there, dict):
+        raise SettingsMismatch(f"{latest} records no config, so the run in {out_dir} cannot "
+                               f"be checked against the settings asked for; move it away")
+    diffs = differences(there, to_dict(cfg), NOT_COMPARED)
+    if diffs:
+        _refuse(out_dir, "a run", diffs)
+    init = initial_weights(cfg)
+    if init is not None and Path(init.path).is_file() \
+            and Path(init.path).stat().st_mtime_ns > latest.stat().st_mtime_ns:
+        _refuse(out_dir, "a run", [f"{init.key}: {init.path} is newer than the run's "
+                                   f"checkpoint"])
+
+
+def check_dataset(folder: str | Path, record: dict) -> None:
+    """SettingsMismatch unless the dataset in `folder` (if any) records `record` as the
+    `config` of its manifest (the studio's settings, pose3d.data.synth)."""
+    folder = Path(folder)
+    try:
+        manifest = json.loads((folder / MANIFEST).read_text())
+    except FileNotFoundError:
+        return
+    except (OSError, ValueError) as exc:
+        raise SettingsMismatch(f"{folder / MANIFEST} cannot be read ({exc}): move the folder "
+                               f"away") from None
+    there = manifest.get("config") if isinstance(manifest, dict) else None
+    record = json.loads(json.dumps(record))  # tuples as the manifest holds them: lists
+    diffs = differences(there, record) if isinstance(there, dict) else ["no recorded config"]
+    if diffs:
+        _refuse(folder, "a dataset", diffs)

@@ -1,0 +1,78 @@
+"""Tracebacks where one line belongs (issue 26): a W&B folder that cannot be written, and a
+model.*.backbone_weights file that is not a state dict. Both stop the run before any step,
+with one line on stderr and exit status 2."""
+
+from __future__ import annotations
+
+import os
+import pickle
+
+import pytest
+import torch
+from test_train_loop import run_toy
+from train_data import write_tiny_dataset
+from train_helpers import TINY
+
+from pose3d import cli
+from pose3d.train.cli import EXIT_BAD_INPUT
+
+
+def _one_line(capsys, expected: str) -> None:
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("pose3d train: error: ") and "\n" not in err, err
+    assert expected in err, err
+
+
+@pytest.mark.parametrize("how", ["a_file", "unwritable"])
+def test_a_wandb_folder_that_cannot_be_written_is_one_line(tmp_path, capsys, monkeypatch, how):
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    run_dir = tmp_path / "sv_pretrain"
+    run_dir.mkdir()
+    if how == "a_file":
+        (run_dir / "wandb").write_text("in the way")
+    else:
+        (run_dir / "wandb").mkdir()
+        (run_dir / "wandb").chmod(0o500)
+        if os.geteuid() == 0:  # root may write anywhere: make os.access say what the bits say
+            real = os.access
+            monkeypatch.setattr(os, "access", lambda p, mode: False
+                                if str(p) == str(run_dir / "wandb") else real(p, mode))
+    try:
+        code = run_toy(tmp_path, "run.wandb=offline", "optim.sv_pretrain.epochs=1")
+    finally:
+        if how == "unwritable":
+            (run_dir / "wandb").chmod(0o700)
+    assert code == EXIT_BAD_INPUT
+    _one_line(capsys, {"a_file": "is not a folder", "unwritable": "is not writable"}[how])
+    assert not (run_dir / "checkpoints").exists()  # stopped before any step
+
+
+class _Planted:
+    def __reduce__(self):
+        return (print, ("ran",))
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory):
+    data = tmp_path_factory.mktemp("tiny") / "data"
+    write_tiny_dataset(data, frames=2, image_size=64)
+    return data
+
+
+@pytest.mark.parametrize("content", ["text", "a_list", "pickled_object", "empty"])
+def test_backbone_weights_that_are_not_a_state_dict_are_one_line(tiny_data, tmp_path, capsys,
+                                                                content):
+    weights = tmp_path / "weights.pth"
+    if content == "text":
+        weights.write_text("these are not weights\n")
+    elif content == "a_list":
+        torch.save([1, 2, 3], weights)
+    elif content == "pickled_object":
+        weights.write_bytes(pickle.dumps(_Planted()))
+    else:
+        weights.write_bytes(b"")
+    code = cli.main(["train", "--config", TINY, f"data.root={tiny_data}",
+                     f"run.root={tmp_path / 'run'}", f"model.sv.backbone_weights={weights}"])
+    assert code == EXIT_BAD_INPUT
+    _one_line(capsys, f"weights file {weights}")
+    assert not (tmp_path / "run" / "sv_pretrain" / "checkpoints").exists()
