@@ -86,7 +86,7 @@ class _ShardStage(TrainStage):
             seed=cfg.run.seed, epoch=epoch, batches_per_epoch=cfg.data.batches_per_epoch,
             rank=dist.rank, world_size=dist.world_size, augment=cfg.data.augment,
             shuffle_buffer=cfg.data.shuffle_buffer, pin_memory=dist.device.type == "cuda",
-            image_size=cfg.data.image_size)
+            image_size=cfg.data.image_size, decode_on_device=cfg.data.decode_on_device)
 
 
 class MultiViewPretrain(_ShardStage):
