@@ -102,3 +102,11 @@ def test_bench_train_anchor_row_beside_ours_with_independently_counted_flops(cap
     assert ours["images/step"] == "8" and float(ours["TFLOP/s model only"]) > 0
     assert ours["of anchor's TFLOP/s"].endswith("%")
     assert ours["levers"] == "fused Adam, decode on device"
+
+
+def test_bench_profile_soft_argmax_quick(capsys):
+    assert cli.main(["bench", "profile", "--quick", "--only", "soft_argmax", "--device", "cpu",
+                     "--calls", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "## soft_argmax_3d forward+backward, bfloat16, B=2, J=17, 16^3" in out
+    assert "pose3d::soft_argmax_3d_backward" in out and "ms per call" in out

@@ -16,8 +16,12 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
 import torch
+from omegaconf import DictConfig
+from torch import nn
 
 from pose3d.bench.anchor import time_anchor
 from pose3d.bench.flops import train_flops_per_image
@@ -30,7 +34,7 @@ from pose3d.train.distributed import DistInfo
 from pose3d.train.loop import autocast, fork_safe_opencv, train_step
 from pose3d.train.optimizer import make_optimizer
 from pose3d.train.registry import make_stage
-from pose3d.train.stage_base import StepContext, batch_to
+from pose3d.train.stage_base import StepContext, TrainStage, batch_to
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -81,9 +85,22 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def measure_step(args: argparse.Namespace, data: str, batch_size: int) -> dict:
-    """images/s end to end and model only, the data-wait fraction and the training FLOPs
-    per image of the single-view step at `batch_size` tuples, on shards in `data`."""
+@dataclass
+class Step:
+    """The single-view training step, ready to run: `run(batch)` takes one optimiser step
+    on a device batch; `loader` yields host batches (batch_to moves them)."""
+
+    cfg: DictConfig
+    stage: TrainStage
+    model: nn.Module  # as built (not compiled): for counting FLOPs
+    ctx: StepContext
+    device: torch.device
+    loader: Iterator[dict]
+    run: Callable[[dict], None]
+
+
+def prepare_step(args: argparse.Namespace, data: str, batch_size: int) -> Step:
+    """The trainer's sv_pretrain step on the shards in `data`, per `args` (the levers)."""
     cfg = _config(args, data, batch_size)
     device = torch.device(args.device)
     info = DistInfo(0, 1, 0, device)
@@ -95,18 +112,31 @@ def measure_step(args: argparse.Namespace, data: str, batch_size: int) -> dict:
     if channels_last:
         model.to(memory_format=torch.channels_last)
     optimizer = make_optimizer(cfg, model.parameters(), device)
-    plain = model
-    if cfg.run.compile:
-        model = torch.compile(model, mode=cfg.run.compile_mode)
+    stepped = torch.compile(model, mode=cfg.run.compile_mode) if cfg.run.compile else model
     scaler = torch.amp.GradScaler(device.type, enabled=False)
     ctx = StepContext(device, channels_last)
 
-    def step(batch: dict) -> None:
+    def run(batch: dict) -> None:
         optimizer.zero_grad(set_to_none=True)
-        train_step(model, stage, batch, ctx, cfg, scaler, 1, info)
+        train_step(stepped, stage, batch, ctx, cfg, scaler, 1, info)
         optimizer.step()
 
-    loader = iter(stage.train_loader(cfg, 0, info))
+    return Step(cfg, stage, model, ctx, device, iter(stage.train_loader(cfg, 0, info)), run)
+
+
+def synthetic_shards(folder: str, args: argparse.Namespace) -> None:
+    """args.tuples tuples (at least 15) of args.image_size px in `folder`."""
+    fork_safe_opencv()  # before rendering: the loader forks workers afterwards
+    synthesize(folder, StudioConfig(roles={"labeled": ("S1",)}, clips_per_action=1,
+                                    frames_per_clip=max(1, args.tuples // 15), frame_step=1,
+                                    image_size=args.image_size), progress=False)
+
+
+def measure_step(args: argparse.Namespace, data: str, batch_size: int) -> dict:
+    """images/s end to end and model only, the data-wait fraction and the training FLOPs
+    per image of the single-view step at `batch_size` tuples, on shards in `data`."""
+    s = prepare_step(args, data, batch_size)
+    device = s.device
     images = wait = 0.0
     for i in range(args.warmup + args.steps):
         if i == args.warmup:
@@ -114,29 +144,29 @@ def measure_step(args: argparse.Namespace, data: str, batch_size: int) -> dict:
             start = time.perf_counter()
             images = wait = 0.0
         t0 = time.perf_counter()
-        batch = next(loader)
-        images += stage.num_images(batch)  # on the host, before the copy: no sync
+        batch = next(s.loader)
+        images += s.stage.num_images(batch)  # on the host, before the copy: no sync
         batch = batch_to(batch, device)
         wait += time.perf_counter() - t0
-        step(batch)
+        s.run(batch)
     _sync(device)
     end_to_end_s = time.perf_counter() - start
 
     start = time.perf_counter()
     for _ in range(args.steps):
-        step(batch)
+        s.run(batch)
     _sync(device)
     model_s = time.perf_counter() - start
     per_batch = images / args.steps
-    with autocast(cfg, device):
-        flops = train_flops_per_image(lambda: stage.step(plain, batch, ctx),
-                                      stage.num_images(batch))
+    with autocast(s.cfg, device):
+        flops = train_flops_per_image(lambda: s.stage.step(s.model, batch, s.ctx),
+                                      s.stage.num_images(batch))
     return {"images_per_step": per_batch, "end_to_end": images / end_to_end_s,
             "model_only": per_batch * args.steps / model_s,
             "data_wait": wait / end_to_end_s, "flops_per_image": flops}
 
 
-def _levers(args: argparse.Namespace) -> str:
+def levers(args: argparse.Namespace) -> str:
     levers = [f"compile ({args.compile_mode})" if args.compile else "",
               "fused Adam" if args.fused else "", "decode on device" if args.decode_on_device
               else ""]
@@ -153,13 +183,18 @@ def _tflops(result: dict, key: str) -> float:
     return result[key] * result["flops_per_image"] / 1e12
 
 
-def rows(args: argparse.Namespace) -> list[list[object]]:
-    """The table's rows: one per --batch-size, then the anchor's (with --anchor)."""
+def apply_quick(args: argparse.Namespace) -> None:
+    """--quick's sizes (a smoke run) over the arguments."""
     if args.quick:
         args.backbone, args.image_size, args.batch_size, args.steps, args.warmup = (
             "resnet18", 64, [2], 2, 1)
         args.anchor_batch, args.anchor_size = 2, args.anchor_size or 64
     args.anchor_size = args.anchor_size or 224
+
+
+def rows(args: argparse.Namespace) -> list[list[object]]:
+    """The table's rows: one per --batch-size, then the anchor's (with --anchor)."""
+    apply_quick(args)
     device = torch.device(args.device)
     gpu = device.type == "cuda"
     precision = "bf16 autocast" if gpu and not args.no_amp else "fp32"
@@ -169,19 +204,16 @@ def rows(args: argparse.Namespace) -> list[list[object]]:
         anchor = time_anchor(args.anchor_batch, args.anchor_size, device, args.steps,
                              args.warmup, amp=not args.no_amp,
                              channels_last=not args.no_channels_last, fused=True)
-    fork_safe_opencv()  # before rendering: the loader forks workers afterwards
     out = []
     with tempfile.TemporaryDirectory(prefix="pose3d-bench-train-") as tmp:
-        synthesize(tmp, StudioConfig(roles={"labeled": ("S1",)}, clips_per_action=1,
-                                     frames_per_clip=max(1, args.tuples // 15), frame_step=1,
-                                     image_size=args.image_size), progress=False)
+        synthetic_shards(tmp, args)
         for batch_size in args.batch_size:
             head = [f"single-view {args.backbone}", f"{args.image_size} px"]
             try:
                 r = measure_step(args, tmp, batch_size)
             except (RuntimeError, torch.OutOfMemoryError) as exc:  # a row, not the end
                 reason = str(exc).strip().splitlines()[0][:80] if str(exc).strip() else ""
-                out.append([*head, 4 * batch_size, precision, layout, _levers(args),
+                out.append([*head, 4 * batch_size, precision, layout, levers(args),
                             args.num_workers, f"failed: {type(exc).__name__} {reason}",
                             *["-"] * 6])
                 if gpu:
@@ -190,7 +222,7 @@ def rows(args: argparse.Namespace) -> list[list[object]]:
             ratio = (f"{100 * _tflops(r, 'end_to_end') / _tflops(anchor, 'model_only'):.0f}%"
                      if anchor else "-")
             out.append([*head, f"{r['images_per_step']:.0f}", precision, layout,
-                        _levers(args), args.num_workers, f"{r['end_to_end']:.1f}",
+                        levers(args), args.num_workers, f"{r['end_to_end']:.1f}",
                         f"{r['model_only']:.1f}", f"{100 * r['data_wait']:.1f}%",
                         f"{r['flops_per_image'] / 1e9:.4g}", f"{_tflops(r, 'end_to_end'):.3g}",
                         f"{_tflops(r, 'model_only'):.3g}", ratio])
