@@ -446,7 +446,8 @@ def phase_ddp(run: Run, phase: Phase) -> None:
                      *DDP_OVERRIDES, f"data.root={data}", f"run.root={root}",
                      f"run.device={run.args.device}")
     s = run.step(phase, "torchrun", cmd, end - time.monotonic())
-    log = (run.logs / s.log).read_text(errors="replace")
+    log_path = run.logs / s.log
+    log = log_path.read_text(errors="replace") if log_path.is_file() else ""
     backend = "nccl" if run.cuda else "gloo"
     if f"backend {backend}" not in log:
         if s.rc == 0:

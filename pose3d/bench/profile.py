@@ -52,7 +52,10 @@ def profile_calls(fn: Callable[[], object], device: torch.device, calls: int,
         _sync(device)
         wall = (time.perf_counter() - start) / calls
     events = prof.key_averages()
-    key = "self_device_time_total" if gpu else "self_cpu_time_total"
+    key = "self_cpu_time_total"
+    if gpu:  # torch < 2.4 names device time after CUDA
+        key = ("self_device_time_total" if hasattr(events[0], "self_device_time_total")
+               else "self_cuda_time_total")
     busy = sum(getattr(e, key) for e in events) / 1e3 / calls  # us -> ms
     return events.table(sort_by=key, row_limit=ROWS, max_name_column_width=60), wall * 1e3, busy
 
