@@ -402,7 +402,10 @@ def phase_bench(run: Run, phase: Phase) -> None:
 
 
 def _compiled(table: Path) -> bool:
-    return "compile (" in table.read_text()
+    """Whether bench train's table holds a compiled step that ran."""
+    rows = [r for t in _tables(table.read_text()) for r in t]
+    return any("compile" in r.get("levers", "") and
+               not r.get("images/s end to end", "failed").startswith("failed") for r in rows)
 
 
 def phase_profile(run: Run, phase: Phase) -> None:

@@ -283,3 +283,11 @@ def test_ddp_always_joins_a_process_group_of_one(tmp_path):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "DDP over 1 process(es), backend gloo" in proc.stdout
     assert checkpoint.load(tmp_path / "sv_pretrain" / "checkpoints" / "latest.pt")["step"] == 2
+
+
+def test_a_resumed_run_steps_with_its_own_fused_setting_not_the_checkpoints(tmp_path):
+    assert run_toy(tmp_path, "optim.sv_pretrain.epochs=1") == 0
+    assert run_toy(tmp_path, "optim.sv_pretrain.epochs=2", "optim.fused=true",
+                   "--resume", "latest") == 0
+    ckpt = checkpoint.load(tmp_path / "sv_pretrain" / "checkpoints" / "latest.pt")
+    assert ckpt["step"] == 4 and ckpt["optimizer"]["param_groups"][0]["foreach"] is True
