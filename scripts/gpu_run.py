@@ -8,15 +8,24 @@ On the device machine (bare, no network; docs/gpu-run.md):
 
 Phases, each in its own time box (`--timeout PHASE=SECONDS` sets one; time a phase leaves
 unused goes to the next ones):
-  setup   install the carried wheels (.whl/) into a folder on PYTHONPATH, build the extension
-          in place for this GPU only, print `pose3d env` (a failure here stops the run)
-  tests   `pytest -m cuda` (every CUDA-only test), then the tests marked on_device (models,
-          losses, trainer) with POSE3D_TEST_DEVICE=cuda
-  bench   `pose3d bench ops`, `pose3d bench train`, `pose3d bench data`
-  method  `pose3d demo --full --seeds 3` (the paired experiment at GPU scale)
+  setup    install the carried wheels (.whl/) into a folder on PYTHONPATH, build the
+           extension in place for this GPU only, print `pose3d env` (a failure here stops
+           the run)
+  tests    `pytest -m cuda` (every CUDA-only test), then the tests marked on_device (models,
+           losses, trainer) with POSE3D_TEST_DEVICE=cuda
+  bench    `pose3d bench ops`; `pose3d bench train --anchor` (our step at 32 and 128 images
+           beside a ResNet-50 classifier's, TFLOP/s alike); the step with every lever
+           (compile, fused Adam, JPEGs decoded on the GPU); `pose3d bench data`
+  profile  `pose3d bench profile`: torch.profiler tables of the bf16 soft-argmax at 64^3 and
+           the training step (profile.md)
+  ddp      one training run under torchrun with a process group (NCCL on the GPU, gloo on a
+           CPU; one process, run.ddp=always), its levers on
+  method   `pose3d demo --full --seeds 3 --arms GT-only L1-only Ours` (the paired
+           experiment at GPU scale); its folder is kept, so a rerun resumes it
 A failed phase does not stop the next ones. Everything that comes back lies in --out, at
-most 8 files: summary.md, summary.json, env.json, bench.md, the experiment's JSON,
-Markdown and figure, and logs.tar.gz with every log. The summary table is printed last.
+most 8 files: summary.md, summary.json, env.json, bench.md, profile.md, the experiment's
+JSON and Markdown, and logs.tar.gz with every log (and the experiment's figure). The
+summary table is printed last.
 
 `--device cpu --quick` rehearses all of it on a CPU in a minute or two (tiny sizes, a few
 tests); tests/test_gpu_run.py runs that. Standard library only: it runs before anything is
@@ -40,14 +49,17 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-PHASES = ("setup", "tests", "bench", "method")
+PHASES = ("setup", "tests", "bench", "profile", "ddp", "method")
 # Seconds per phase on one H100: together at most 9 minutes, so that a fix and a rerun of
-# one phase fit in the 15 minutes of device time a session gets.
+# one phase fit in the 15 minutes of device time a session gets. The method may not finish
+# in its box: a rerun (`--only method`) on the same machine resumes it.
 # Time a phase leaves unused goes to the next ones (not to boxes set with --timeout).
-BOX_S = {"setup": 110, "tests": 70, "bench": 120, "method": 240}
-QUICK_BOX_S = {"setup": 240, "tests": 240, "bench": 300, "method": 300}  # a loaded 2-core CPU
+BOX_S = {"setup": 90, "tests": 60, "bench": 130, "profile": 40, "ddp": 40, "method": 180}
+QUICK_BOX_S = {"setup": 240, "tests": 240, "bench": 400, "profile": 240, "ddp": 240,
+               "method": 300}  # a loaded 2-core CPU
 TOTAL_S = 540
-QUICK_TOTAL_S = 1200
+QUICK_TOTAL_S = 1500
+ARMS = ["GT-only", "L1-only", "Ours"]  # the method issue's arms (pose3d.experiment.arms)
 RESERVE_S = 8  # kept for bundling and the summary
 # Files that may come back from $OUT (the device returns at most 8).
 KEPT_MAX_BYTES = 15 << 20
@@ -331,10 +343,19 @@ def _bench_figure(name: str, text: str) -> str:
             return (f"soft-argmax fwd+bwd {f['speed-up']} eager, {f['of copy BW']} of copy BW "
                     f"at {f['volume']} {f['dtype']}; triangulate "
                     f"{speedups[-1]['vs batched svd fwd']} batched SVD at B={speedups[-1]['B']}")
-        if name == "train":
-            r = tables[-1][-1]
-            return (f"{r['images/s end to end']} img/s end to end, {r['images/s model only']} "
-                    f"model only, data wait {r['data wait']}")
+        if name in ("train", "levers"):
+            parts, share = [], "of anchor's TFLOP/s"
+            for r in tables[-1]:
+                if r["model"].startswith("anchor"):
+                    parts.append(f"anchor {r['TFLOP/s model only']} TFLOP/s")
+                elif r["images/s end to end"].startswith("failed"):
+                    parts.append(f"{r['images/step']} img/step {r['images/s end to end']}")
+                else:
+                    anchor = f"{r[share]} of anchor, " if r[share] != "-" else ""
+                    parts.append(f"{r['images/step']} img/step {r['images/s end to end']} img/s "
+                                 f"({r['TFLOP/s end to end']} TFLOP/s, {anchor}data wait "
+                                 f"{r['data wait']})")
+            return ", ".join(parts)
         if name == "data":
             r = tables[-1][0]
             return f"{r['read images/s/worker']} images/s/worker read at {r['input px']} px"
@@ -347,13 +368,17 @@ def phase_bench(run: Run, phase: Phase) -> None:
     box, quick, dev = run.boxes["bench"], run.args.quick, run.args.device
     end = time.monotonic() + box
     # The share of the box each benchmark gets at most; a fast one leaves its rest to the next.
-    shares = {"ops": 0.45, "train": 0.3, "data": 0.25}
-    cores = str(os.cpu_count() or 1)
+    shares = {"ops": 0.3, "train": 0.25, "levers": 0.3, "data": 0.15}
+    workers = ["--num-workers", str(max(1, (os.cpu_count() or 1) - 2))]
+    small = ["--quick", "--tuples", "8", "--num-workers", "0"]
     commands = {
         "ops": ["ops", "--device", dev, *(["--quick"] if quick else [])],
-        "train": ["train", "--device", dev, *(
-            ["--quick", "--tuples", "8", "--num-workers", "0"] if quick else
-            ["--num-workers", str(max(1, int(cores) - 2))])],
+        # our step at 8 and 32 tuples (32 and 128 images) beside the ResNet-50 anchor
+        "train": ["train", "--device", dev, "--anchor", "--fused", *(
+            small if quick else ["--batch-size", "8", "32", *workers])],
+        # every lever at once (compile takes a minute on a GPU, forever on a 2-core CPU)
+        "levers": ["train", "--device", dev, "--fused", "--decode-on-device", *(
+            small if quick else ["--batch-size", "32", "--compile", *workers])],
         "data": ["data", "--device", dev, *(
             ["--sizes", "64", "--tuples", "8", "--read-epochs", "1", "--batch-size", "4",
              "--no-model"] if quick else [])],
@@ -365,6 +390,8 @@ def phase_bench(run: Run, phase: Phase) -> None:
         table = run.logs / f"bench_{name}.md"
         s = run.step(phase, name, run.pose3d("bench", *argv), left * shares[name] / later,
                      stdout=table)
+        if name == "levers" and s.rc == 0 and not run.args.quick and not _compiled(table):
+            s.status = "fail (no compiled row)"
         text = table.read_text() if table.is_file() else ""
         sections.append(f"<!-- pose3d bench {' '.join(argv)}: {s.status}, {s.seconds:.0f} s "
                         f"-->\n\n{text.strip()}\n")
@@ -372,6 +399,75 @@ def phase_bench(run: Run, phase: Phase) -> None:
         figures.append(f"{name}: {figure or 'see bench.md'}")
     (run.out / "bench.md").write_text("\n".join(sections))
     phase.figure = "; ".join(figures)
+
+
+def _compiled(table: Path) -> bool:
+    """Whether bench train's table holds a compiled step that ran."""
+    rows = [r for t in _tables(table.read_text()) for r in t]
+    return any("compile" in r.get("levers", "") and
+               not r.get("images/s end to end", "failed").startswith("failed") for r in rows)
+
+
+def phase_profile(run: Run, phase: Phase) -> None:
+    argv = ["profile", "--device", run.args.device, "--fused", *(
+        ["--quick", "--tuples", "8", "--num-workers", "0", "--calls", "2"] if run.args.quick
+        else ["--batch-size", "8", "--num-workers", "4"])]
+    md = run.out / "profile.md"
+    s = run.step(phase, "profile", run.pose3d("bench", *argv), run.boxes["profile"], stdout=md)
+    shares = [line.split(";")[1].strip() for line in md.read_text().splitlines()
+              if line.startswith("wall ")] if md.is_file() else []
+    if s.rc == 0:
+        phase.figure = "; ".join(f"{what}: {share}" for what, share in
+                                 zip(("soft-argmax", "train step"), shares))
+
+
+# The ddp phase's run: the tiny config on freshly rendered shards, every lever on.
+DDP_OVERRIDES = [
+    "stage=sv_pretrain", "run.ddp=always", "optim.sv_pretrain.epochs=1",
+    "data.batches_per_epoch=12", "optim.sv_pretrain.batch_size=4", "optim.fused=true",
+    "optim.lr_scaling=linear", "optim.lr_reference_batch=2", "data.decode_on_device=true",
+    "data.num_workers=2", "run.log_every_steps=4", "run.ckpt_every_steps=100",
+]
+
+
+def phase_ddp(run: Run, phase: Phase) -> None:
+    end = time.monotonic() + run.boxes["ddp"]
+    folder = run.work / "ddp"
+    data = folder / "data"
+    if not (data / "manifest.json").is_file():
+        s = run.step(phase, "synth", run.pose3d(
+            "synth", "--out", str(data), "--labeled", "S1", "--unlabeled", "", "--eval", "",
+            "--actions", "walking", "--clips-per-action", "1", "--frames-per-clip", "16",
+            "--frame-step", "1", "--image-size", "64", "--workers", "2", "--no-progress",
+            "--overwrite"), end - time.monotonic())
+        if s.rc != 0:
+            return
+    root = folder / "run"
+    shutil.rmtree(root, ignore_errors=True)
+    cmd = run.python("-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "1",
+                     "-m", "pose3d.train", "--config", "launch/configs/tiny.yaml",
+                     *DDP_OVERRIDES, f"data.root={data}", f"run.root={root}",
+                     f"run.device={run.args.device}")
+    s = run.step(phase, "torchrun", cmd, end - time.monotonic())
+    log_path = run.logs / s.log
+    log = log_path.read_text(errors="replace") if log_path.is_file() else ""
+    backend = "nccl" if run.cuda else "gloo"
+    if f"backend {backend}" not in log:
+        if s.rc == 0:
+            s.status = f"fail (no process group with {backend})"
+        return
+    figure = [f"DDP over 1 process, backend {backend}"]
+    metrics = root / "sv_pretrain" / "metrics.jsonl"
+    if metrics.is_file():
+        last = json.loads(metrics.read_text().splitlines()[-1])
+        figure.append(f"step {last.get('step')}: loss {last.get('train/loss', 0):.4g}, "
+                      f"{last.get('perf/images_per_s', 0):.0f} img/s, lr "
+                      f"{last.get('train/lr', 0):.2g}")
+    phase.figure = "; ".join(figure)
+
+
+# The fine-tuning arms this pose3d knows (printed as JSON by a probe).
+ARMS_PROBE = "import json; from pose3d.experiment import arms; print(json.dumps(list(arms())))"
 
 
 def phase_method(run: Run, phase: Phase) -> None:
@@ -388,20 +484,28 @@ def phase_method(run: Run, phase: Phase) -> None:
     out = run.work / "method"
     argv = ["--out", str(out), "--wandb", "disabled",
             "--workers", str(2 if quick else os.cpu_count() or 1)]
+    figure = [] if seeds else ["demo has no --seeds: one pair"]
     if seeds:
         argv += ["--seeds", "2" if quick else str(run.args.seeds)]
         if "--arms" in usage:  # every arm and its evaluation did not fit the box (H200)
-            argv += ["--arms", *run.args.arms]
+            known_txt = run.work / "arms.json"
+            s = run.step(phase, "arms", run.python("-c", ARMS_PROBE), 60, stdout=known_txt)
+            known = json.loads(known_txt.read_text()) if s.rc == 0 else run.args.arms
+            chosen = [a for a in run.args.arms if a in known]
+            if len(chosen) < len(run.args.arms):
+                figure.append("arms unknown to this pose3d, left out: " + ", ".join(
+                    a for a in run.args.arms if a not in known))
+            argv += ["--arms", *chosen]
     if quick:
         cmd = run.python("-c", TINY_DEMO_RUNNER, json.dumps(TINY_DEMO), *argv)
     else:
         cmd = run.pose3d("demo", "--full", *argv)
     s = run.step(phase, "demo", cmd, end - time.monotonic())
-    kept = [out / "experiment" / f"experiment.{ext}" for ext in ("json", "md", "png")]
+    # the figure travels in logs.tar.gz: $OUT holds at most 8 files
+    kept = [out / "experiment" / f"experiment.{ext}" for ext in ("json", "md")]
     kept = [p for p in kept if p.is_file()]
     for p in kept:
         shutil.copy(p, run.out / p.name)
-    figure = [] if seeds else ["demo has no --seeds: one pair"]
     summary = out / "demo_summary.json"
     if summary.is_file():
         means = json.loads(summary.read_text()).get("mpjpe_mm", {})
@@ -428,7 +532,7 @@ def _paired_figure(experiment_md: str) -> str:
 
 
 RUNNERS = {"setup": phase_setup, "tests": phase_tests, "bench": phase_bench,
-           "method": phase_method}
+           "profile": phase_profile, "ddp": phase_ddp, "method": phase_method}
 
 
 # ---- results
@@ -469,8 +573,9 @@ def _write_summary(run: Run, total_s: float) -> str:
     mode = f"--device {run.args.device}{' --quick' if run.args.quick else ''}"
     text = (f"# GPU run ({mode}), {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
             f"{total_s:.0f} s\n\n{table}\n\n## Steps\n\n" + "\n".join(steps) + "\n\n"
-            "Logs: logs.tar.gz; benchmark tables: bench.md; build: env.json; the method: "
-            "experiment.md / experiment.json.\n")
+            "Logs: logs.tar.gz; benchmark tables: bench.md; profiles: profile.md; build: "
+            "env.json; the method: experiment.md / experiment.json (its figure in "
+            "logs.tar.gz).\n")
     (run.out / "summary.md").write_text(text)
     (run.out / "summary.json").write_text(json.dumps(
         {"mode": mode, "seconds": total_s, "phases": [asdict(p) for p in run.phases.values()]},
@@ -496,8 +601,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help=f"the whole run's limit in seconds (default {TOTAL_S}, with "
                              f"--quick {QUICK_TOTAL_S}); later phases get what is left")
     parser.add_argument("--seeds", type=int, default=3, help="paired seeds of the method")
-    parser.add_argument("--arms", nargs="+", default=["L1-only", "Ours"],
-                        help="the method's fine-tuning arms (pose3d demo --arms)")
+    parser.add_argument("--arms", nargs="+", default=ARMS,
+                        help="the method's fine-tuning arms (pose3d demo --arms); those this "
+                             "pose3d does not know are left out (the summary says which)")
     parser.add_argument("--rebuild", action="store_true", help="build the extension anyway")
     args = parser.parse_args(argv)
     args.work = args.work or "/tmp/pose3d-gpu-run"

@@ -16,7 +16,7 @@ REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "scripts" / "gpu_run.py"
 
 
-def gpu_run(tmp_path: Path, *args: str, env: dict | None = None, timeout: float = 600):
+def gpu_run(tmp_path: Path, *args: str, env: dict | None = None, timeout: float = 1600):
     out, work = tmp_path / "out", tmp_path / "work"
     proc = subprocess.run([sys.executable, str(SCRIPT), "--device", "cpu", "--quick",
                            "--out", str(out), "--work", str(work), *args],
@@ -42,8 +42,8 @@ def test_rehearsal_runs_every_phase_without_wandb_and_bundles_what_comes_back(tm
     proc, out, phases = gpu_run(tmp_path, env=env)
     printed = proc.stdout
     assert "| phase | status | seconds | key figure |" in printed.split("GPU run summary")[-1]
-    assert list(phases) == ["setup", "tests", "bench", "method"]
-    for name in ("setup", "bench", "method"):
+    assert list(phases) == ["setup", "tests", "bench", "profile", "ddp", "method"]
+    for name in ("setup", "bench", "profile", "ddp", "method"):
         assert phases[name]["status"] == "ok", (name, phases[name], printed[-3000:])
     assert steps(phases["tests"])["on_device"] == "ok"
     marked = "mark.cuda" in (REPO / "tests" / "test_soft_argmax.py").read_text()
@@ -51,13 +51,25 @@ def test_rehearsal_runs_every_phase_without_wandb_and_bundles_what_comes_back(tm
     # the loss tests on the test device
     assert re.search(r"on_device [1-9]\d* passed, 0 failed", phases["tests"]["figure"])
     assert "MPJPE Base" in phases["method"]["figure"]
+    # one training run in a process group (gloo on the CPU), every lever on
+    assert phases["ddp"]["figure"].startswith("DDP over 1 process, backend gloo; step 12:")
+    assert "soft-argmax:" in phases["profile"]["figure"]
+    assert "train step:" in phases["profile"]["figure"]
+    assert "anchor" in phases["bench"]["figure"]
 
     kept = sorted(p.name for p in out.iterdir())
     assert len(kept) <= 8 and all(p.is_file() for p in out.iterdir())  # what the device returns
-    assert {"summary.md", "summary.json", "logs.tar.gz", "bench.md", "env.json"} <= set(kept)
+    assert {"summary.md", "summary.json", "logs.tar.gz", "bench.md", "env.json",
+            "profile.md"} <= set(kept)
     assert json.loads((out / "env.json").read_text())["extension"] == "built"
     bench = (out / "bench.md").read_text()
     assert "soft_argmax_3d" in bench and "triangulate" in bench and "images/s" in bench
+    assert "anchor: torchvision resnet50 classifier" in bench
+    assert "batched solve float64" in bench  # the triangulate baseline meant for CUDA
+    assert "fused Adam, decode on device" in bench  # the levers' row
+    profile = (out / "profile.md").read_text()
+    assert "## soft_argmax_3d forward+backward, bfloat16" in profile
+    assert "## training step" in profile and "aten::convolution_backward" in profile
     with tarfile.open(out / "logs.tar.gz") as tar:
         names = set(tar.getnames())
     for phase in phases.values():

@@ -49,6 +49,10 @@ def test_yaml_and_overrides_merge_over_defaults():
     ("pgt.flip_test=sometimes", ["pgt.flip_test"]),
     ("loss.heatmap_sigma=0", ["loss.heatmap_sigma must be positive"]),
     ("loss.lambda_heatmap=-1", ["loss.lambda_heatmap must be >= 0"]),
+    ("optim.lr_scaling=cubic", ["optim.lr_scaling must be one of", "linear"]),
+    ("optim.lr_reference_batch=0", ["optim.lr_reference_batch must be positive"]),
+    ("run.compile_mode=fastest", ["run.compile_mode must be one of", "reduce-overhead"]),
+    ("run.ddp=never", ["run.ddp must be one of", "always"]),
 ])
 def test_bad_overrides_give_one_line_naming_the_key(override, words):
     with pytest.raises(ConfigError) as exc:
@@ -130,3 +134,24 @@ def test_train_command_stops_in_one_line_before_any_work(tmp_path, capsys):
     assert code == 2 and "\n" not in err
     assert err.startswith("pose3d train: error: bad config: optim.sv_pretrain.epochs")
     assert not root.exists()
+
+
+def test_learning_rate_scales_with_the_batch_over_all_ranks():
+    # stage lr 0.2 holds at 8 tuples a step; 32 tuples a rank on 2 ranks is 8x the reference
+    base = ["stage=finetune", "optim.finetune.lr=0.2", "optim.finetune.batch_size=32",
+            "optim.lr_reference_batch=8"]
+    linear = load_config(TINY, [*base, "optim.lr_scaling=linear"])
+    assert learning_rate(linear, 0, 10, world_size=2) == pytest.approx(0.2 * 8)
+    assert learning_rate(linear, 0, 10) == pytest.approx(0.2 * 4)
+    root = load_config(TINY, [*base, "optim.lr_scaling=sqrt"])
+    assert learning_rate(root, 0, 10, world_size=2) == pytest.approx(0.2 * 8 ** 0.5)
+    plain = load_config(TINY, base)  # lr_scaling=none, the default: the lr as given
+    assert learning_rate(plain, 0, 10, world_size=2) == pytest.approx(0.2)
+    cosine = load_config(TINY, [*base, "optim.lr_scaling=linear", "optim.lr_schedule=cosine"])
+    assert learning_rate(cosine, 5, 10) == pytest.approx(0.2 * 4 * 0.5)  # half-way down
+
+
+def test_decoding_on_the_device_refuses_augmentation():
+    assert load_config(TINY, ["data.decode_on_device=true"]).data.decode_on_device
+    with pytest.raises(ConfigError, match="data.decode_on_device needs data.augment=false"):
+        load_config(TINY, ["data.decode_on_device=true", "data.augment=true"])

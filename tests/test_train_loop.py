@@ -223,3 +223,71 @@ def test_compiled_model_saves_plain_state_dict_keys(tmp_path):
     assert run_toy(tmp_path, "run.compile=true", "optim.sv_pretrain.epochs=1") == 0
     ckpt = checkpoint.load(tmp_path / "sv_pretrain" / "checkpoints" / "latest.pt")
     assert sorted(ckpt["model"]) == sorted(ToyNet(16).state_dict())  # no _orig_mod. prefix
+
+
+def test_fused_switch_reaches_the_optimizer(tmp_path):
+    def saved_group(root: Path) -> dict:
+        ckpt = checkpoint.load(root / "sv_pretrain" / "checkpoints" / "latest.pt")
+        return ckpt["optimizer"]["param_groups"][0]
+
+    assert run_toy(tmp_path / "plain", "optim.sv_pretrain.epochs=1") == 0
+    assert run_toy(tmp_path / "fused", "optim.sv_pretrain.epochs=1", "optim.fused=true") == 0
+    assert saved_group(tmp_path / "plain")["foreach"] is None  # torch picks
+    assert saved_group(tmp_path / "fused")["foreach"] is True  # the CPU's multi-tensor step
+    # on CUDA the switch asks for the fused kernel (Adam accepts it for CPU tensors too)
+    from pose3d.train.optimizer import make_optimizer
+
+    cfg = load_config(TINY, ["optim.fused=true"])
+    adam = make_optimizer(cfg, ToyNet(4).parameters(), torch.device("cuda"))
+    assert adam.param_groups[0]["fused"] is True and not adam.param_groups[0]["foreach"]
+
+
+def test_linear_lr_scaling_reaches_the_steps(tmp_path):
+    # tiny.yaml: 2 tuples a step at lr 1e-3; a reference batch of 1 tuple doubles it
+    assert run_toy(tmp_path, "optim.sv_pretrain.epochs=1", "optim.lr_scaling=linear",
+                   "optim.lr_reference_batch=1") == 0
+    lines = (tmp_path / "sv_pretrain" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["train/lr"] for line in lines] == pytest.approx([2e-3, 2e-3])
+
+
+def test_compile_mode_reaches_torch_compile(tmp_path, monkeypatch):
+    seen = []
+
+    def fake_compile(model, **kwargs):
+        seen.append(kwargs)
+        return model
+    monkeypatch.setattr(torch, "compile", fake_compile)
+    assert run_toy(tmp_path, "optim.sv_pretrain.epochs=1", "run.compile=true",
+                   "run.compile_mode=max-autotune-no-cudagraphs") == 0
+    assert seen == [{"mode": "max-autotune-no-cudagraphs"}]
+
+
+@pytest.mark.slow
+def test_compiled_steps_give_the_losses_of_eager_steps(tmp_path):
+    # same seed: same initial weights and batches; inductor's fused kernels round differently
+    losses = {}
+    for name, compiled in (("eager", "false"), ("compiled", "true")):
+        assert run_toy(tmp_path / name, f"run.compile={compiled}") == 0
+        lines = (tmp_path / name / "sv_pretrain" / "metrics.jsonl").read_text().splitlines()
+        losses[name] = [json.loads(line)["train/loss"] for line in lines]
+    assert len(losses["eager"]) == 4
+    assert losses["compiled"] == pytest.approx(losses["eager"], rel=1e-4, abs=1e-6)
+    assert len(set(losses["eager"])) > 1  # the weights moved between steps
+
+
+@pytest.mark.slow
+def test_ddp_always_joins_a_process_group_of_one(tmp_path):
+    proc = torchrun(1, [str(REPO / "tests/train_toy.py"), "--config", TINY,
+                        f"run.root={tmp_path}", "optim.sv_pretrain.epochs=1", "run.ddp=always"],
+                    {})
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "DDP over 1 process(es), backend gloo" in proc.stdout
+    assert checkpoint.load(tmp_path / "sv_pretrain" / "checkpoints" / "latest.pt")["step"] == 2
+
+
+def test_a_resumed_run_steps_with_its_own_fused_setting_not_the_checkpoints(tmp_path):
+    assert run_toy(tmp_path, "optim.sv_pretrain.epochs=1") == 0
+    assert run_toy(tmp_path, "optim.sv_pretrain.epochs=2", "optim.fused=true",
+                   "--resume", "latest") == 0
+    ckpt = checkpoint.load(tmp_path / "sv_pretrain" / "checkpoints" / "latest.pt")
+    assert ckpt["step"] == 4 and ckpt["optimizer"]["param_groups"][0]["foreach"] is True

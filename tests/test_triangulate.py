@@ -420,3 +420,17 @@ def test_cuda_opcheck_and_compile():
     torch.library.opcheck(OP, args)
     compiled = torch.compile(triangulate, fullgraph=True)
     torch.testing.assert_close(compiled(*args), triangulate(*args))
+
+
+@pytest.mark.parametrize("name", ["batched eigh float64", "batched solve float64"])
+def test_benchmark_baselines_for_cuda_recover_noise_free_points(name):
+    from pose3d.bench import triangulate as bench
+
+    points2d, proj, truth = h36m_problems("S1", 3, seed=4)
+    conf = torch.rand(3, 4, 17, generator=torch.Generator().manual_seed(1)) + 0.5
+    out = bench.METHODS[name](points2d.float(), proj.float(), conf)
+    assert out.dtype == torch.float32 and out.shape == (3, 17, 3)
+    torch.testing.assert_close(out.double(), truth, rtol=0, atol=0.5)  # mm, float32 inputs
+    inputs = tuple(t.detach().requires_grad_() for t in (points2d.float(), proj.float(), conf))
+    grads = torch.autograd.grad(bench.METHODS[name](*inputs).sum(), inputs)  # fwd+bwd is timed
+    assert all(torch.isfinite(g).all() for g in grads)

@@ -10,6 +10,7 @@ TARGETS: dict[str, str] = {
     "ops": "pose3d.bench.ops",
     "data": "pose3d.bench.data",
     "train": "pose3d.bench.train",
+    "profile": "pose3d.bench.profile",
 }
 
 

@@ -2,8 +2,11 @@
 
 Rows: a per-point Python loop over `torch.linalg.svd` (the learnable-triangulation way),
 one batched `torch.linalg.svd` of all 2V x 4 systems, one batched `torch.linalg.eigh` of the
-4x4 normal matrices, and the op; forward and forward+backward, V = 4 views of the Human3.6M
-rig and J = 17 joints, float32.
+4x4 normal matrices (float32, and float64), the inhomogeneous DLT by batched LU solves in
+float64 (no eigen- or singular-value solver: the baseline that runs where cuSOLVER's
+batched eigh failed, on an H200), and the op; forward and forward+backward, V = 4 views of
+the Human3.6M rig and J = 17 joints, float32 inputs. A baseline that fails is a row saying
+so; the op is timed all the same.
 """
 
 from __future__ import annotations
@@ -61,12 +64,32 @@ def batched_eigh(points2d: Tensor, proj: Tensor, confidences: Tensor) -> Tensor:
     return X[..., :3] / X[..., 3:]
 
 
+def batched_eigh_float64(points2d: Tensor, proj: Tensor, confidences: Tensor) -> Tensor:
+    """batched_eigh with the normal matrices in float64 (another cuSOLVER path)."""
+    return batched_eigh(points2d.double(), proj.double(), confidences.double()).float()
+
+
+def batched_solve_float64(points2d: Tensor, proj: Tensor, confidences: Tensor) -> Tensor:
+    """The inhomogeneous DLT (Hartley and Zisserman, sec. 12.2: the point's w fixed at 1):
+    least squares of A[:, :3] X = -A[:, 3] by its 3x3 normal equations, one batched LU
+    solve (torch.linalg.solve) in float64 (the normal matrix holds pixels x mm squared)."""
+    A = dlt_matrix(points2d.double(), proj.double(), confidences.double())
+    M = A[..., :3]
+    X = torch.linalg.solve(M.mT @ M, -(M.mT @ A[..., 3:]))
+    return X[..., 0].float()
+
+
 METHODS: dict[str, Callable[[Tensor, Tensor, Tensor], Tensor]] = {
     "per-point svd loop": triangulate_loop_reference,
     "batched svd": batched_svd,
     "batched eigh": batched_eigh,
+    "batched eigh float64": batched_eigh_float64,
+    "batched solve float64": batched_solve_float64,
     "pose3d triangulate": triangulate,
 }
+BASELINES = {"loop": "per-point svd loop", "batched svd": "batched svd",
+             "batched eigh": "batched eigh", "eigh f64": "batched eigh float64",
+             "solve f64": "batched solve float64"}  # column name -> method
 
 
 def _seconds(fn, inputs: tuple[Tensor, ...], backward: bool, device: torch.device) -> float:
@@ -128,14 +151,12 @@ def run(args: argparse.Namespace, device: torch.device) -> str:
             name = f"{name} ({note})" if note else name
             rows.append([batch, batch * JOINTS, name, _format(fwd), _format(both)])
         summary.append([batch] + [_ratio(times[m][k], ours[k])
-                                  for m in ("per-point svd loop", "batched svd", "batched eigh")
-                                  for k in (0, 1)])
+                                  for m in BASELINES.values() for k in (0, 1)])
     title = (f"## triangulate: V={VIEWS} views, J={JOINTS} joints, float32, {device.type} "
              f"({torch.get_num_threads()} CPU threads)")
     timings = format_table(["B", "problems", "method", "forward", "forward+backward"], rows)
     speedups = format_table(
-        ["B", "vs loop fwd", "vs loop fwd+bwd", "vs batched svd fwd", "vs batched svd fwd+bwd",
-         "vs batched eigh fwd", "vs batched eigh fwd+bwd"], summary)
+        ["B", *(f"vs {c} {p}" for c in BASELINES for p in ("fwd", "fwd+bwd"))], summary)
     note = (f"Median wall time per call. The per-point loop is timed on at most {LOOP_TUPLES} "
             "tuples and scaled per point to B. Speed-up = their time / the op's time.")
     return "\n\n".join([title, timings, "Speed-up of pose3d triangulate:", speedups, note])

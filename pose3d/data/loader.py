@@ -26,6 +26,10 @@ The batch (CPU tensors; B tuples, V views, S = image size):
     valid [B, V] bool; joints3d, pgt [B, 17, 3] float32 world mm (zeros where absent),
     has_joints3d, has_pgt [B] bool; key, subject, action: list[str]
     raw: list[dict] (eval loaders with keep_raw only): the samples as read from the tars
+With decode_on_device (training loaders) the workers do not decode: `images` is replaced by
+    jpegs: list (B) of lists (V) of uint8 tensors (a view's JPEG bytes; None where not valid)
+    image_size: int, the side S in px
+and pose3d.data.device_decode.decode_batch turns them into `images` on the trainer's device.
 """
 
 from __future__ import annotations
@@ -224,7 +228,9 @@ def _augment(images: np.ndarray, K: np.ndarray, valid: np.ndarray,
 def record(d: schema.DecodedSample) -> dict:
     """A decoded tuple in the form `collate` stacks (zeros + has_* False where absent)."""
     zeros = np.zeros((NUM_JOINTS, 3), np.float32)
-    return {"images": d.images, "K": d.K, "R": d.R, "t": d.t, "valid": d.valid,
+    pixels = {"images": d.images} if d.jpegs is None else {
+        "jpegs": d.jpegs, "image_size": int(d.meta["image_size"])}
+    return {**pixels, "K": d.K, "R": d.R, "t": d.t, "valid": d.valid,
             "joints3d": d.joints3d if d.joints3d is not None else zeros,
             "has_joints3d": d.joints3d is not None,
             "pgt": d.pgt if d.pgt is not None else zeros, "has_pgt": d.pgt is not None,
@@ -232,14 +238,16 @@ def record(d: schema.DecodedSample) -> dict:
 
 
 def _decode_stream(samples: Iterator[dict], skips: _Skips, augment_rng, endless: bool,
-                   image_size: int | None = None, keep_raw: bool = False) -> Iterator[dict]:
+                   image_size: int | None = None, keep_raw: bool = False,
+                   decode_images: bool = True) -> Iterator[dict]:
     """Records of the usable samples; the others are skipped and counted. Every record has
     images of `image_size` px (default: the first usable sample's): a batch never mixes
-    sizes. keep_raw: each record also carries `raw`, the sample as read from its tar."""
+    sizes. keep_raw: each record also carries `raw`, the sample as read from its tar.
+    decode_images=False: records carry the JPEG bytes (see the module docstring)."""
     bad_in_a_row = 0
     for sample in samples:
         try:
-            rec = record(schema.decode_sample(sample, image_size))
+            rec = record(schema.decode_sample(sample, image_size, decode_images))
         except schema.SampleError as exc:
             skips.add("sample", f"skipping sample in {sample.get('__url__', '?')}: {exc}")
             bad_in_a_row += 1
@@ -248,7 +256,7 @@ def _decode_stream(samples: Iterator[dict], skips: _Skips, augment_rng, endless:
                                    f"the shards look corrupt") from exc
             continue
         bad_in_a_row = 0
-        image_size = rec["images"].shape[1]
+        image_size = _side(rec)
         if keep_raw:
             rec["raw"] = sample
         if augment_rng is not None:
@@ -257,14 +265,22 @@ def _decode_stream(samples: Iterator[dict], skips: _Skips, augment_rng, endless:
         yield rec
 
 
+def _side(rec: dict) -> int:
+    """A record's image side in px."""
+    return rec["image_size"] if "jpegs" in rec else rec["images"].shape[1]
+
+
 def _pad_views(rec: dict, views: int) -> dict:
     extra = views - len(rec["valid"])
     if extra == 0:
         return rec
-    filler = schema.placeholder_camera(rec["images"].shape[1])
+    filler = schema.placeholder_camera(_side(rec))
     rec = dict(rec)
-    rec["images"] = np.concatenate([rec["images"], np.zeros((extra, *rec["images"].shape[1:]),
-                                                            np.uint8)])
+    if "jpegs" in rec:
+        rec["jpegs"] = [*rec["jpegs"], *[None] * extra]
+    else:
+        rec["images"] = np.concatenate([rec["images"], np.zeros(
+            (extra, *rec["images"].shape[1:]), np.uint8)])
     for name in ("K", "R", "t"):
         pad = np.repeat(getattr(filler, name)[None].astype(np.float32), extra, axis=0)
         rec[name] = np.concatenate([rec[name], pad])
@@ -277,16 +293,16 @@ def collate(records: list[dict], normalize: bool = True) -> dict:
     are padded with invalid views; different image sizes are an error. normalize=False
     leaves images uint8 [B, V, 3, S, S] (4x less to move; normalise on the device with
     schema.normalize_images)."""
-    sizes = {r["images"].shape[1] for r in records}
+    sizes = {_side(r) for r in records}
     if len(sizes) > 1:
         raise ValueError(f"cannot batch tuples of different image sizes {sorted(sizes)}")
     views = max(len(r["valid"]) for r in records)
     records = [_pad_views(r, views) for r in records]
-    pixels = torch.from_numpy(np.stack([r["images"] for r in records]))  # [B,V,S,S,3] uint8
-    pixels = pixels.permute(0, 1, 4, 2, 3)
-    images = torch.empty(pixels.shape, dtype=torch.float32 if normalize else torch.uint8)
-    images.copy_(pixels)  # converts and transposes in one pass: much faster than .float()
-    batch = {"images": schema.normalize_images(images, inplace=True) if normalize else images}
+    if "jpegs" in records[0]:
+        batch = {"jpegs": [[None if j is None else torch.frombuffer(bytearray(j), dtype=torch.uint8)
+                            for j in r["jpegs"]] for r in records], "image_size": sizes.pop()}
+    else:
+        batch = {"images": _pixels(records, normalize)}
     for name in ("K", "R", "t", "joints3d", "pgt"):
         batch[name] = torch.from_numpy(np.stack([r[name] for r in records]).astype(np.float32))
     for name in ("valid", "has_joints3d", "has_pgt"):
@@ -295,6 +311,15 @@ def collate(records: list[dict], normalize: bool = True) -> dict:
         if name in records[0]:
             batch[name] = [r[name] for r in records]
     return batch
+
+
+def _pixels(records: list[dict], normalize: bool) -> torch.Tensor:
+    """The records' images as [B, V, 3, S, S], float32 normalised or uint8."""
+    pixels = torch.from_numpy(np.stack([r["images"] for r in records]))  # [B,V,S,S,3] uint8
+    pixels = pixels.permute(0, 1, 4, 2, 3)
+    images = torch.empty(pixels.shape, dtype=torch.float32 if normalize else torch.uint8)
+    images.copy_(pixels)  # converts and transposes in one pass: much faster than .float()
+    return schema.normalize_images(images, inplace=True) if normalize else images
 
 
 def _batches(records: Iterator[dict], batch_size: int, partial: bool, skips: _Skips,
@@ -320,11 +345,12 @@ class _Pipeline(torch.utils.data.IterableDataset):
     def __init__(self, source, batch_size: int, *, shuffle_buffer: int = 0,
                  augment: bool = False, seed: int = 0, batches: int | None = None,
                  normalize: bool = True, image_size: int | None = None,
-                 keep_raw: bool = False):
+                 keep_raw: bool = False, decode_images: bool = True):
         super().__init__()
         self.source, self.batch_size, self.shuffle_buffer = source, batch_size, shuffle_buffer
         self.augment, self.seed, self.batches = augment, seed, batches
         self.normalize, self.image_size, self.keep_raw = normalize, image_size, keep_raw
+        self.decode_images = decode_images
 
     def __iter__(self) -> Iterator[dict]:
         skips = _Skips()
@@ -342,7 +368,8 @@ class _Pipeline(torch.utils.data.IterableDataset):
             aug_rng = np.random.default_rng(zlib.crc32(stream_seed.encode())) \
                 if self.augment else None
             records = _decode_stream(samples, skips, aug_rng, endless=quota is not None,
-                                     image_size=self.image_size, keep_raw=self.keep_raw)
+                                     image_size=self.image_size, keep_raw=self.keep_raw,
+                                     decode_images=self.decode_images)
             batches = _batches(records, self.batch_size, partial=quota is None, skips=skips,
                                normalize=self.normalize)
             yield from itertools.islice(batches, quota)
@@ -380,7 +407,7 @@ class ShardLoader:
             self.skipped.update(batch.pop("skipped"))
             room = MAX_SKIP_EXAMPLES - len(self.skip_examples)
             self.skip_examples.extend(batch.pop("skip_examples")[:max(room, 0)])
-            if "images" in batch:
+            if "images" in batch or "jpegs" in batch:
                 yield batch
 
 
@@ -422,15 +449,20 @@ def make_train_loader(shards: str | Sequence[str] | Sequence[Sequence[str]], bat
                       rank: int | None = None, world_size: int | None = None,
                       augment: bool = False, shuffle_buffer: int = 100,
                       pin_memory: bool = False, normalize: bool = True,
-                      image_size: int | None = None) -> ShardLoader:
+                      image_size: int | None = None,
+                      decode_on_device: bool = False) -> ShardLoader:
     """Training batches, exactly `batches_per_epoch` on every rank (default: one pass over
     the samples split over the ranks, rounded up). Shards and samples are reshuffled per
     (seed, epoch); rank / world_size default to torch.distributed's when initialised.
     normalize=False yields uint8 images (see collate). image_size: the side (px) every
     sample must have, others are skipped (default: the first sample's). `shards` may also
     be a list of groups, each a list of shard paths: the groups are mixed sample by sample
-    in proportion to their sizes (see _TrainSource)."""
+    in proportion to their sizes (see _TrainSource). decode_on_device: batches carry the
+    JPEG bytes, for pose3d.data.device_decode.decode_batch (no augmentation then)."""
     _check_batch_size(batch_size, num_workers)
+    if decode_on_device and augment:
+        raise ValueError("decode_on_device needs augment=False: augmentation works on "
+                         "decoded pixels")
     groups = [resolve_shards(g) for g in _groups(shards)]
     urls = [u for g in groups for u in g]
     rank, world_size = _resolve_rank(rank, world_size)
@@ -442,7 +474,7 @@ def make_train_loader(shards: str | Sequence[str] | Sequence[Sequence[str]], bat
     source = _TrainSource(groups, seed, epoch, rank, world_size)
     dataset = _Pipeline(source, batch_size, shuffle_buffer=shuffle_buffer, augment=augment,
                         seed=seed, batches=batches_per_epoch, normalize=normalize,
-                        image_size=image_size)
+                        image_size=image_size, decode_images=not decode_on_device)
     return ShardLoader(dataset, num_workers, pin_memory, batches_per_epoch)
 
 

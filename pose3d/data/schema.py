@@ -105,7 +105,8 @@ class SampleError(ValueError):
 class DecodedSample:
     """One tuple as arrays. images uint8 [V, H, W, 3] RGB (zeros where not valid); K, R
     [V, 3, 3], t [V, 3], dist [V, 5] float32; valid bool [V]; joints3d / pgt [17, 3] world mm
-    or None; meta the parsed meta.json."""
+    or None; meta the parsed meta.json. Decoded with decode_images=False: images is None and
+    jpegs holds each view's JPEG bytes (None where not valid), their size checked."""
 
     key: str
     images: np.ndarray
@@ -117,6 +118,7 @@ class DecodedSample:
     joints3d: np.ndarray | None
     pgt: np.ndarray | None
     meta: dict
+    jpegs: list[bytes | None] | None = None
 
     def cameras(self) -> list[Camera | None]:
         """The views' cameras (None where the view is not valid)."""
@@ -246,6 +248,32 @@ def _decode_jpeg(data: bytes, where: str) -> np.ndarray:
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
 
+def jpeg_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) from a JPEG's frame header (SOFn), without decoding; None when the
+    bytes are no JPEG or end before the frame header."""
+    if data[:2] != b"\xff\xd8":
+        return None
+    i = 2
+    while i + 4 <= len(data):
+        if data[i] != 0xFF:
+            return None
+        marker = data[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+            continue
+        if marker == 0x01 or 0xD0 <= marker <= 0xD8:  # markers without a length
+            i += 2
+            continue
+        # SOF0-SOF15 hold the size; C4 (DHT), C8 (JPG) and CC (DAC) share their range
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+            if i + 9 > len(data):
+                return None
+            return (int.from_bytes(data[i + 7:i + 9], "big"),
+                    int.from_bytes(data[i + 5:i + 7], "big"))
+        i += 2 + int.from_bytes(data[i + 2:i + 4], "big")
+    return None
+
+
 def _load_array(data: bytes, where: str, shape: tuple[int, ...]) -> np.ndarray:
     try:
         arr = np.load(io.BytesIO(data), allow_pickle=False)
@@ -291,12 +319,14 @@ def _read_cameras(sample: dict, key: str, num_views: int) -> dict[str, np.ndarra
     return cams
 
 
-def decode_sample(sample: dict, image_size: int | None = None) -> DecodedSample:
+def decode_sample(sample: dict, image_size: int | None = None,
+                  decode_images: bool = True) -> DecodedSample:
     """A raw WebDataset sample (file extension -> bytes, plus __key__) -> DecodedSample.
     Raises SampleError naming the problem for a sample that cannot be used: a valid view
     without its JPEG, a corrupt JPEG, missing or malformed cameras or meta, non-finite
     cameras / joints3d / pgt, or (when `image_size` is given: the dataset's side in px)
-    images of another size."""
+    images of another size. decode_images=False keeps the JPEG bytes (checked up to their
+    frame header: the size) for decoding elsewhere (pose3d.data.device_decode)."""
     key = str(sample.get("__key__", "?"))
     meta = _read_meta(sample, key)
     valid = np.array([bool(v) for v in meta["valid"]])
@@ -304,11 +334,19 @@ def decode_sample(sample: dict, image_size: int | None = None) -> DecodedSample:
     side = int(meta.get("image_size", 0))
     if image_size is not None and side != image_size:
         raise SampleError(f"{key}: {side} px images, but the dataset's are {image_size} px")
-    images = None
+    images, jpegs = None, [None] * len(valid)
     for v in np.flatnonzero(valid):
         name = view_file(v)
         if name not in sample:
             raise SampleError(f"{key}: view {v} is marked valid but {name} is missing")
+        if not decode_images:
+            wh = jpeg_size(sample[name])
+            if wh is None:
+                raise SampleError(f"{key}.{name}: corrupt JPEG")
+            if wh != (side, side):
+                raise SampleError(f"{key}.{name}: image is {wh[0]}x{wh[1]}, meta says {side}")
+            jpegs[v] = sample[name]
+            continue
         img = _decode_jpeg(sample[name], f"{key}.{name}")
         if img.shape[:2] != (side, side):
             raise SampleError(f"{key}.{name}: image is {img.shape[1]}x{img.shape[0]}, "
@@ -316,14 +354,14 @@ def decode_sample(sample: dict, image_size: int | None = None) -> DecodedSample:
         if images is None:
             images = np.zeros((len(valid), side, side, 3), np.uint8)
         images[v] = img
-    if images is None:
+    if images is None and not any(j is not None for j in jpegs):
         raise SampleError(f"{key}: no valid view")
     joints = _load_array(sample[JOINTS_FILE], f"{key}.{JOINTS_FILE}", (NUM_JOINTS, 3)) \
         if JOINTS_FILE in sample else None
     pgt = _load_array(sample[PGT_FILE], f"{key}.{PGT_FILE}", (NUM_JOINTS, 3)) \
         if PGT_FILE in sample else None
     return DecodedSample(key, images, cams["K"], cams["R"], cams["t"], cams["dist"], valid,
-                         joints, pgt, meta)
+                         joints, pgt, meta, None if decode_images else jpegs)
 
 
 def with_pgt(sample: dict, pgt: np.ndarray) -> dict:

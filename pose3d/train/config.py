@@ -20,6 +20,9 @@ from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 STAGES = ("mv_pretrain", "pgt", "sv_pretrain", "finetune")
 WANDB_MODES = ("online", "offline", "disabled")
 LR_SCHEDULES = ("constant", "cosine")
+LR_SCALINGS = ("none", "linear", "sqrt")
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+DDP_MODES = ("auto", "always")
 
 
 class ConfigError(ValueError):
@@ -43,6 +46,10 @@ class DataConfig:
     batches_per_epoch: int | None = None
     augment: bool = True
     shuffle_buffer: int = 100
+    # the workers pass the JPEG bytes on and the trainer decodes a whole batch on its device
+    # (torchvision.io.decode_jpeg; nvJPEG on a GPU, libjpeg on a CPU): for a step faster than
+    # the workers can decode. Needs augment=false (augmentation works on decoded pixels).
+    decode_on_device: bool = False
 
 
 @dataclass
@@ -82,6 +89,14 @@ class OptimConfig:
     grad_clip_norm: float = 0.0  # 0 = no clipping
     # constant: the stage's lr throughout; cosine: from lr down to 0 over the stage's steps
     lr_schedule: str = "constant"
+    # The stage's lr is the lr at lr_reference_batch tuples per step over all ranks; a run
+    # with B tuples per rank on W ranks steps with lr x (B W / reference) (linear, Goyal et
+    # al. 2017), lr x sqrt(B W / reference) (sqrt), or the lr as given (none).
+    lr_scaling: str = "none"
+    lr_reference_batch: int = 8
+    # Adam's multi-tensor step: fused=True on CUDA, foreach=True elsewhere
+    # (pose3d.train.optimizer.optimizer_options)
+    fused: bool = False
     mv_pretrain: StageOptimConfig = field(
         default_factory=lambda: StageOptimConfig(epochs=6, batch_size=8, lr=1e-4))
     sv_pretrain: StageOptimConfig = field(
@@ -143,7 +158,12 @@ class RunConfig:
     # "Configuration")
     amp_cpu: bool = False
     channels_last: bool = True  # on GPU
-    compile: bool = False
+    compile: bool = False  # torch.compile of the model (after DDP wraps it)
+    # torch.compile's mode: reduce-overhead adds CUDA graphs (a GPU lever, no separate switch)
+    compile_mode: str = "default"
+    # auto: a process group when torchrun starts more than one process; always: also for
+    # one (DDP and NCCL exercised on a single GPU)
+    ddp: str = "auto"
     dist_timeout_s: int = 600
     progress: bool = True  # the tqdm bar on rank 0
 
@@ -219,6 +239,7 @@ _RULES: tuple[tuple[str, str], ...] = (
     ("model.*.depth_bins", "positive"),
     ("optim.weight_decay", "non_negative"),
     ("optim.grad_clip_norm", "non_negative"),  # 0 = off
+    ("optim.lr_reference_batch", "positive"),
     ("optim.pgt.lr", "finite"),  # the P-GT stage is inference only: lr and epochs unused
     ("optim.pgt.epochs", "finite"),
     ("optim.STAGE.epochs", "positive"),
@@ -249,6 +270,9 @@ _CHOICES: tuple[tuple[str, Callable[[], tuple[str, ...]]], ...] = (
     ("stage", lambda: STAGES),
     ("run.wandb", lambda: WANDB_MODES),
     ("optim.lr_schedule", lambda: LR_SCHEDULES),
+    ("optim.lr_scaling", lambda: LR_SCALINGS),
+    ("run.compile_mode", lambda: COMPILE_MODES),
+    ("run.ddp", lambda: DDP_MODES),
     ("model.*.backbone", lambda: tuple(_backbones())),
     ("loss.mv_mode", lambda: tuple(_consistency_modes())),
 )
@@ -304,6 +328,9 @@ def validate(cfg: DictConfig) -> None:
         check, what = _CHECKS[name]
         if not math.isfinite(value) or not check(value):
             raise ConfigError(f"bad config: {key} {what}, got {value}")
+    if cfg.data.decode_on_device and cfg.data.augment:
+        raise ConfigError("bad config: data.decode_on_device needs data.augment=false (the "
+                          "augmentation works on decoded pixels in the loader's workers)")
     _validate_device(cfg.run.device)
 
 
@@ -351,10 +378,23 @@ def initial_weights(cfg: DictConfig) -> InitialWeights | None:
     return None
 
 
-def learning_rate(cfg: DictConfig, step: int, total_steps: int) -> float:
-    """The stage's learning rate for the optimiser step after `step` steps (of `total_steps`).
-    A function of the step alone, so a resumed run continues the same schedule."""
-    lr = stage_optim(cfg).lr
+def scaled_lr(cfg: DictConfig, world_size: int = 1) -> float:
+    """The stage's lr scaled to its batch over all ranks, per optim.lr_scaling: the stage's
+    lr holds at optim.lr_reference_batch tuples per step."""
+    lr, ratio = stage_optim(cfg).lr, stage_optim(cfg).batch_size * world_size
+    ratio /= cfg.optim.lr_reference_batch
+    if cfg.optim.lr_scaling == "linear":
+        return lr * ratio
+    if cfg.optim.lr_scaling == "sqrt":
+        return lr * math.sqrt(ratio)
+    return lr
+
+
+def learning_rate(cfg: DictConfig, step: int, total_steps: int, world_size: int = 1) -> float:
+    """The learning rate for the optimiser step after `step` steps (of `total_steps`): the
+    scaled lr (scaled_lr) under optim.lr_schedule. A function of the step alone, so a
+    resumed run continues the same schedule."""
+    lr = scaled_lr(cfg, world_size)
     if cfg.optim.lr_schedule == "cosine":
         return lr * 0.5 * (1.0 + math.cos(math.pi * min(step, total_steps) / max(total_steps, 1)))
     return lr

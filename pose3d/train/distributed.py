@@ -22,6 +22,7 @@ class DistInfo:
     world_size: int
     local_rank: int
     device: torch.device
+    group: bool = False  # in a process group (also of one process, with run.ddp=always)
 
     @property
     def is_main(self) -> bool:
@@ -29,7 +30,7 @@ class DistInfo:
 
     @property
     def distributed(self) -> bool:
-        return self.world_size > 1
+        return self.world_size > 1 or self.group
 
 
 def pick_device(name: str, local_rank: int) -> torch.device:
@@ -43,8 +44,9 @@ def pick_device(name: str, local_rank: int) -> torch.device:
     return torch.device(name)
 
 
-def setup(device: str = "auto", timeout_s: float = 600.0) -> DistInfo:
-    """Join the process group torchrun describes (NCCL on GPU, gloo on CPU).
+def setup(device: str = "auto", timeout_s: float = 600.0, always: bool = False) -> DistInfo:
+    """Join the process group torchrun describes (NCCL on GPU, gloo on CPU): when it starts
+    more than one process, or with `always` also for one (the trainer's run.ddp=always).
 
     The timeout bounds every collective, so a rank whose peer died raises instead of hanging
     forever (torchrun then restarts or stops the group).
@@ -55,13 +57,14 @@ def setup(device: str = "auto", timeout_s: float = 600.0) -> DistInfo:
     dev = pick_device(device, local_rank)
     if dev.type == "cuda":
         torch.cuda.set_device(dev)
-    if world_size > 1 and not dist.is_initialized():
+    under_torchrun = "MASTER_ADDR" in os.environ and "RANK" in os.environ
+    if (world_size > 1 or (always and under_torchrun)) and not dist.is_initialized():
         backend = "nccl" if dev.type == "cuda" else "gloo"
         kwargs = {"device_id": dev} if dev.type == "cuda" else {}
         timeout = timedelta(seconds=timeout_s)
         dist.init_process_group(backend, store=_attempt_store(rank, world_size, timeout),
                                 rank=rank, world_size=world_size, timeout=timeout, **kwargs)
-    return DistInfo(rank, world_size, local_rank, dev)
+    return DistInfo(rank, world_size, local_rank, dev, group=dist.is_initialized())
 
 
 def _attempt_store(rank: int, world_size: int, timeout: timedelta) -> dist.Store:

@@ -26,6 +26,7 @@ from pose3d.train import checkpoint, distributed
 from pose3d.train.config import learning_rate, stage_optim, to_yaml
 from pose3d.train.distributed import DistInfo
 from pose3d.train.logger import Logger
+from pose3d.train.optimizer import make_optimizer
 from pose3d.train.stage_base import StepContext, StepOutput, TrainStage, batch_to
 
 
@@ -101,7 +102,10 @@ def _save(ckpt_dir: Path, model: nn.Module, optimizer, scaler, pos: Position, cf
 
 
 def _restore(ckpt: dict, optimizer, scaler, info: DistInfo) -> Position:
-    optimizer.load_state_dict(ckpt["optimizer"])
+    saved = ckpt["optimizer"]
+    for group in saved["param_groups"]:  # the step's implementation is this run's optim.fused
+        group.update({k: optimizer.defaults.get(k) for k in ("foreach", "fused")})
+    optimizer.load_state_dict(saved)
     scaler.load_state_dict(ckpt["scaler"])
     rng = ckpt.get("rng") or []
     if ckpt.get("world_size") == info.world_size and info.rank < len(rng):
@@ -211,7 +215,8 @@ def train(cfg: DictConfig, stage: TrainStage) -> dict[str, float]:
     """Run a training stage under torchrun (or as one process). Returns the last logged
     metrics on rank 0 (an empty dict on the other ranks)."""
     fork_safe_opencv()
-    info = distributed.setup(cfg.run.device, cfg.run.dist_timeout_s)
+    info = distributed.setup(cfg.run.device, cfg.run.dist_timeout_s,
+                             always=cfg.run.ddp == "always")
     try:
         return _train(cfg, stage, info)
     finally:
@@ -245,16 +250,18 @@ def _train(cfg: DictConfig, stage: TrainStage, info: DistInfo) -> dict[str, floa
     channels_last = cfg.run.channels_last and info.device.type == "cuda"
     if channels_last:
         model.to(memory_format=torch.channels_last)
-    optimizer = torch.optim.Adam(model.parameters(), lr=optim_cfg.lr,
-                                 weight_decay=cfg.optim.weight_decay)
+    optimizer = make_optimizer(cfg, model.parameters(), info.device, info.world_size)
     scaler = torch.amp.GradScaler(info.device.type, enabled=False)  # bf16 needs no scaling
     pos = _restore(ckpt, optimizer, scaler, info) if ckpt is not None else Position()
     del ckpt
     if info.distributed:
         ids = [info.device.index] if info.device.type == "cuda" else None
         model = DistributedDataParallel(model, device_ids=ids)
+        if info.is_main:  # what the GPU run's ddp phase checks
+            print(f"pose3d train: DDP over {info.world_size} process(es), backend "
+                  f"{torch.distributed.get_backend()}", flush=True)
     if cfg.run.compile:
-        model = torch.compile(model)
+        model = torch.compile(model, mode=cfg.run.compile_mode)
     model.train()
 
     logger = Logger(cfg, out_dir, info.is_main)
@@ -284,7 +291,7 @@ def _train(cfg: DictConfig, stage: TrainStage, info: DistInfo) -> dict[str, floa
 
                 optimizer.zero_grad(set_to_none=True)
                 for group in optimizer.param_groups:
-                    group["lr"] = learning_rate(cfg, pos.step, total)
+                    group["lr"] = learning_rate(cfg, pos.step, total, info.world_size)
                 out = train_step(model, stage, batch, ctx, cfg, scaler, pos.step + 1, info)
                 if cfg.optim.grad_clip_norm > 0:
                     scaler.unscale_(optimizer)

@@ -15,6 +15,7 @@ import torch
 from omegaconf import DictConfig
 from torch import Tensor, nn
 
+from pose3d.data.device_decode import decode_batch
 from pose3d.models import build_model
 from pose3d.train import checkpoint
 from pose3d.train.checkpoint import CheckpointError
@@ -118,6 +119,8 @@ class TrainStage:
 
 
 def batch_to(batch: dict, device: torch.device) -> dict:
-    """Tensors of a batch to `device` (non-blocking from pinned memory); the rest as is."""
-    return {k: v.to(device, non_blocking=True) if isinstance(v, Tensor) else v
-            for k, v in batch.items()}
+    """Tensors of a batch to `device` (non-blocking from pinned memory); the rest as is. A
+    batch of JPEG bytes (data.decode_on_device) is decoded there (decode_batch)."""
+    moved = {k: v.to(device, non_blocking=True) if isinstance(v, Tensor) else v
+             for k, v in batch.items()}
+    return decode_batch(moved, device) if "jpegs" in moved else moved
