@@ -38,7 +38,7 @@ from pose3d.train.reuse import check_dataset, check_run
 # The CPU demo: small images and a ResNet-18; every stage a few minutes on 2 cores.
 SMALL = {
     # The teacher's error on the unlabeled subjects was twice that on its labeled ones
-    # (README, "where the teacher's error comes from"): three times the clips of the
+    # (docs/results.md, "where the teacher's error comes from"): three times the clips of the
     # subjects that train (GT and P-GT, still 3:2 as in Human3.6M) cost seconds of
     # rendering and labelling; the evaluation keeps its size.
     "studio": dict(image_size=96, clips_per_action=2, frames_per_clip=100, frame_step=5),
@@ -59,20 +59,22 @@ SMALL = {
         "optim.finetune.epochs=1", "optim.finetune.batch_size=4", "optim.finetune.lr=3e-4",
         "optim.pgt.batch_size=8",
         # label from 2x the teacher's logits: its heatmaps' far tail pulls the plain
-        # soft-argmax towards the centre (P-GT 30.26 -> 28.92 mm, README)
+        # soft-argmax towards the centre (P-GT 30.26 -> 28.92 mm, docs/results.md)
         "pgt.sharpen=2.0",
         # mv_pretrain: the triangulation error is in mm, the 2D error in heatmap pixels; a
         # backbone that starts from scratch learns far faster from the 2D term.
         "loss.lambda_3d=0.01", "loss.lambda_2d=1.0",
         # the heatmaps' mass at the joint, not only its mean (docs/design.md, "Pretraining
-        # F_mv"): at 900 steps P-GT 78.3 / 57.2 / 53.3 mm at 0 / 1 / 3 (README)
+        # F_mv"): at 900 steps P-GT 78.3 / 57.2 / 53.3 mm at 0 / 1 / 3 (docs/results.md)
         "loss.lambda_heatmap=3.0",
         "run.ckpt_every_steps=100", "run.log_every_steps=10", "run.image_every_steps=200",
         "run.keep_checkpoints=1",
     ],
-    # the budget goes to the teacher: P-GT is only as good as F_mv's 2D joints, and Base
-    # starts from F_mv's trunk (README, "where the teacher's error comes from")
-    "batches": {"mv_pretrain": 2500, "sv_pretrain": 300, "finetune": 100},
+    # the teacher: P-GT is only as good as F_mv's 2D joints, and Base starts from F_mv's
+    # trunk (docs/results.md, "where the teacher's error comes from"). Base: to its plateau,
+    # so that a fine-tuning's gain is not more training (GT-only - Base: -0.43 mm, 0.7%, at
+    # 1,000 steps; docs/results.md, "the s1 protocol"); the fine-tunings: 200 steps each.
+    "batches": {"mv_pretrain": 2500, "sv_pretrain": 1000, "finetune": 200},
     # the teacher sees each labeled tuple about twice and must read subjects it never saw:
     # it trains on jittered views; the single-view stages see each tuple at most once
     "stage_overrides": {"mv_pretrain": ["data.augment=true"]},
@@ -102,7 +104,9 @@ FULL = {
         "run.ckpt_every_steps=500", "run.log_every_steps=20", "run.image_every_steps=1000",
         "run.keep_checkpoints=1",
     ],
-    "batches": {"mv_pretrain": 1600, "sv_pretrain": 800, "finetune": 100},
+    # Base and the fine-tunings twice as long as before the GT-only control, like the CPU
+    # preset's (not yet measured on a GPU: docs/gpu-run.md)
+    "batches": {"mv_pretrain": 1600, "sv_pretrain": 1600, "finetune": 200},
     # λ2 and the bone weight scale with the depth bins D (one voxel of depth is S / D mm)
     "lambda_mv": 2.5e-4, "lambda_bone": 1e-2, "workers": os.cpu_count() or 2,
     "eval_batch_size": 64,

@@ -274,7 +274,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seeds", type=int, default=5, help="fine-tunings per arm (K)")
     parser.add_argument("--first-seed", type=int, default=0,
                         help="the runs use seeds FIRST_SEED .. FIRST_SEED+K-1")
-    parser.add_argument("--steps", type=int, default=100,
+    parser.add_argument("--steps", type=int, default=200,
                         help="fine-tuning steps per run (as in the CPU demo)")
     parser.add_argument("--arms", nargs="*", default=None,
                         help=f"which arms (default: all of {', '.join(arms())})")
