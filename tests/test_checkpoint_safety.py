@@ -112,7 +112,7 @@ def test_eval_and_predict_refuse_it(files, tmp_path, capsys):
     assert code == 2
     _one_line_refusal(capsys.readouterr().err, evil)
     code = cli.main(["predict", "--checkpoint", str(evil), str(files["root"] / "frame.png"),
-                     "--out", str(tmp_path / "predict"), "--quiet", "--device", "cpu"])
+                     "--out", str(tmp_path / "predict"), "--no-progress", "--device", "cpu"])
     assert code == 2
     _one_line_refusal(capsys.readouterr().err, evil)
     assert not files["marker"].exists()

@@ -42,7 +42,7 @@ def _copy(root: Path, tmp_path: Path) -> Path:
 
 
 def _convert(root: Path, out: Path, *extra: str) -> int:
-    return cli.main(["convert", "h36m", "--root", str(root), "--out", str(out),
+    return cli.main(["convert", "h36m", "--source", str(root), "--out", str(out),
                      "--subjects", "labeled=S1", "--roles", "labeled", "--image-size", "32",
                      "--frame-step", "1", "--no-progress", *extra])
 
@@ -189,7 +189,7 @@ def test_ctrl_c_with_workers_prints_one_line(release, tmp_path):
     exist: they get it too, starting up or converting."""
     out = tmp_path / "out"
     before = _fake_dataset(out)
-    argv = ["convert", "h36m", "--root", str(release), "--out", str(out), "--subjects",
+    argv = ["convert", "h36m", "--source", str(release), "--out", str(out), "--subjects",
             "labeled=S1", "--roles", "labeled", "--image-size", "32", "--no-progress",
             "--overwrite", "--workers", "2", "--cache", str(tmp_path / "cache")]
     proc = subprocess.Popen([sys.executable, "-m", "pose3d", *argv], cwd=REPO,
@@ -278,7 +278,7 @@ def test_a_labels_npy_that_would_run_code_is_refused(tmp_path, capsys):
     payload[()] = {"subject_names": ["S1"], "table": _WritesMarker(marker)}
     np.save(labels, payload, allow_pickle=True)
     (tmp_path / "h36m" / "processed").mkdir()
-    code = cli.main(["convert", "h36m", "--root", str(tmp_path / "h36m"), "--out",
+    code = cli.main(["convert", "h36m", "--source", str(tmp_path / "h36m"), "--out",
                      str(tmp_path / "out"), "--no-progress"])
     err = capsys.readouterr().err.strip()
     assert code == 2 and err.count("\n") == 0 and str(labels) in err, err

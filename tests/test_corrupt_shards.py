@@ -112,12 +112,12 @@ def test_pgt_that_labels_nothing_fails_in_one_line_and_keeps_the_previous_pgt(
         f.write(GARBAGE)
     previous = tmp_path / "pgt_shards"
     previous.mkdir()
-    (previous / "manifest.json").write_text("{}")
+    (previous / "manifest.json").write_text('{"pgt": {}}')  # an earlier P-GT of ours
     assert run_pgt(data, tmp_path, clean[1]) == EXIT_BAD_INPUT
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "labeled none" in err
     assert [p.name for p in previous.iterdir()] == ["manifest.json"]
-    assert (previous / "manifest.json").read_text() == "{}"
+    assert (previous / "manifest.json").read_text() == '{"pgt": {}}'
     assert not (tmp_path / ".pgt_shards.partial").exists()
 
 

@@ -64,7 +64,7 @@ def _cameras(path, names: list[str], same: bool = False) -> str:
 
 
 def _predict(*args: str) -> int:
-    return cli_main(["predict", *args, "--quiet"])
+    return cli_main(["predict", *args, "--no-progress"])
 
 
 def _one_line_error(capsys, expected: str) -> None:

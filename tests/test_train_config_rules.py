@@ -33,6 +33,7 @@ TABLE: list[tuple[str, str, str, str]] = [
     ("model.sv.depth_bins", "0", "1", POSITIVE),
     ("optim.weight_decay", "-1e-4", "0", NON_NEGATIVE),
     ("optim.grad_clip_norm", "-1", "0", NON_NEGATIVE),
+    ("optim.lr_reference_batch", "0", "1", POSITIVE),
     ("optim.pgt.lr", "nan", "-1", "must be finite"),  # the P-GT stage's: unused
     ("optim.pgt.lr", "inf", "0", "must be finite"),
     ("optim.pgt.epochs", str(-2 ** 63 - 1), "0", "2^63"),  # unused: any int64
