@@ -1,7 +1,7 @@
 """Learning curves: the eval MPJPE of a run's step checkpoints (docs/demo.md, "learning curves").
 
 Base over single-view pretraining and every fine-tuning arm after it, each checkpoint on the
-same fixed subset of the eval tuples (every `every`-th batch). They answer the two questions
+eval tuples (or a fixed subset of them: every `every`-th batch). They answer the two questions
 a paired difference cannot: was Base trained to its plateau, and does an arm gain over
 GT-only because of what it reads or because it trains longer.
 """
@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from pose3d.data.shards import resolve_shards
 from pose3d.eval.predict import load_single_view, predict
 from pose3d.eval.report import summarize
 from pose3d.train.checkpoint import step_checkpoints
@@ -22,21 +23,22 @@ def curve_overrides(steps: int, points: int) -> list[str]:
             f"run.keep_checkpoints={points + 1}"]
 
 
-def run_curve(run_dir: Path, data: Path, *, every: int = 4, batch_size: int = 8,
-              device: str = "cpu") -> list[dict]:
+def run_curve(run_dir: Path, data: Path, *, every: int = 1, batch_size: int = 8,
+              device: str = "cpu", role: str = "eval") -> list[dict]:
     """[{"step", "mpjpe"}] (mm, root-aligned) of every step checkpoint of `run_dir`, oldest
-    first, on every `every`-th batch of the eval tuples of `data`."""
+    first, on every `every`-th batch of the `role` tuples of `data`."""
+    shards = resolve_shards(str(data), role)
     points = []
     for path in step_checkpoints(run_dir / "checkpoints"):
         model, cfg = load_single_view(path, device)
-        preds, _, _ = predict(model, str(data), int(cfg.data.image_size), batch_size, device,
+        preds, _, _ = predict(model, shards, int(cfg.data.image_size), batch_size, device,
                               progress=False, every=every)
         step = int(path.stem.split("_")[1])
         points.append({"step": step, "mpjpe": summarize(preds)["camera"]["all"]["mpjpe"]})
     return points
 
 
-def learning_curves(runs: dict[str, Path], data: Path, out: Path, *, every: int = 4,
+def learning_curves(runs: dict[str, Path], data: Path, out: Path, *, every: int = 1,
                     batch_size: int = 8, device: str = "cpu") -> dict[str, list[dict]]:
     """{name: run_curve} of each run (Base first, then the arms), cached in out/curves.json
     per run (a rerun evaluates only runs whose checkpoints changed); writes curves.png."""
@@ -81,7 +83,7 @@ def curves_figure(curves: dict[str, list[dict]], path: Path, base: str = "Base")
         values = ([curves[base][-1]["mpjpe"]] if offset > 0 else []) + [p["mpjpe"] for p in points]
         ax.plot(steps, values, "o-", ms=3, label=name)
     ax.set_xlabel("training step (Base, then fine-tuning)")
-    ax.set_ylabel("eval MPJPE (mm), fixed subset")
+    ax.set_ylabel("eval MPJPE (mm)")
     ax.set_title("learning curves", fontsize=9)
     ax.legend(fontsize=8)
     fig.tight_layout()

@@ -42,9 +42,12 @@ def test_demo_runs_every_stage_and_reports(tmp_path, monkeypatch, capsys):
     for run in ("mv_pretrain", "sv_pretrain", "finetune_gt", "finetune_l1", "finetune_ours"):
         assert (out / "runs" / run / "checkpoints" / "latest.pt").is_file()
     # the learning curves: a point per kept step checkpoint of Base (every step of 2) and of
-    # each fine-tuning, the last one on the same tuples as the full evaluation's subset
+    # each fine-tuning, on the eval tuples: the last point is the table's evaluation
     assert [p["step"] for p in summary["curves"]["Base"]] == [1, 2]
     assert [p["step"] for p in summary["curves"]["GT-only"]] == [1, 2]
+    for name in ("Base", "GT-only", "Ours"):
+        assert summary["curves"][name][-1]["mpjpe"] == pytest.approx(
+            report[name]["camera"]["all"]["mpjpe"], rel=1e-6)
     assert all(0 < p["mpjpe"] < 5000 for c in summary["curves"].values() for p in c)
     assert (out / "eval" / "curves.png").stat().st_size > 1000
     # the labeled subject of the default protocol (s1) is S1 alone; P-GT covers four people
