@@ -76,3 +76,39 @@ def test_backbone_weights_that_are_not_a_state_dict_are_one_line(tiny_data, tmp_
     assert code == EXIT_BAD_INPUT
     _one_line(capsys, f"weights file {weights}")
     assert not (tmp_path / "run" / "sv_pretrain" / "checkpoints").exists()
+
+
+def _fake_wandb(monkeypatch, failures: list[Exception]):
+    """A stand-in `wandb` module whose init raises each of `failures` once, then succeeds."""
+    import sys
+    import types
+
+    calls = []
+
+    def init(**kwargs):
+        calls.append(kwargs["id"])
+        if failures:
+            raise failures.pop(0)
+        return types.SimpleNamespace(id=kwargs["id"], finish=lambda: None)
+
+    fake = types.SimpleNamespace(init=init, Settings=lambda **kw: kw)
+    monkeypatch.setitem(sys.modules, "wandb", fake)
+    monkeypatch.setattr("pose3d.train.logger.time.sleep", lambda s: None)
+    return calls
+
+
+def test_a_restarted_worker_waits_for_its_wandb_run_id_to_be_released(tmp_path, monkeypatch):
+    """torchrun restarts a worker before the killed one's W&B service lets go of the run id:
+    the resumed run waits and appends to the same run instead of failing."""
+    from pose3d.train.config import load_config
+    from pose3d.train.logger import Logger
+
+    cfg = load_config(TINY, ["run.wandb=offline"])
+    (tmp_path / "wandb_id.txt").write_text("3e91ea05")
+    calls = _fake_wandb(monkeypatch, [RuntimeError("run ID 3e91ea05 is in use")] * 2)
+    logger = Logger(cfg, tmp_path, is_main=True)
+    assert logger.run.id == "3e91ea05" and calls == ["3e91ea05"] * 3
+    logger.close()
+    _fake_wandb(monkeypatch, [RuntimeError("something else")])
+    with pytest.raises(RuntimeError, match="something else"):
+        Logger(cfg, tmp_path, is_main=True)

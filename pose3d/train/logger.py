@@ -21,6 +21,8 @@ from tqdm import tqdm
 from pose3d.data.staging import check_writable
 from pose3d.train.config import WANDB_MODES, to_dict
 
+WANDB_RESUME_TRIES = 20  # seconds a resumed run waits for its W&B run id to be released
+
 
 class _NoBar:
     def update(self, n: int = 1) -> None:
@@ -66,14 +68,21 @@ class Logger:
         run_id = id_file.read_text().strip() if id_file.exists() else secrets.token_hex(4)
         id_file.write_text(run_id)
         name = cfg.run.wandb_name or f"{Path(cfg.run.root).name}-{cfg.stage}"
-        try:
-            return wandb.init(project=cfg.run.wandb_project, name=name, id=run_id,
-                              resume="allow", dir=str(self.out_dir), mode=mode,
-                              config=to_dict(cfg),
-                              settings=wandb.Settings(console="off", silent=True))
-        except OSError as exc:
-            raise PermissionError(f"W&B cannot write its files under {self.out_dir}: {exc} "
-                                  f"(or set run.wandb=disabled)") from None
+        for attempt in range(WANDB_RESUME_TRIES):
+            try:
+                return wandb.init(project=cfg.run.wandb_project, name=name, id=run_id,
+                                  resume="allow", dir=str(self.out_dir), mode=mode,
+                                  config=to_dict(cfg),
+                                  settings=wandb.Settings(console="off", silent=True))
+            except OSError as exc:
+                raise PermissionError(f"W&B cannot write its files under {self.out_dir}: "
+                                      f"{exc} (or set run.wandb=disabled)") from None
+            except Exception as exc:
+                # a worker restarted by torchrun can come back before the killed worker's
+                # W&B service has let go of the run: wait for it rather than lose the run
+                if "in use" not in str(exc) or attempt == WANDB_RESUME_TRIES - 1:
+                    raise
+                time.sleep(1.0)
 
     def log(self, scalars: dict[str, float], step: int) -> None:
         if not self.active:
