@@ -37,13 +37,12 @@ from pose3d.train.reuse import check_dataset, check_run
 
 # The CPU demo: small images and a ResNet-18; every stage a few minutes on 2 cores.
 SMALL = {
-    # The teacher's error on the unlabeled subjects was twice that on its labeled ones
-    # (docs/results.md, "where the teacher's error comes from"): three times the clips of the
-    # subjects that train (GT and P-GT, still 3:2 as in Human3.6M) cost seconds of
-    # rendering and labelling; the evaluation keeps its size.
+    # 2 clips per action for eval; the roles that train get more ("clips"): the teacher's
+    # error on subjects it never saw was twice that on its own (docs/results.md, "where the
+    # teacher's error comes from"), and more clips cost seconds of rendering and labelling.
     "studio": dict(image_size=96, clips_per_action=2, frames_per_clip=100, frame_step=5),
     # clips per action of each role, per protocol (PROTOCOLS): the same number of labeled
-    # tuples in both, from three people or from one
+    # tuples in both (3,240), from three people or from one
     "clips": {"h36m": {"labeled": 6, "unlabeled": 6}, "s1": {"labeled": 18, "unlabeled": 3}},
     "overrides": [
         "data.image_size=96", "data.num_workers=1", "data.augment=false",
