@@ -1,7 +1,7 @@
 """Learning curves: the eval MPJPE of a run's step checkpoints (docs/demo.md, "learning curves").
 
 Base over single-view pretraining and every fine-tuning arm after it, each checkpoint on the
-eval tuples (or a fixed subset of them: every `every`-th batch). They answer the two questions
+eval tuples (the last point of a curve is the run's evaluation). They answer the two questions
 a paired difference cannot: was Base trained to its plateau, and does an arm gain over
 GT-only because of what it reads or because it trains longer.
 """
@@ -23,23 +23,23 @@ def curve_overrides(steps: int, points: int) -> list[str]:
             f"run.keep_checkpoints={points + 1}"]
 
 
-def run_curve(run_dir: Path, data: Path, *, every: int = 1, batch_size: int = 8,
-              device: str = "cpu", role: str = "eval") -> list[dict]:
+def run_curve(run_dir: Path, data: Path, *, batch_size: int = 8, device: str = "cpu",
+              role: str = "eval") -> list[dict]:
     """[{"step", "mpjpe"}] (mm, root-aligned) of every step checkpoint of `run_dir`, oldest
-    first, on every `every`-th batch of the `role` tuples of `data`."""
+    first, on the `role` tuples of `data`."""
     shards = resolve_shards(str(data), role)
     points = []
     for path in step_checkpoints(run_dir / "checkpoints"):
         model, cfg = load_single_view(path, device)
         preds, _, _ = predict(model, shards, int(cfg.data.image_size), batch_size, device,
-                              progress=False, every=every)
+                              progress=False)
         step = int(path.stem.split("_")[1])
         points.append({"step": step, "mpjpe": summarize(preds)["camera"]["all"]["mpjpe"]})
     return points
 
 
-def learning_curves(runs: dict[str, Path], data: Path, out: Path, *, every: int = 1,
-                    batch_size: int = 8, device: str = "cpu") -> dict[str, list[dict]]:
+def learning_curves(runs: dict[str, Path], data: Path, out: Path, *, batch_size: int = 8,
+                    device: str = "cpu") -> dict[str, list[dict]]:
     """{name: run_curve} of each run (Base first, then the arms), cached in out/curves.json
     per run (a rerun evaluates only runs whose checkpoints changed); writes curves.png."""
     cache_file = out / "curves.json"
@@ -48,10 +48,9 @@ def learning_curves(runs: dict[str, Path], data: Path, out: Path, *, every: int 
     for name, run_dir in runs.items():
         stamp = [[p.name, p.stat().st_mtime] for p in step_checkpoints(run_dir / "checkpoints")]
         entry = cache.get(name)
-        if not entry or entry.get("stamp") != stamp or entry.get("every") != every:
-            entry = {"stamp": stamp, "every": every,
-                     "points": run_curve(run_dir, data, every=every, batch_size=batch_size,
-                                         device=device)}
+        if not entry or entry.get("stamp") != stamp:
+            entry = {"stamp": stamp, "points": run_curve(run_dir, data, batch_size=batch_size,
+                                                         device=device)}
         cache[name] = entry
         result[name] = entry["points"]
     out.mkdir(parents=True, exist_ok=True)

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import torch
 
+from pose3d import experiment
 from pose3d.cliargs import add_wandb, deprecated_alias
 from pose3d.curves import curve_overrides, learning_curves
 from pose3d.data.staging import check_writable
@@ -71,8 +72,8 @@ SMALL = {
     ],
     # the teacher: P-GT is only as good as F_mv's 2D joints, and Base starts from F_mv's
     # trunk (docs/results.md, "where the teacher's error comes from"). Base: to its plateau,
-    # so that a fine-tuning's gain is not more training (GT-only - Base: -0.43 mm, 0.7%, at
-    # 1,000 steps; docs/results.md, "the s1 protocol"); the fine-tunings: 200 steps each.
+    # so that a fine-tuning's gain is not more training (GT-only - Base: -0.22 mm, 0.4%, at
+    # 1,000 steps; docs/results.md, "the GT-only control"); the fine-tunings: 200 steps each.
     "batches": {"mv_pretrain": 2500, "sv_pretrain": 1000, "finetune": 200},
     # the teacher sees each labeled tuple about twice and must read subjects it never saw:
     # it trains on jittered views; the single-view stages see each tuple at most once
@@ -123,8 +124,9 @@ PROTOCOLS = {
 }
 # The single-seed demo's fine-tunings: arm -> run folder (a column of the table each)
 FINETUNE_DIRS = {"GT-only": "finetune_gt", "L1-only": "finetune_l1", "Ours": "finetune_ours"}
-# Step checkpoints kept for the learning curves (pose3d.eval.curves): points per stage
-CURVE_POINTS = {"sv_pretrain": 8, "finetune": 4}
+# Step checkpoints kept for the learning curves (pose3d.curves): points per stage; a
+# fine-tuning keeps as many as the paired experiment's first seed
+CURVE_POINTS = {"sv_pretrain": 8, "finetune": experiment.CURVE_POINTS}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -34,13 +34,12 @@ def load_single_view(path: str | Path, device: torch.device | str = "cpu"
 @torch.no_grad()
 def predict(model: torch.nn.Module, shards: str | list[str], image_size: int,
             batch_size: int = 8, device: torch.device | str = "cpu", num_workers: int = 0,
-            keep_images: int = 0, progress: bool = True, every: int = 1
+            keep_images: int = 0, progress: bool = True
             ) -> tuple[Predictions, list[dict], dict]:
     """Predictions for every valid view of every eval tuple with GT, the first
     `keep_images` (image, pred2d) pairs for figures, and what the reader skipped:
     {"counts": {reason: n}, "examples": [the first few, naming shard and key]}. Needs shards
-    with joints3d of `image_size` px (others are skipped). `every` > 1 predicts only every
-    such batch (the same ones each call: a cheaper, fixed subset for learning curves)."""
+    with joints3d of `image_size` px (others are skipped)."""
     device = torch.device(device)
     space = model.heatmap_space(image_size)
     urls = resolve_shards(shards)
@@ -49,10 +48,7 @@ def predict(model: torch.nn.Module, shards: str | list[str], image_size: int,
     out: dict[str, list] = {k: [] for k in ("pred", "gt", "camera", "action", "subject", "key",
                                             "rotation")}
     kept: list[dict] = []
-    for index, batch in enumerate(tqdm(loader, desc="eval", unit="batch", disable=not progress,
-                                       leave=False)):
-        if index % every:
-            continue
+    for batch in tqdm(loader, desc="eval", unit="batch", disable=not progress, leave=False):
         b, v = batch["valid"].shape
         images = batch["images"].to(device).flatten(0, 1)
         coords = model(images)["coords"].float().view(b, v, -1, 3).cpu()
