@@ -29,6 +29,7 @@ from pose3d.curves import curve_overrides, learning_curves
 from pose3d.data.staging import check_writable
 from pose3d.data.studio import DEFAULT_ROLES, StudioConfig
 from pose3d.data.synth import config_record, synthesize
+from pose3d.diagnostics import HELDOUT, diagnose, diagnostics_lines, heldout_config
 from pose3d.eval.cli import evaluate_checkpoints
 from pose3d.eval.report import comparison_table
 from pose3d.experiment import arms, check_reuse, markdown, pick_arms, run_experiment
@@ -123,7 +124,8 @@ PROTOCOLS = {
     "s1": {"labeled": ("S1",), "unlabeled": ("S5", "S6", "S7", "S8"), "eval": ("S9", "S11")},
 }
 # The single-seed demo's fine-tunings: arm -> run folder (a column of the table each)
-FINETUNE_DIRS = {"GT-only": "finetune_gt", "L1-only": "finetune_l1", "Ours": "finetune_ours"}
+FINETUNE_DIRS = {"GT-only": "finetune_gt", "L1-only": "finetune_l1",
+                 "Oracle": "finetune_oracle", "Ours": "finetune_ours"}
 # Step checkpoints kept for the learning curves (pose3d.curves): points per stage; a
 # fine-tuning keeps as many as the paired experiment's first seed
 CURVE_POINTS = {"sv_pretrain": 8, "finetune": experiment.CURVE_POINTS}
@@ -225,6 +227,7 @@ def check_rerun(args: argparse.Namespace, out: Path, chosen: dict[str, list[str]
     made with the settings asked for (pose3d.train.reuse), else SettingsMismatch."""
     data, root = out / "data", out / "runs"
     check_dataset(data, config_record(studio_config(args)))
+    check_dataset(out / HELDOUT, config_record(heldout_config(studio_config(args))))
     for _, overrides in stage_plan(args, root, data):
         check_run(load_config(None, overrides))
     if args.seeds > 1 and (root / "sv_pretrain" / "config.yaml").is_file():
@@ -268,6 +271,8 @@ def main(args: argparse.Namespace) -> int:
         print(f"[demo] stage {label}", flush=True)
         t0 = time.perf_counter()
         run_stage(overrides, args.nproc)
+        if label == "pgt" and args.seeds <= 1:
+            experiment.prepare_oracle(root, data, FINETUNE_DIRS)
         timings[label] = time.perf_counter() - t0
     pgt = json.loads((root / "pgt" / "pgt_report.json").read_text())
     if args.seeds > 1:
@@ -284,7 +289,13 @@ def main(args: argparse.Namespace) -> int:
     curves = learning_curves(checkpoints, data, out / "eval", device=device,
                              batch_size=preset["eval_batch_size"])
     timings["curves"] = time.perf_counter() - t0
-    print_summary(result, pgt, timings, out, curves)
+    t0 = time.perf_counter()
+    diag = diagnose(out, root, data, studio_config(args),
+                    result["summaries"]["Base"]["camera"]["all"]["mpjpe"], pgt,
+                    workers=args.workers or preset["workers"],
+                    batch_size=preset["eval_batch_size"], device=device)
+    timings["diagnostics"] = time.perf_counter() - t0
+    print_summary(result, pgt, timings, out, curves, diag)
     return 0
 
 
@@ -301,8 +312,14 @@ def run_paired(args: argparse.Namespace, chosen: dict[str, list[str]], root: Pat
     learning_curves(runs, data, out / "experiment", device=device,
                     batch_size=preset_of(args)["eval_batch_size"])
     timings["curves"] = time.perf_counter() - t0
-    print(markdown(summary))
     base = summary["arms"]["Base"]["all"]["mpjpe"]["mean"]
+    t0 = time.perf_counter()
+    diag = diagnose(out, root, data, studio_config(args), base, pgt,
+                    workers=args.workers or preset_of(args)["workers"],
+                    batch_size=preset_of(args)["eval_batch_size"], device=device)
+    timings["diagnostics"] = time.perf_counter() - t0
+    print(markdown(summary))
+    print("\n".join(diagnostics_lines(diag)))
     print(f"\nP-GT MPJPE on the unlabeled tuples: {pgt.get('mpjpe_mm') or float('nan'):.2f} mm "
           f"(Base: {base:.2f} mm single-view)")
     print(f"experiment: {out / 'experiment' / 'experiment.md'}, "
@@ -311,7 +328,8 @@ def run_paired(args: argparse.Namespace, chosen: dict[str, list[str]], root: Pat
     (out / "demo_summary.json").write_text(json.dumps(
         {"mpjpe_mm": {"Base": base, **{a: v["all"]["mpjpe"]["mean"] for a, v in
                                        summary["arms"].items() if a != "Base"}},
-         "pgt": pgt, "timings_s": timings, "experiment": str(out / "experiment")}, indent=1))
+         "pgt": pgt, "diagnostics": diag, "teacher_share": summary["teacher_share"],
+         "timings_s": timings, "experiment": str(out / "experiment")}, indent=1))
     return 0
 
 
@@ -321,7 +339,7 @@ def _print_times(timings: dict) -> None:
 
 
 def print_summary(result: dict, pgt: dict, timings: dict, out: Path,
-                  curves: dict[str, list[dict]]) -> None:
+                  curves: dict[str, list[dict]], diag: dict) -> None:
     summaries = result["summaries"]
     print("\n## MPJPE / PA-MPJPE (mm) on the eval subjects\n")
     print(comparison_table(summaries))
@@ -331,9 +349,24 @@ def print_summary(result: dict, pgt: dict, timings: dict, out: Path,
     order = " < ".join(sorted(means, key=means.get))
     print(f"order of mean MPJPE: {order} (one seed: a difference of a millimetre or two is "
           f"within seed noise; `--seeds K` gives paired intervals)")
+    share = single_seed_share(means)
+    if share:
+        print(experiment.share_line(share) + " (one seed)")
+    print("\n".join(diagnostics_lines(diag)))
     print(f"report: {result['report']['markdown']}")
     print(f"figures: {out / 'eval' / 'figures'}  preview: {out / 'data' / 'preview.png'}  "
           f"learning curves: {out / 'eval' / 'curves.png'}")
     _print_times(timings)
     (out / "demo_summary.json").write_text(json.dumps(
-        {"mpjpe_mm": means, "pgt": pgt, "timings_s": timings, "curves": curves}, indent=1))
+        {"mpjpe_mm": means, "pgt": pgt, "diagnostics": diag, "teacher_share": share,
+         "timings_s": timings, "curves": curves}, indent=1))
+
+
+def single_seed_share(means: dict[str, float]) -> dict | None:
+    """experiment.teacher_share from one seed's means (name -> MPJPE mm)."""
+    names = (experiment.ORACLE, experiment.BASELINE, experiment.CONTROL)
+    if not all(n in means for n in names):
+        return None
+    diffs = {f"{a} - {experiment.CONTROL}": {"all": {"mpjpe": {
+        "mean": means[a] - means[experiment.CONTROL]}}} for a in names[:2]}
+    return experiment.teacher_share(diffs)

@@ -2,13 +2,16 @@
 
     pose3d experiment --demo runs/demo --seeds 5
 
-An arm is a named list of config overrides for the finetune stage (ARMS); seed k of every
+An arm is a named list of config overrides for the finetune stage (arms()); seed k of every
 arm starts from the same Base checkpoint and reads the tuples in the same order
-(run.seed = k), so two arms differ only in their loss. Every fine-tuned model is evaluated
-with `pose3d eval`'s functions on the eval tuples. Written under `<out>` (default
-`<demo>/experiment`): experiment.json (every run's metrics, every arm's mean and 95% t
-interval over seeds, the paired differences L1-only - Base and arm - L1-only with theirs),
-experiment.md (the same as tables) and experiment.png (the per-seed differences).
+(run.seed = k), so two arms differ only in what the arm names: GT-only (the labeled GT
+alone), L1-only (GT + the teacher's P-GT), Oracle (GT + the unlabeled tuples' withheld
+truth in place of P-GT: the upper bound, pose3d.train.oracle), Ours (eq. 9) and the
+remedies. Every fine-tuned model is evaluated with `pose3d eval`'s functions on the eval
+tuples. Written under `<out>` (default `<demo>/experiment`): experiment.json (every run's
+metrics, every arm's mean and 95% t interval over seeds, the paired differences of
+paired_arms and the teacher's share of the Oracle's gain), experiment.md (the same as
+tables) and experiment.png (the per-seed differences).
 """
 
 from __future__ import annotations
@@ -23,14 +26,19 @@ import torch
 
 from pose3d.cliargs import add_wandb
 from pose3d.curves import curve_overrides
+from pose3d.data.shards import MANIFEST
 from pose3d.eval.cli import evaluate_checkpoints
 from pose3d.eval.stats import excludes_zero, format_interval, paired_difference, t_interval
 from pose3d.train.cli import run
 from pose3d.train.config import load_config
+from pose3d.train.oracle import write_oracle_pgt
 from pose3d.train.reuse import SettingsMismatch, check_run
 
 BASELINE = "L1-only"
 CONTROL = "GT-only"  # the same fine-tuning on the labeled GT alone: P-GT's control
+# L1-only on the unlabeled tuples' withheld truth in place of P-GT: what they could teach
+ORACLE = "Oracle"
+ORACLE_PGT = "oracle_pgt_shards"  # its labels, beside the P-GT folder (pose3d.train.oracle)
 METRICS = ("mpjpe", "pa_mpjpe")
 CURVE_POINTS = 4  # step checkpoints kept over a fine-tuning of the first seed
 
@@ -41,6 +49,7 @@ def arms(lambda_mv: float = 1e-4, lambda_bone: float = 4e-3) -> dict[str, list[s
     return {
         CONTROL: ["loss.lambda_mv=0", "data.use_pgt=false"],
         BASELINE: ["loss.lambda_mv=0"],
+        ORACLE: ["loss.lambda_mv=0", "data.pgt_root=${run.root}/" + ORACLE_PGT],
         "Ours": [ours],  # eq. 9, the paper's
         "Ours+bone": [ours, f"loss.lambda_bone={lambda_bone}"],
         "Ours-scale-norm": [ours, "loss.mv_mode=scale_normalised"],
@@ -69,6 +78,20 @@ def _base_checkpoint(root: Path) -> Path:
     if not path.is_file():
         raise FileNotFoundError(f"no Base checkpoint at {path} (run stage=sv_pretrain first)")
     return path
+
+
+def prepare_oracle(root: Path, data: Path, arm_overrides: dict[str, list[str]]) -> None:
+    """When the Oracle arm is asked for: its label folder (root/ORACLE_PGT) from the P-GT
+    folder, made again whenever the P-GT is newer (the P-GT stage labels on every run)."""
+    if ORACLE not in arm_overrides:
+        return
+    pgt, oracle = root / "pgt_shards", root / ORACLE_PGT
+    if (oracle / MANIFEST).is_file() and \
+            (oracle / MANIFEST).stat().st_mtime_ns >= (pgt / MANIFEST).stat().st_mtime_ns:
+        return
+    record = write_oracle_pgt(pgt, oracle, data)
+    print(f"[experiment] Oracle labels: {record['labeled']} tuples' withheld truth "
+          f"({record['dropped']} without) -> {oracle}", flush=True)
 
 
 def check_reuse(root: Path, out: Path, arm_overrides: dict[str, list[str]], seeds: list[int],
@@ -163,7 +186,8 @@ def summarise(results: dict, seeds: list[int]) -> dict:
     pairs = paired_arms(arm_names)
     diffs = {f"{a} - {b}": table(lambda c, m, a=a, b=b: paired_difference(
         values(a, c, m), values(b, c, m))) for a, b in pairs}
-    return {"seeds": seeds, "arms": arms_out, "differences": diffs}
+    return {"seeds": seeds, "arms": arms_out, "differences": diffs,
+            "teacher_share": teacher_share(diffs)}
 
 
 def paired_arms(names: list[str]) -> list[tuple[str, str]]:
@@ -175,8 +199,34 @@ def paired_arms(names: list[str]) -> list[tuple[str, str]]:
         pairs.append((CONTROL, "Base"))
     if BASELINE in names:
         pairs.append((BASELINE, CONTROL if CONTROL in names else "Base"))
-        pairs += [(a, BASELINE) for a in names if a not in (BASELINE, CONTROL)]
+    if ORACLE in names:
+        pairs.append((ORACLE, CONTROL if CONTROL in names else "Base"))
+    if BASELINE in names:
+        pairs += [(a, BASELINE) for a in names if a not in (BASELINE, CONTROL, ORACLE)]
     return pairs
+
+
+def teacher_share(differences: dict) -> dict | None:
+    """What the unlabeled people could teach (Oracle - GT-only), what the teacher's P-GT
+    delivers (L1-only - GT-only), both overall MPJPE means (mm), and their ratio; None
+    without those arms."""
+    oracle, teacher = f"{ORACLE} - {CONTROL}", f"{BASELINE} - {CONTROL}"
+    if oracle not in differences or teacher not in differences:
+        return None
+    could, delivers = (differences[k]["all"]["mpjpe"]["mean"] for k in (oracle, teacher))
+    return {"oracle_gain_mm": could, "teacher_gain_mm": delivers,
+            "share": delivers / could if could < 0 else None}
+
+
+def share_line(share: dict | None) -> str:
+    """One sentence of teacher_share for reports."""
+    if share is None:
+        return ""
+    ratio = "n/a (the Oracle gains nothing)" if share["share"] is None \
+        else f"{share['share']:.0%}"
+    return (f"The unlabeled people could teach {share['oracle_gain_mm']:+.2f} mm (Oracle - "
+            f"GT-only); the teacher's P-GT delivers {share['teacher_gain_mm']:+.2f} mm "
+            f"(L1-only - GT-only): {ratio} of it.")
 
 
 def markdown(summary: dict) -> str:
@@ -199,6 +249,8 @@ def markdown(summary: dict) -> str:
     if diffs:
         parts += ["| scale | " + " | ".join(format_interval(v["scale"], 3)
                                           for v in diffs.values()) + " |", ""]
+    if summary.get("teacher_share"):
+        parts += [share_line(summary["teacher_share"]), ""]
     return "\n".join(parts)
 
 
@@ -249,6 +301,7 @@ def run_experiment(root: Path, data: Path, out: Path, arm_overrides: dict[str, l
         raise ValueError("the experiment needs at least one seed")
     check_reuse(root, out, arm_overrides, seeds, steps, extra)
     out.mkdir(parents=True, exist_ok=True)
+    prepare_oracle(root, data, arm_overrides)
     t_base = time.perf_counter()
     evaluate_base(root, data, out, device)  # first: side-by-side experiments reuse it
     t0 = time.perf_counter()

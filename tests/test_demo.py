@@ -31,15 +31,17 @@ def test_demo_runs_every_stage_and_reports(tmp_path, monkeypatch, capsys):
     out = tmp_path / "demo"
     assert cli.main(["demo", "--out", str(out), "--wandb", "offline", "--workers", "1"]) == 0
     printed = capsys.readouterr().out
-    assert "| camera | Base | GT-only | L1-only | Ours |" in printed and "P-GT MPJPE" in printed
+    assert "| camera | Base | GT-only | L1-only | Oracle | Ours |" in printed
+    assert "P-GT MPJPE" in printed and "the teacher's P-GT delivers" in printed
     summary = json.loads((out / "demo_summary.json").read_text())
-    assert set(summary["mpjpe_mm"]) == {"Base", "GT-only", "L1-only", "Ours"}
+    assert set(summary["mpjpe_mm"]) == {"Base", "GT-only", "L1-only", "Oracle", "Ours"}
     assert all(0 < v < 5000 for v in summary["mpjpe_mm"].values())
     assert summary["pgt"]["scored"] > 0 and summary["pgt"]["mpjpe_mm"] > 0
     report = json.loads((out / "eval" / "report.json").read_text())
     assert set(report["Ours"]["camera"]) == {"cam1", "cam2", "cam3", "cam4", "all"}
-    assert len(list((out / "eval" / "figures").glob("*.png"))) == 4 * 4
-    for run in ("mv_pretrain", "sv_pretrain", "finetune_gt", "finetune_l1", "finetune_ours"):
+    assert len(list((out / "eval" / "figures").glob("*.png"))) == 5 * 4
+    for run in ("mv_pretrain", "sv_pretrain", "finetune_gt", "finetune_l1", "finetune_oracle",
+                "finetune_ours"):
         assert (out / "runs" / run / "checkpoints" / "latest.pt").is_file()
     # the learning curves: a point per kept step checkpoint of Base (every step of 2) and of
     # each fine-tuning, on the eval tuples: the last point is the table's evaluation
@@ -55,6 +57,18 @@ def test_demo_runs_every_stage_and_reports(tmp_path, monkeypatch, capsys):
     assert manifest["roles"]["labeled"]["subjects"] == ["S1"]
     assert manifest["roles"]["unlabeled"]["subjects"] == ["S5", "S6", "S7", "S8"]
     assert list((out / "runs").rglob("wandb/offline-run-*"))  # W&B offline when asked
+    # the diagnostics: Base on held-out clips of the labeled people (S1 only, as an eval
+    # role), the teacher on every role; the gap is eval minus held-out
+    diag = summary["diagnostics"]
+    heldout = json.loads((out / "data_heldout" / "manifest.json").read_text())
+    assert list(heldout["roles"]) == ["eval"] and heldout["roles"]["eval"]["subjects"] == ["S1"]
+    assert diag["base"]["gap_mm"] == pytest.approx(
+        diag["base"]["eval_mm"] - diag["base"]["heldout_labeled_mm"])
+    assert set(diag["teacher"]) == {"labeled", "heldout_labeled", "unlabeled", "eval"}
+    assert diag["teacher"]["unlabeled"] == summary["pgt"]["mpjpe_mm"]
+    assert all(0 < v < 5000 for v in diag["teacher"].values())
+    assert summary["teacher_share"]["oracle_gain_mm"] == pytest.approx(
+        summary["mpjpe_mm"]["Oracle"] - summary["mpjpe_mm"]["GT-only"])
 
     # evaluating a checkpoint of the wrong model, or none at all, is a clear error
     from pose3d.eval.cli import parse_checkpoints

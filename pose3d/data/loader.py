@@ -506,6 +506,14 @@ def make_eval_loader(shards: str | Sequence[str], batch_size: int, *, num_worker
     return ShardLoader(dataset, num_workers, pin_memory, None)
 
 
+def iterate_raw_samples(shards: str | Sequence[str]) -> Iterator[dict]:
+    """Every raw sample (file name -> bytes, and `__key__`) of the shards in order, in this
+    process; an unreadable or truncated tar ends that shard early, with a warning."""
+    skips = _Skips()
+    for url in resolve_shards(shards):
+        yield from _read_shard(url, skips)
+
+
 def iterate_samples(shards: str | Sequence[str], *, on_error: Callable[[str], None] | None
                     = None) -> Iterator[schema.DecodedSample]:
     """Every decodable sample of the shards in order, in this process (for previews,

@@ -364,6 +364,16 @@ def decode_sample(sample: dict, image_size: int | None = None,
                          joints, pgt, meta, None if decode_images else jpegs)
 
 
+def raw_truth(sample: dict) -> np.ndarray | None:
+    """The true 3D [17, 3] float32 world mm of a raw sample if it carries one: its joints3d,
+    or the withheld truth of an unlabeled tuple (for scoring P-GT and for the Oracle arm
+    only; the training loader never reads it)."""
+    for name in (JOINTS_FILE, WITHHELD_FILE):
+        if name in sample:
+            return np.load(io.BytesIO(sample[name]), allow_pickle=False).astype(np.float32)
+    return None
+
+
 def with_pgt(sample: dict, pgt: np.ndarray) -> dict:
     """A raw sample with its pseudo ground truth [17, 3] world mm added (or replaced); the
     other files are kept byte for byte (for the P-GT stage, which rewrites shards)."""

@@ -29,7 +29,6 @@ joint from that multiple of the heatmap logits (pose3d.models.multi_view).
 
 from __future__ import annotations
 
-import io
 import itertools
 import json
 import os
@@ -69,12 +68,7 @@ class NothingLabeledError(RuntimeError):
     P-GT shards stay as they were."""
 
 
-def withheld_gt(raw: dict) -> np.ndarray | None:
-    """The ground truth [17, 3] of a tuple if it carries one (joints3d or withheld)."""
-    for name in (schema.JOINTS_FILE, WITHHELD_FILE):
-        if name in raw:
-            return np.load(io.BytesIO(raw[name]), allow_pickle=False).astype(np.float32)
-    return None
+withheld_gt = schema.raw_truth  # the ground truth of a tuple, if it has one
 
 
 class PseudoGroundTruth:
