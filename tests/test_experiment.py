@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pytest
 from test_demo import TINY
 
@@ -58,7 +59,15 @@ def test_demo_with_seeds_runs_the_paired_experiment(tmp_path, monkeypatch, capsy
     assert (exp / "experiment.png").stat().st_size > 1000
     runs = {p.parent.parent.name for p in (exp / "runs").glob("*/seed*/finished.json")}
     assert runs == set(names) and {"Ours", "Ours+bone", "Ours-scale-norm"} <= runs
-    assert json.loads((out / "demo_summary.json").read_text())["pgt"]["mpjpe_mm"] > 0
+    demo_summary = json.loads((out / "demo_summary.json").read_text())
+    assert demo_summary["pgt"]["mpjpe_mm"] > 0
+    # the Oracle: L1-only on the withheld truth; its gain over GT-only beside the teacher's
+    oracle = [r["camera"]["all"]["mpjpe"] for r in results["Oracle"]]
+    gt = [r["camera"]["all"]["mpjpe"] for r in results["GT-only"]]
+    share = demo_summary["teacher_share"]
+    assert share["oracle_gain_mm"] == pytest.approx(np.mean(oracle) - np.mean(gt))
+    assert "Oracle - GT-only" in md and "the teacher's P-GT delivers" in printed
+    assert "held-out clips of the labeled people" in printed
 
     # `pose3d experiment` over the same folder reuses every run and evaluation
     monkeypatch.setattr(experiment, "evaluate_checkpoints", None)
@@ -92,7 +101,9 @@ def test_each_paired_difference_changes_one_thing():
     pairs = experiment.paired_arms(names)
     assert pairs[:2] == [("GT-only", "Base"), ("L1-only", "GT-only")]
     assert ("Ours", "L1-only") in pairs and ("Ours+bone", "L1-only") in pairs
-    assert all(b != "GT-only" or a == "L1-only" for a, b in pairs)
+    assert pairs[2] == ("Oracle", "GT-only")  # what the unlabeled people could teach
+    assert ("Oracle", "L1-only") not in pairs
+    assert all(b != "GT-only" or a in ("L1-only", "Oracle") for a, b in pairs)
     # without the control, L1-only is compared with Base as before
     assert experiment.paired_arms(["L1-only", "Ours"]) == [("L1-only", "Base"),
                                                            ("Ours", "L1-only")]
@@ -112,3 +123,18 @@ def test_the_control_arm_reads_the_labeled_shards_alone(tmp_path):
     assert set(folders("L1-only")) == {"data.root", "data.pgt_root"}
     assert set(folders("GT-only")) == {"data.root"}
     assert folders("GT-only")["data.root"] == folders("L1-only")["data.root"]
+
+
+def test_the_teachers_share_is_its_gain_over_the_oracles():
+    def diffs(oracle: float, teacher: float) -> dict:
+        return {"Oracle - GT-only": {"all": {"mpjpe": {"mean": oracle}}},
+                "L1-only - GT-only": {"all": {"mpjpe": {"mean": teacher}}}}
+
+    share = experiment.teacher_share(diffs(-8.0, -2.0))
+    assert share == {"oracle_gain_mm": -8.0, "teacher_gain_mm": -2.0, "share": 0.25}
+    assert "25% of it" in experiment.share_line(share)
+    # an Oracle that gains nothing leaves no share to speak of
+    assert experiment.teacher_share(diffs(0.3, -0.1))["share"] is None
+    assert "n/a" in experiment.share_line(experiment.teacher_share(diffs(0.3, -0.1)))
+    assert experiment.teacher_share({"L1-only - GT-only": diffs(0, 0)["L1-only - GT-only"]}) \
+        is None

@@ -15,13 +15,14 @@ import torch
 from h36m_release_data import SPLITS, build_release, pose_at
 from train_helpers import TINY
 
-from pose3d import cli
+from pose3d import cli, experiment
 from pose3d.data import schema
 from pose3d.data.convert.h36m_official import H36MReleaseOptions, convert_h36m_release
 from pose3d.data.loader import iterate_samples
 from pose3d.data.shards import ShardSetWriter
 from pose3d.train.config import load_config
 from pose3d.train.distributed import DistInfo
+from pose3d.train.oracle import write_oracle_pgt
 from pose3d.train.registry import make_stage
 from pose3d.train.stage_base import StepContext
 
@@ -79,14 +80,16 @@ def _pgt_shards(data: Path, out: Path) -> None:
         for raw in _raw_samples(data, "unlabeled"):
             truth = np.load(io.BytesIO(raw[schema.WITHHELD_FILE]))
             writer.write(schema.with_pgt(raw, truth + 30.0))
+        writer.close(pgt={"checkpoint": "the test's", "mpjpe_mm": 30.0})
 
 
-def _epoch(stage_name: str, data: Path, pgt: Path, run: Path) -> tuple[list[dict], dict]:
+def _epoch(stage_name: str, data: Path, pgt: Path, run: Path, extra: list[str] = ()
+           ) -> tuple[list[dict], dict]:
     """One epoch of the stage's training batches and the loss of a step on the first."""
     cfg = load_config(TINY, [f"stage={stage_name}", f"data.root={data}",
                              f"data.pgt_root={pgt}", f"data.image_size={SIZE}",
                              f"run.root={run}", "data.batches_per_epoch=3",
-                             f"optim.{stage_name}.batch_size=2"])
+                             f"optim.{stage_name}.batch_size=2", *extra])
     stage = make_stage(stage_name)
     torch.manual_seed(0)
     model = stage.build_model(cfg)
@@ -107,17 +110,69 @@ def test_no_training_stage_reads_the_withheld_truth(converted, tmp_path, stage_n
     clean, clean_loss = _epoch(stage_name, converted, pgt, tmp_path / "run")
     poisoned, poisoned_loss = _epoch(stage_name, tmp_path / "data_poisoned",
                                      tmp_path / "pgt_poisoned", tmp_path / "run_poisoned")
+    _assert_same(clean, clean_loss, poisoned, poisoned_loss, stage_name)
+
+
+def _assert_same(clean: list[dict], clean_loss: dict, poisoned: list[dict],
+                 poisoned_loss: dict, what: str) -> None:
     assert len(clean) == len(poisoned) == 3
     for a, b in zip(clean, poisoned):
         assert a.keys() == b.keys()
         for name, value in a.items():
             if isinstance(value, torch.Tensor):
-                assert torch.equal(value, b[name]), (stage_name, name)
+                assert torch.equal(value, b[name]), (what, name)
             else:
-                assert value == b[name], (stage_name, name)
+                assert value == b[name], (what, name)
     assert torch.isfinite(clean_loss["loss"])
     for name, value in clean_loss.items():
-        assert torch.equal(value, poisoned_loss[name]), (stage_name, name)
+        assert torch.equal(value, poisoned_loss[name]), (what, name)
+
+
+@pytest.mark.slow
+def test_only_the_oracle_arm_reads_the_withheld_truth(converted, tmp_path):
+    """Every fine-tuning arm but the Oracle trains on the same batches and losses when the
+    withheld truth is NaN; the Oracle's labels come from it (and so cannot be made)."""
+    _pgt_shards(converted, tmp_path / "pgt")
+    _poisoned_copy(converted, tmp_path / "data_poisoned")
+    _poisoned_copy(tmp_path / "pgt", tmp_path / "pgt_poisoned")
+    for arm, overrides in experiment.arms().items():
+        if arm == experiment.ORACLE:
+            continue
+        runs = []
+        for data, pgt, run in ((converted, "pgt", "run"),
+                               (tmp_path / "data_poisoned", "pgt_poisoned", "run_poisoned")):
+            runs += _epoch("finetune", data, tmp_path / pgt, tmp_path / run, overrides)
+        _assert_same(*runs, arm)
+    write_oracle_pgt(tmp_path / "pgt", tmp_path / "run" / experiment.ORACLE_PGT, converted)
+    with pytest.raises(ValueError, match="nothing was written"):
+        write_oracle_pgt(tmp_path / "pgt_poisoned",
+                         tmp_path / "run_poisoned" / experiment.ORACLE_PGT, converted)
+
+
+def test_oracle_labels_are_the_withheld_truth_of_the_labeled_tuples(converted, tmp_path):
+    _pgt_shards(converted, tmp_path / "pgt")
+    raws = _raw_samples(converted, "unlabeled")
+    truth = {r["__key__"]: np.load(io.BytesIO(r[schema.WITHHELD_FILE])) for r in raws}
+    # one tuple's truth is unusable: the Oracle leaves it out, as the teacher leaves out a
+    # tuple it cannot triangulate
+    dropped = sorted(truth)[0]
+    with ShardSetWriter(tmp_path / "pgt_one_bad", 4) as writer:
+        for raw in _raw_samples(tmp_path / "pgt", "unlabeled"):
+            if raw["__key__"] == dropped:
+                nan = io.BytesIO()
+                np.save(nan, np.full((17, 3), np.nan, np.float32))
+                raw = {**raw, schema.WITHHELD_FILE: nan.getvalue()}
+            writer.write(raw)
+        writer.close(pgt={"mpjpe_mm": 30.0})
+    record = write_oracle_pgt(tmp_path / "pgt_one_bad", tmp_path / "runs" / "oracle", converted)
+    assert record == {"source": "oracle", "from": str(tmp_path / "pgt_one_bad"),
+                      "tuples": len(truth), "labeled": len(truth) - 1, "dropped": 1}
+    labels = {s.key: s.pgt for s in iterate_samples(str(tmp_path / "runs" / "oracle"))}
+    assert set(labels) == set(truth) - {dropped}
+    for key, label in labels.items():  # the P-GT was truth + 30 mm: now the truth itself
+        np.testing.assert_array_equal(label, truth[key].astype(np.float32))
+    manifest = json.loads((tmp_path / "runs" / "oracle" / "manifest.json").read_text())
+    assert list(manifest["roles"]) == ["unlabeled"] and manifest["pgt"] == record
 
 
 @pytest.mark.slow
