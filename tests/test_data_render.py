@@ -33,7 +33,7 @@ def _body_only(pose, cam, appearance):
 
 
 def test_appearance_colours_sides_warm_left_cool_right(rng):
-    look = render.make_appearance(rng)
+    look = render.make_appearance(rng, look="sides")
     for b, bone in enumerate(BONES):
         r, _, blue = look.bone_colours[b]
         side = bone_side(bone)
@@ -47,7 +47,7 @@ def test_appearance_colours_sides_warm_left_cool_right(rng):
 
 def test_rendered_limbs_show_their_side_and_near_parts_hide_far_ones(rng):
     cam = _front_camera()
-    look = render.make_appearance(rng)
+    look = render.make_appearance(rng, look="sides")
     pose = standing_pose()
     # The left forearm crosses in front of the belly (towards the camera, at -y).
     pose[J["left_wrist"]] = [-60, -250, 1150]

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from pose3d.data.motion import ACTIONS, BodyShape, generate_clip, sample_subject
+from pose3d.data.motion import ACTIONS, BodyShape, generate_clip, sample_style, sample_subject
 from pose3d.data.motion.body import HEIGHT_RANGE_MM
 from pose3d.skeleton.h36m import BONES, JOINT_INDEX
 
@@ -10,7 +10,8 @@ FPS = 25.0
 
 
 def _clip(action: str, seed: int = 0, frames: int = 200, fps: float = FPS) -> np.ndarray:
-    return generate_clip(action, sample_subject(seed), frames, fps, np.random.default_rng(seed))
+    return generate_clip(action, sample_subject(seed), frames, fps, np.random.default_rng(seed),
+                         style=sample_style(seed))
 
 
 def _angle(a: np.ndarray, b: np.ndarray) -> np.ndarray:

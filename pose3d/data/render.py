@@ -16,7 +16,7 @@ synthetic studio stores undistorted cameras.
 from __future__ import annotations
 
 import colorsys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 
 import cv2
@@ -51,23 +51,66 @@ HEAD_RADIUS_MM = 100.0
 
 # Base colours (RGB) per side; each limb of a side gets its own hue around the base.
 _SIDE_HUES = {"left": (0.0, 0.09), "right": (0.55, 0.70), "centre": (0.10, 0.12)}
+LOOKS = ("clothing", "sides")
+PATTERNS = ("plain", "stripes", "band")
+FACE_COLOUR = np.array([28.0, 18.0, 16.0])  # eyes
+FOOT_RADIUS_MM = (45.0, 34.0)  # heel, toe
+_BONE_INDEX = {(JOINT_NAMES[p], JOINT_NAMES[c]): b for b, (p, c) in enumerate(BONES)}
+
+
+def _bones(*names: str) -> list[int]:
+    """Bone indices by child joint name ('left_*' and 'right_*' for a 'side_*' name)."""
+    out = []
+    for name in names:
+        children = [name.replace("side", s) for s in ("left", "right")] if "side" in name \
+            else [name]
+        out += [b for (_, child), b in _BONE_INDEX.items() if child in children]
+    return out
+
+
+# The garment regions, by the bones they cover.
+TORSO_BONES = _bones("spine", "thorax", "side_shoulder")
+UPPER_ARM_BONES = _bones("side_elbow")
+FOREARM_BONES = _bones("side_wrist")
+HIP_THIGH_BONES = _bones("side_hip", "side_knee")
+SHIN_BONES = _bones("side_ankle")
 
 
 @dataclass
 class Appearance:
-    """How one subject looks: colours [num_bones, 3] float (0-255 RGB), head colour [3],
-    girth (radius scale)."""
+    """How one subject looks. bone_colours: [num_bones, 3] float 0-255 RGB, each bone's
+    base colour; head_colour: [3], the skin of the head; girth: radius scale. The clothing
+    look adds bands: per bone, (start, end, colour [3]) stretches along the bone (0 at the
+    parent, 1 at the child) drawn over its base colour (stripes, a band); a hair cap
+    (hair_colour [3]), shoes (feet drawn from the ankles, shoe_colour [3]) and a face.
+    None / False: not drawn (the "sides" look). garments: what was drawn, by name."""
 
     bone_colours: np.ndarray
     head_colour: np.ndarray
     girth: float = 1.0
+    bands: tuple = ()
+    hair_colour: np.ndarray | None = None
+    shoe_colour: np.ndarray | None = None
+    face: bool = False
+    garments: dict = field(default_factory=dict)
 
 
 def _hsv_to_rgb(h: float, s: float, v: float) -> np.ndarray:
     return 255.0 * np.array(colorsys.hsv_to_rgb(h % 1.0, s, v))
 
 
-def make_appearance(rng: np.random.Generator, girth: float = 1.0) -> Appearance:
+def make_appearance(rng: np.random.Generator, look: str = "clothing", girth: float = 1.0
+                    ) -> Appearance:
+    """One subject's look: 'clothing' (a person dressed, see dressed_appearance) or
+    'sides' (limbs colour-coded by side, see side_coded_appearance)."""
+    if look == "clothing":
+        return dressed_appearance(rng, girth)
+    if look == "sides":
+        return side_coded_appearance(rng, girth)
+    raise ValueError(f"look must be one of {LOOKS}, got {look!r}")
+
+
+def side_coded_appearance(rng: np.random.Generator, girth: float = 1.0) -> Appearance:
     """Per-limb colours: left limbs warm (reds to oranges), right cool (cyans to blues),
     centre (torso, neck) a neutral desaturated tone; brightness and saturation vary a
     little per subject."""
@@ -87,6 +130,81 @@ def make_appearance(rng: np.random.Generator, girth: float = 1.0) -> Appearance:
         colours.append(_hsv_to_rgb(hue % 1.0, rng.uniform(0.65, 0.95), rng.uniform(0.75, 0.98)))
     skin = _hsv_to_rgb(rng.uniform(0.04, 0.09), rng.uniform(0.25, 0.6), rng.uniform(0.45, 0.9))
     return Appearance(np.stack(colours), skin, girth)
+
+
+def _skin_tone(rng: np.random.Generator) -> np.ndarray:
+    """From very dark to pale."""
+    return _hsv_to_rgb(rng.uniform(0.03, 0.10), rng.uniform(0.25, 0.65), rng.uniform(0.28, 0.95))
+
+
+def _cloth_colour(rng: np.random.Generator) -> np.ndarray:
+    """Neutrals (black, greys, white), denim-like blues or any colour."""
+    kind = rng.random()
+    if kind < 0.35:
+        return _hsv_to_rgb(rng.uniform(0, 1), rng.uniform(0, 0.08), rng.uniform(0.08, 0.95))
+    if kind < 0.5:
+        return _hsv_to_rgb(rng.uniform(0.57, 0.63), rng.uniform(0.35, 0.7), rng.uniform(0.25, 0.6))
+    return _hsv_to_rgb(rng.uniform(0, 1), rng.uniform(0.35, 0.9), rng.uniform(0.3, 0.95))
+
+
+def _second_colour(rng: np.random.Generator, first: np.ndarray) -> np.ndarray:
+    """A colour that stands out from `first` (a pattern must be visible)."""
+    other = _cloth_colour(rng)
+    if np.abs(other - first).sum() < 180:
+        other = np.where(first > 127, first * 0.35, 255 - 0.5 * (255 - first))
+    return other
+
+
+def _hair_colour(rng: np.random.Generator) -> np.ndarray:
+    """Black, brown, blond, red or grey."""
+    hsv_ranges = [((0.0, 1.0), (0.0, 0.3), (0.05, 0.16)),
+                  ((0.05, 0.09), (0.45, 0.75), (0.18, 0.45)),
+                  ((0.10, 0.14), (0.35, 0.6), (0.6, 0.88)),
+                  ((0.02, 0.05), (0.6, 0.85), (0.35, 0.6)),
+                  ((0.0, 1.0), (0.0, 0.06), (0.5, 0.85))]
+    h, s, v = hsv_ranges[int(rng.choice(5, p=[0.35, 0.3, 0.15, 0.05, 0.15]))]
+    return _hsv_to_rgb(rng.uniform(*h), rng.uniform(*s), rng.uniform(*v))
+
+
+def _pattern_bands(pattern: str, stripes: int, colour: np.ndarray) -> tuple:
+    """(start, end, colour) stretches along one bone: every other of `stripes` equal
+    segments, or one band across the middle, or none."""
+    if pattern == "stripes":
+        return tuple((k / stripes, (k + 1) / stripes, colour) for k in range(1, stripes, 2))
+    if pattern == "band":
+        return ((0.35, 0.65, colour),)
+    return ()
+
+
+def dressed_appearance(rng: np.random.Generator, girth: float = 1.0) -> Appearance:
+    """A dressed person: a shirt (torso and upper arms; long sleeves cover the forearms)
+    and trousers (hips and thighs; long ones cover the shins), each with its own two
+    colours and a pattern (plain, horizontal stripes of 2-4 segments per bone, or a band),
+    shoes, a hair cap and a skin tone. Left and right are dressed alike: the person's face
+    and feet, not colours, tell the sides apart."""
+    skin = _skin_tone(rng)
+    shirt, trousers = _cloth_colour(rng), _cloth_colour(rng)
+    shirt_b, trousers_b = _second_colour(rng, shirt), _second_colour(rng, trousers)
+    garments = {
+        "shirt": str(rng.choice(PATTERNS, p=[0.5, 0.3, 0.2])),
+        "trousers": str(rng.choice(PATTERNS, p=[0.7, 0.1, 0.2])),
+        "sleeves": "long" if rng.random() < 0.5 else "short",
+        "legs": "long" if rng.random() < 0.7 else "shorts",
+    }
+    stripes = int(rng.integers(2, 5))
+    colours = np.tile(skin, (len(BONES), 1))  # the neck, and bare arms and legs
+    bands: list[tuple] = [()] * len(BONES)
+    shirt_bones = TORSO_BONES + UPPER_ARM_BONES
+    shirt_bones += FOREARM_BONES if garments["sleeves"] == "long" else []
+    trouser_bones = HIP_THIGH_BONES + (SHIN_BONES if garments["legs"] == "long" else [])
+    for bones, base, other, pattern in ((shirt_bones, shirt, shirt_b, garments["shirt"]),
+                                        (trouser_bones, trousers, trousers_b,
+                                         garments["trousers"])):
+        for b in bones:
+            colours[b] = base
+            bands[b] = _pattern_bands(pattern, stripes, other)
+    return Appearance(colours, skin, girth, tuple(bands), hair_colour=_hair_colour(rng),
+                      shoe_colour=_cloth_colour(rng) * 0.8, face=True, garments=garments)
 
 
 @dataclass
@@ -243,6 +361,26 @@ def _draw_capsule(image: np.ndarray, p0, p1, r0: float, r1: float, colour: np.nd
         cv2.fillConvexPoly(image, poly, shade, lineType=cv2.LINE_AA, shift=SHIFT)
 
 
+def _draw_band(image: np.ndarray, p0, p1, r0: float, r1: float, t0: float, t1: float,
+               colour: np.ndarray, light: np.ndarray) -> None:
+    """The stretch t0..t1 (0 at p0, 1 at p1) of a capsule drawn by _draw_capsule, in
+    another colour: flat-ended nested quads with the same shading (a stripe, a band)."""
+    d = p1 - p0
+    length = float(np.hypot(d[0], d[1]))
+    if length < 1e-6:
+        return
+    normal = np.array([-d[1], d[0]]) / length
+    ends = p0 + np.array([t0, t1])[:, None] * d  # [2, 2]
+    radii = r0 + np.array([t0, t1]) * (r1 - r0)
+    offsets = light[None] * ((1 - _LEVELS) * 0.35 * (r0 + r1) / 2)[:, None]  # [L, 2]
+    half = (_LEVELS[:, None] * radii[None])[..., None] * normal  # [L, 2, 2]
+    polys = np.stack([ends[0] + half[:, 0], ends[1] + half[:, 1], ends[1] - half[:, 1],
+                      ends[0] - half[:, 0]], axis=1) + offsets[:, None]
+    polys = np.round(polys * _SCALE).astype(np.int32)
+    for poly, shade in zip(polys, _shades(colour)):
+        cv2.fillConvexPoly(image, poly, shade, lineType=cv2.LINE_AA, shift=SHIFT)
+
+
 def _draw_sphere(image: np.ndarray, centre, radius: float, colour: np.ndarray,
                  light: np.ndarray) -> None:
     for level, shade in zip(SHADE_LEVELS, _shades(colour)):
@@ -252,12 +390,64 @@ def _draw_sphere(image: np.ndarray, centre, radius: float, colour: np.ndarray,
                    thickness=-1, lineType=cv2.LINE_AA, shift=SHIFT)
 
 
+def _draw_dot(image: np.ndarray, centre, radius: float, colour: np.ndarray) -> None:
+    cv2.circle(image, (int(round(centre[0] * _SCALE)), int(round(centre[1] * _SCALE))),
+               max(1, int(round(radius * _SCALE))), tuple(colour.tolist()), thickness=-1,
+               lineType=cv2.LINE_AA, shift=SHIFT)
+
+
 def pinhole_project(camera: Camera, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """World mm [N, 3] -> pixels [N, 2], camera depth mm [N], ignoring distortion (numpy:
     no torch round trip, for the renderer's many small projections)."""
     cam = points @ camera.R.T + camera.t
     uvw = cam @ camera.K.T
     return uvw[:, :2] / uvw[:, 2:3], cam[:, 2]
+
+
+def facing(joints3d: np.ndarray, left: str = "hip") -> np.ndarray:
+    """The horizontal direction the body faces, unit [3]: perpendicular to the line from
+    the right to the left `left` joint ('hip' or 'shoulder'), z up."""
+    across = joints3d[_J[f"left_{left}"]] - joints3d[_J[f"right_{left}"]]
+    forward = np.cross(across, [0.0, 0.0, 1.0])
+    forward[2] = 0.0
+    return forward / max(float(np.linalg.norm(forward)), 1e-9)
+
+
+def _head_parts(joints3d: np.ndarray, appearance: Appearance) -> list[tuple]:
+    """The head as 3D parts (kind, centre [3] mm, radius mm): the skin sphere, the hair
+    cap (a sphere up and back of it) and the eyes on its front (facing the way the
+    shoulders do, tilted with the head)."""
+    neck, top = joints3d[HEAD_BONE[0]], joints3d[HEAD_BONE[1]]
+    centre = neck + 0.55 * (top - neck)
+    radius = HEAD_RADIUS_MM * appearance.girth
+    parts = [("head", centre, radius)]
+    if appearance.hair_colour is None and not appearance.face:
+        return parts
+    up = (top - neck) / max(float(np.linalg.norm(top - neck)), 1e-9)
+    forward = facing(joints3d, "shoulder")
+    forward = forward - (forward @ up) * up
+    forward /= max(float(np.linalg.norm(forward)), 1e-9)
+    if appearance.hair_colour is not None:
+        parts.append(("hair", centre + radius * (0.22 * up - 0.3 * forward), 0.9 * radius))
+    if appearance.face:
+        aside = np.cross(up, forward)
+        for sign in (-1.0, 1.0):
+            eye = centre + radius * (0.88 * forward + 0.12 * up + sign * 0.36 * aside)
+            parts.append(("eye", eye, 0.15 * radius))
+    return parts
+
+
+def _foot_ends(joints3d: np.ndarray) -> list[np.ndarray]:
+    """Each foot as a capsule [2, 3] mm (heel, toe) from its ankle, pointing the way the
+    hips face, about 0.6 shin lengths long and resting near the floor under the ankle."""
+    forward = facing(joints3d, "hip")
+    feet = []
+    for side in ("left", "right"):
+        ankle = joints3d[_J[f"{side}_ankle"]]
+        length = 0.6 * float(np.linalg.norm(joints3d[_J[f"{side}_knee"]] - ankle))
+        feet.append(np.stack([ankle - 0.2 * length * forward - [0, 0, 25],
+                              ankle + 0.8 * length * forward - [0, 0, 35]]))
+    return feet
 
 
 def draw_body(image: np.ndarray, joints3d: np.ndarray, camera: Camera,
@@ -270,28 +460,57 @@ def draw_body(image: np.ndarray, joints3d: np.ndarray, camera: Camera,
     uv, depth = pinhole_project(camera, joints3d)
     focal = float(camera.K[0, 0] + camera.K[1, 1]) / 2
     light = np.array([np.cos(light_angle), np.sin(light_angle)])
-    parts = []  # (depth, draw function args)
-    for b, (p, c) in enumerate(BONES):
-        if (p, c) == HEAD_BONE:
-            continue
-        parts.append(((depth[p] + depth[c]) / 2, "capsule", b))
-    neck, top = joints3d[HEAD_BONE[0]], joints3d[HEAD_BONE[1]]
-    head_centre = neck + 0.55 * (top - neck)
-    head_uv, head_depth = pinhole_project(camera, head_centre[None])
-    parts.append((float(head_depth[0]), "head", -1))
-    for z, kind, b in sorted(parts, key=lambda part: -part[0]):
+    # (depth, kind, bone index or 3D points [N, 3], radii mm)
+    parts: list[tuple] = [((depth[p] + depth[c]) / 2, "capsule", b, None)
+                          for b, (p, c) in enumerate(BONES) if (p, c) != HEAD_BONE]
+    head = _head_parts(joints3d, appearance)
+    head_uv, head_depth = pinhole_project(camera, np.stack([centre for _, centre, _ in head]))
+    parts.append((float(head_depth[0]), "head", head, (head_uv, head_depth)))
+    if appearance.shoe_colour is not None:
+        for ends in _foot_ends(joints3d):
+            foot_uv, foot_depth = pinhole_project(camera, ends)
+            parts.append((float(foot_depth.mean()), "foot", (foot_uv, foot_depth), None))
+    for z, kind, what, extra in sorted(parts, key=lambda part: -part[0]):
         if z <= 1.0:
             continue
         if kind == "head":
-            radius = HEAD_RADIUS_MM * appearance.girth * focal / z
-            _draw_sphere(image, head_uv[0], radius, appearance.head_colour, light)
-            continue
-        p, c = BONES[b]
-        if depth[p] <= 1.0 or depth[c] <= 1.0:
-            continue
-        r0, r1 = BONE_RADIUS_MM[b] * appearance.girth * focal / depth[[p, c]]
-        _draw_capsule(image, uv[p], uv[c], r0, r1, appearance.bone_colours[b], light)
+            _draw_head(image, what, *extra, appearance, focal, light)
+        elif kind == "foot":
+            (a, b), (za, zb) = what
+            if min(za, zb) > 1.0:
+                _draw_capsule(image, a, b, FOOT_RADIUS_MM[0] * focal / za,
+                              FOOT_RADIUS_MM[1] * focal / zb, appearance.shoe_colour, light)
+        else:
+            _draw_limb(image, what, uv, depth, appearance, focal, light)
     return image
+
+
+def _draw_limb(image: np.ndarray, b: int, uv: np.ndarray, depth: np.ndarray,
+               appearance: Appearance, focal: float, light: np.ndarray) -> None:
+    p, c = BONES[b]
+    if depth[p] <= 1.0 or depth[c] <= 1.0:
+        return
+    r0, r1 = BONE_RADIUS_MM[b] * appearance.girth * focal / depth[[p, c]]
+    _draw_capsule(image, uv[p], uv[c], r0, r1, appearance.bone_colours[b], light)
+    for t0, t1, colour in (appearance.bands[b] if appearance.bands else ()):
+        _draw_band(image, uv[p], uv[c], r0, r1, t0, t1, colour, light)
+
+
+def _draw_head(image: np.ndarray, parts: list[tuple], uv: np.ndarray, depth: np.ndarray,
+               appearance: Appearance, focal: float, light: np.ndarray) -> None:
+    """Skin and hair spheres far to near, then the eyes where they face the camera."""
+    if (depth <= 1.0).any():
+        return
+    spheres = [k for k, (kind, _, _) in enumerate(parts) if kind in ("head", "hair")]
+    colours = {"head": appearance.head_colour, "hair": appearance.hair_colour}
+    for k in sorted(spheres, key=lambda k: -depth[k]):
+        kind, _, radius = parts[k]
+        _draw_sphere(image, uv[k], radius * focal / depth[k], colours[kind], light)
+    head_radius = parts[0][2]
+    for k, (kind, _, radius) in enumerate(parts):
+        # an eye is seen when it is on the camera's side of the head, not round its edge
+        if kind == "eye" and depth[k] < depth[0] - 0.35 * head_radius:
+            _draw_dot(image, uv[k], radius * focal / depth[k], FACE_COLOUR)
 
 
 def draw_occluders(image: np.ndarray, rng: np.random.Generator, count: int) -> np.ndarray:

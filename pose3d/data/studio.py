@@ -1,8 +1,15 @@
 """The synthetic multi-view studio: subjects, camera rigs, clips and rendered tuples.
 
-A subject has a body (pose3d.data.motion.sample_subject), a look (limb colours, girth) and
-a camera rig: the Human3.6M rig as calibrated for that subject, or a random rig of N
-cameras around the capture area (seeded by the subject, fixed for all its clips). Each
+A subject is a person: a body (pose3d.data.motion.sample_subject: stature, proportions and
+a build, slim to heavy, that also sets the rendered girth), a way of moving
+(pose3d.data.motion.sample_style: tempo, amplitude, posture, stance), a look
+(pose3d.data.render.make_appearance; StudioConfig.look 'clothing': shirt, trousers or
+shorts, sleeves, patterns, shoes, hair, skin tone, a face; 'sides': limbs colour-coded by
+side), all seeded by the subject alone so that it looks and moves alike in every clip and
+view (people must differ as real ones do, or a few labeled people cover the eval people
+and more unlabeled people teach nothing), and a camera rig: the Human3.6M rig as
+calibrated for that subject, or a random rig of N cameras around the capture area (seeded
+by the subject, fixed for all its clips). Each
 (subject, action, clip) is one job: a motion clip (procedural, or a window of a BVH clip),
 subsampled every `frame_step` frames; every kept frame becomes one multi-view tuple, each
 view cropped to a square around the projected body (margin plus a little jitter) and
@@ -50,6 +57,9 @@ class StudioConfig:
     fps: float = 25.0
     bvh: tuple[str, ...] = ()
     seed: int = 0
+    # how people look: 'clothing' (dressed people, a face and shoes) or 'sides' (limbs
+    # colour-coded warm left, cool right); pose3d.data.render.LOOKS
+    look: str = "clothing"
 
     def __post_init__(self) -> None:
         unknown = set(self.roles) - set(schema.ROLES)
@@ -67,6 +77,8 @@ class StudioConfig:
         if not 0.0 <= self.occluders <= 1.0:
             raise ValueError(f"occluders is a probability in [0, 1], got {self.occluders}")
         num_random_cameras(self.cameras)  # validates the spec
+        if self.look not in render.LOOKS:
+            raise ValueError(f"look must be one of {', '.join(render.LOOKS)}, got {self.look!r}")
         if self.cameras == "h36m":
             for subject in (s for subjects in self.roles.values() for s in subjects):
                 if subject not in H36M_SUBJECTS:
@@ -204,9 +216,27 @@ def clip_poses(job: Job, config: StudioConfig,
         poses = bvh_clips[job.action]
         start = int(rng.integers(0, max(1, len(poses) - config.frames_per_clip + 1)))
         return np.asarray(poses[start:start + config.frames_per_clip], dtype=np.float64)
-    body = motion.sample_subject(stable_seed(config.seed, "body", job.subject))
-    return motion.generate_clip(job.action, body, config.frames_per_clip, fps=config.fps,
-                                rng=rng)
+    return motion.generate_clip(job.action, subject_body(job.subject, config.seed),
+                                config.frames_per_clip, fps=config.fps, rng=rng,
+                                style=subject_style(job.subject, config.seed))
+
+
+def subject_body(subject: str, seed: int) -> motion.BodyShape:
+    """The subject's body (sizes and build), the same in every clip."""
+    return motion.sample_subject(stable_seed(seed, "body", subject))
+
+
+def subject_style(subject: str, seed: int) -> motion.MotionStyle:
+    """How the subject moves (tempo, amplitude, posture, stance), the same in every clip."""
+    return motion.sample_style(stable_seed(seed, "style", subject))
+
+
+def subject_appearance(subject: str, config: StudioConfig) -> render.Appearance:
+    """How the subject looks in config.look, the same in every clip and view; its girth
+    is its body's build."""
+    rng = np.random.default_rng(stable_seed(config.seed, "look", subject))
+    return render.make_appearance(rng, look=config.look,
+                                  girth=subject_body(subject, config.seed).girth)
 
 
 def clip_tuples(job: Job, poses: np.ndarray, config: StudioConfig
@@ -214,8 +244,7 @@ def clip_tuples(job: Job, poses: np.ndarray, config: StudioConfig
     """Render the frames of one clip [T, 17, 3] (every frame_step-th, placed in the
     studio). Yields (meta, images, cameras, joints3d) per tuple."""
     rng = np.random.default_rng(stable_seed(config.seed, "clip", job))
-    look = np.random.default_rng(stable_seed(config.seed, "look", job.subject))
-    appearance = render.make_appearance(look, girth=float(look.uniform(0.85, 1.15)))
+    appearance = subject_appearance(job.subject, config)
     backdrop = render.make_backdrop(rng)
     rig = [cam.undistorted() for cam in subject_rig(job.subject, config.cameras, config.seed)]
     poses = place_clip(np.asarray(poses, dtype=np.float64), rng)

@@ -1,6 +1,10 @@
 """The procedural actions: each turns time into joint angles (degrees, see rig.py) plus how
 the body turns, with speed, amplitude and phase drawn per call.
 
+Every action takes the person's MotionStyle (style.py): its posture, stance and sway come
+in through the relaxed pose, its arm swing and gestures scale with the style's amplitude
+(the tempo is applied by the caller, as a time scale).
+
 An action returns a Motion: the joint-angle channels, a yaw rate (degrees per second,
 turning on the spot) and a path curvature (per mm travelled, turning while walking). The
 root's travel itself is not chosen here: it follows from the feet (procedural.py).
@@ -15,6 +19,7 @@ import numpy as np
 from pose3d.data.motion.body import BodyShape
 from pose3d.data.motion.rig import SIDES, blank_channels, body_frame_pose
 from pose3d.data.motion.signals import episodes, periodic_bump, smooth_noise
+from pose3d.data.motion.style import MotionStyle
 from pose3d.skeleton.h36m import JOINT_INDEX
 
 
@@ -25,10 +30,12 @@ class Motion:
     curvature: np.ndarray  # [T] 1/mm of forward travel
 
 
-def _relaxed(num_frames: int, fps: float, rng: np.random.Generator) -> dict[str, np.ndarray]:
-    """Standing at ease: small slow sway everywhere, arms hanging a little away from the hips."""
+def _relaxed(num_frames: int, fps: float, rng: np.random.Generator,
+             style: MotionStyle) -> dict[str, np.ndarray]:
+    """Standing at ease in the person's posture: small slow sway everywhere (as much as the
+    style's amplitude), arms hanging a little away from the hips."""
     def noise(amplitude: float) -> np.ndarray:
-        return smooth_noise(num_frames, fps, rng, amplitude)
+        return smooth_noise(num_frames, fps, rng, amplitude * style.amplitude)
 
     ch = blank_channels(num_frames)
     ch["root_pitch"] += 3 + noise(1.5)
@@ -48,6 +55,11 @@ def _relaxed(num_frames: int, fps: float, rng: np.random.Generator) -> dict[str,
         ch[f"{p}_sh_side"] += 9 + noise(2)
         ch[f"{p}_sh_rot"] += noise(5)
         ch[f"{p}_elbow"] += 14 + noise(5)
+    ch["root_pitch"] += style.lean
+    ch["chest_flex"] += style.stoop
+    ch["neck_flex"] -= 0.7 * (style.stoop + style.lean)  # keep looking ahead
+    for p in SIDES:
+        ch[f"{p}_hip_abd"] += style.stance
     return ch
 
 
@@ -81,11 +93,14 @@ def _still(num_frames: int) -> tuple[np.ndarray, np.ndarray]:
     return np.zeros(num_frames), np.zeros(num_frames)
 
 
-def walking(num_frames: int, fps: float, rng: np.random.Generator, body: BodyShape) -> Motion:
+def walking(num_frames: int, fps: float, rng: np.random.Generator, body: BodyShape,
+            style: MotionStyle) -> Motion:
     """Walking round a circle (radius 0.7-1.0 m) so the path stays near the origin."""
-    ch = _relaxed(num_frames, fps, rng)
+    ch = _relaxed(num_frames, fps, rng, style)
     t = np.arange(num_frames) / fps
     stride_hz, hip_amp, arm_amp = rng.uniform(0.85, 1.05), rng.uniform(17, 24), rng.uniform(10, 25)
+    hip_amp *= np.sqrt(style.amplitude)  # long or short strides, arms swinging with them
+    arm_amp *= style.amplitude
     phase0 = rng.uniform()
     knee_stance, knee_swing = rng.uniform(8, 16), rng.uniform(45, 58)
     right = 2 * np.pi * (stride_hz * t + phase0)
@@ -106,9 +121,9 @@ def walking(num_frames: int, fps: float, rng: np.random.Generator, body: BodySha
 
 
 def sitting_down(num_frames: int, fps: float, rng: np.random.Generator,
-                 body: BodyShape) -> Motion:
+                 body: BodyShape, style: MotionStyle) -> Motion:
     """Sitting down on a seat at knee height, staying a while, standing up again."""
-    ch = _relaxed(num_frames, fps, rng)
+    ch = _relaxed(num_frames, fps, rng, style)
     ep = episodes(num_frames, fps, rng, rest=(0.5, 2.0), rise=(1.2, 2.2), hold=(1.0, 3.0),
                   fall=(1.2, 2.2))
     s = ep.level
@@ -125,9 +140,9 @@ def sitting_down(num_frames: int, fps: float, rng: np.random.Generator,
 
 
 def squatting(num_frames: int, fps: float, rng: np.random.Generator,
-              body: BodyShape) -> Motion:
+              body: BodyShape, style: MotionStyle) -> Motion:
     """Deep squats, heels down, knees out, arms forward for balance."""
-    ch = _relaxed(num_frames, fps, rng)
+    ch = _relaxed(num_frames, fps, rng, style)
     ep = episodes(num_frames, fps, rng, rest=(0.3, 1.5), rise=(0.8, 1.6), hold=(0.2, 1.5),
                   fall=(0.8, 1.6))
     s = ep.level
@@ -144,9 +159,9 @@ def squatting(num_frames: int, fps: float, rng: np.random.Generator,
 
 
 def bending(num_frames: int, fps: float, rng: np.random.Generator,
-            body: BodyShape) -> Motion:
+            body: BodyShape, style: MotionStyle) -> Motion:
     """Bending forward from the hips, knees soft, arms hanging."""
-    ch = _relaxed(num_frames, fps, rng)
+    ch = _relaxed(num_frames, fps, rng, style)
     ep = episodes(num_frames, fps, rng, rest=(0.5, 2.0), rise=(1.0, 2.0), hold=(0.3, 2.0),
                   fall=(1.0, 2.0))
     s = ep.level
@@ -183,10 +198,10 @@ def _pick_pose(ch: dict, s: np.ndarray, per: np.ndarray, depth: np.ndarray) -> N
 
 
 def picking_up(num_frames: int, fps: float, rng: np.random.Generator,
-               body: BodyShape) -> Motion:
+               body: BodyShape, style: MotionStyle) -> Motion:
     """Stooping or crouching until a hand is just above the floor (or as low as the hips
     and knees allow), then straightening."""
-    ch = _relaxed(num_frames, fps, rng)
+    ch = _relaxed(num_frames, fps, rng, style)
     ep = episodes(num_frames, fps, rng, rest=(0.5, 2.0), rise=(0.9, 1.8), hold=(0.3, 1.2),
                   fall=(0.9, 1.8))
     per_cycle = rng.uniform(size=(ep.num_cycles, 3))
@@ -230,9 +245,9 @@ def _hands(choice: np.ndarray, both: float) -> dict[str, np.ndarray]:
 
 
 def reaching(num_frames: int, fps: float, rng: np.random.Generator,
-             body: BodyShape) -> Motion:
+             body: BodyShape, style: MotionStyle) -> Motion:
     """Reaching out to points in front, above or to the side, leaning and turning to them."""
-    ch = _relaxed(num_frames, fps, rng)
+    ch = _relaxed(num_frames, fps, rng, style)
     ep = episodes(num_frames, fps, rng, rest=(0.4, 1.5), rise=(0.7, 1.4), hold=(0.3, 1.5),
                   fall=(0.7, 1.4))
     s, per = ep.level, rng.uniform(size=(ep.num_cycles, 7))[ep.cycle]
@@ -250,9 +265,10 @@ def reaching(num_frames: int, fps: float, rng: np.random.Generator,
     return Motion(ch, *_still(num_frames))
 
 
-def waving(num_frames: int, fps: float, rng: np.random.Generator, body: BodyShape) -> Motion:
+def waving(num_frames: int, fps: float, rng: np.random.Generator, body: BodyShape,
+            style: MotionStyle) -> Motion:
     """One hand (sometimes both) raised and waved side to side from the elbow."""
-    ch = _relaxed(num_frames, fps, rng)
+    ch = _relaxed(num_frames, fps, rng, style)
     ep = episodes(num_frames, fps, rng, rest=(0.3, 1.5), rise=(0.5, 1.0), hold=(1.0, 4.0),
                   fall=(0.5, 1.0))
     s, per = ep.level, rng.uniform(size=(ep.num_cycles, 8))[ep.cycle]
@@ -263,14 +279,15 @@ def waving(num_frames: int, fps: float, rng: np.random.Generator, body: BodyShap
         on = s * acting[p]
         _arm_to(ch, p, on, 35 * per[:, 3], 70 + 60 * per[:, 4], 55 + 30 * per[:, 5],
                 65 + 35 * per[:, 6])
-        ch[f"{p}_elbow"] += on ** 3 * (15 + 15 * per[:, 7]) * wave
+        ch[f"{p}_elbow"] += on ** 3 * (15 + 15 * per[:, 7]) * style.amplitude * wave
     ch["root_roll"] += s * 3 * (2 * per[:, 4] - 1)
     return Motion(ch, *_still(num_frames))
 
 
-def turning(num_frames: int, fps: float, rng: np.random.Generator, body: BodyShape) -> Motion:
+def turning(num_frames: int, fps: float, rng: np.random.Generator, body: BodyShape,
+            style: MotionStyle) -> Motion:
     """Turning on the spot by small steps, the head and shoulders leading the turn."""
-    ch = _relaxed(num_frames, fps, rng)
+    ch = _relaxed(num_frames, fps, rng, style)
     ep = episodes(num_frames, fps, rng, rest=(0.3, 1.5), rise=(0.3, 0.6), hold=(1.0, 3.0),
                   fall=(0.3, 0.6))
     s, per = ep.level, rng.uniform(size=(ep.num_cycles, 4))[ep.cycle]
@@ -288,9 +305,9 @@ def turning(num_frames: int, fps: float, rng: np.random.Generator, body: BodySha
 
 
 def directions(num_frames: int, fps: float, rng: np.random.Generator,
-               body: BodyShape) -> Motion:
+               body: BodyShape, style: MotionStyle) -> Motion:
     """Giving directions: pointing one way or another, looking where the arm points."""
-    ch = _relaxed(num_frames, fps, rng)
+    ch = _relaxed(num_frames, fps, rng, style)
     ep = episodes(num_frames, fps, rng, rest=(0.5, 2.0), rise=(0.5, 1.0), hold=(0.8, 2.5),
                   fall=(0.5, 1.0))
     s, per = ep.level, rng.uniform(size=(ep.num_cycles, 5))[ep.cycle]

@@ -13,6 +13,10 @@ import numpy as np
 from pose3d.skeleton.h36m import BONES, JOINT_INDEX, NUM_JOINTS
 
 HEIGHT_RANGE_MM = (1500.0, 1950.0)
+BUILD_RANGE = (0.8, 1.3)  # slim .. heavy: flesh radius (girth) relative to an average adult
+LEG_RATIO_SPREAD = 0.08  # legs longer (torso shorter) or shorter, before the stature rescale
+ARM_SPREAD = 0.06
+_LEGS, _TRUNK, _ARMS = ("thigh", "shin"), ("lower_back", "upper_back"), ("upper_arm", "forearm")
 
 # Segment sizes as fractions of stature (after anthropometric tables: hip height ~0.53,
 # knee ~0.285, ankle ~0.039, shoulder ~0.82 of stature).
@@ -33,7 +37,8 @@ class BodyShape:
     hip joints sit below the pelvis joint, `shoulder_drop` the shoulders below the thorax;
     `neck_*` place the neck/nose joint from the thorax and `head_*` the head joint (the
     upper head, as in Human3.6M) from the neck/nose joint; `crown` is the rest of the way
-    to the top of the head."""
+    to the top of the head. `build` is not a size: the flesh around the bones relative to
+    an average adult (1; BUILD_RANGE slim .. heavy), the renderer's girth."""
 
     hip_width: float
     hip_drop: float
@@ -51,6 +56,7 @@ class BodyShape:
     shoulder_drop: float
     upper_arm: float
     forearm: float
+    build: float = 1.0
 
     def __post_init__(self) -> None:
         bad = [f.name for f in fields(self) if not getattr(self, f.name) > 0]
@@ -88,19 +94,32 @@ class BodyShape:
         offsets = self.rest_offsets()
         return np.array([np.linalg.norm(offsets[child]) for _, child in BONES])
 
+    @property
+    def girth(self) -> float:
+        """Radius scale of the rendered body (pose3d.data.render.Appearance.girth)."""
+        return self.build
+
 
 def sample_subject(seed: int) -> BodyShape:
-    """A random adult body: stature uniform in 1.50-1.95 m, each segment's proportion varied
-    by about 5% (widths by 8%), then the vertical chain rescaled to the stature."""
+    """A random adult body: stature uniform in 1.50-1.95 m; a build (BUILD_RANGE) that
+    widens hips and shoulders and sets the girth; legs long or short against the torso
+    (LEG_RATIO_SPREAD), arms long or short (ARM_SPREAD); each segment's proportion varied by
+    about 3% on top; then the vertical chain rescaled to the stature."""
     rng = np.random.default_rng(seed)
     height = rng.uniform(*HEIGHT_RANGE_MM)
-    build = rng.normal(0.0, 0.05)  # shared between the widths: broad or slight
+    build = rng.uniform(*BUILD_RANGE)
+    legs = rng.uniform(-LEG_RATIO_SPREAD, LEG_RATIO_SPREAD)
+    arms = rng.uniform(-ARM_SPREAD, ARM_SPREAD)
+    # Joint centres spread less than the flesh around them: widths follow sqrt(build).
+    scale = {name: np.sqrt(build) for name in _PROPORTIONS if "width" in name}
+    scale.update({name: 1 + legs for name in _LEGS})
+    scale.update({name: 1 - legs for name in _TRUNK})
+    scale.update({name: 1 + arms for name in _ARMS})
     sizes = {}
     for name, fraction in _PROPORTIONS.items():
-        spread = 0.08 if "width" in name else 0.05
-        jitter = np.clip(rng.normal(0.0, spread), -2 * spread, 2 * spread)
-        sizes[name] = fraction * height * (1.0 + jitter + (build if "width" in name else 0.0))
+        jitter = np.clip(rng.normal(0.0, 0.03), -0.06, 0.06)
+        sizes[name] = fraction * height * scale.get(name, 1.0) * (1.0 + jitter)
     stretch = height / sum(sizes[name] for name in _VERTICAL)
     for name in _VERTICAL:
         sizes[name] *= stretch
-    return BodyShape(**sizes)
+    return BodyShape(**sizes, build=float(build))

@@ -15,6 +15,7 @@ from scipy.ndimage import gaussian_filter1d
 from pose3d.data.motion import actions
 from pose3d.data.motion.body import BodyShape
 from pose3d.data.motion.rig import body_frame_pose
+from pose3d.data.motion.style import MotionStyle
 from pose3d.skeleton.h36m import JOINT_INDEX, ROOT
 
 _ACTIONS = {
@@ -94,15 +95,21 @@ def _check_args(action: str, body: BodyShape, num_frames: int, fps: float) -> No
 
 
 def generate_clip(action: str, body: BodyShape, num_frames: int, fps: float = 25.0,
-                  rng: np.random.Generator | None = None) -> np.ndarray:
-    """A clip of `action` performed by `body`: [T, 17, 3] float32, world mm, z up, floor at
-    z = 0, facing a random direction, root within about WANDER_MM of the origin. Speed,
-    amplitude and phase are drawn from `rng` (a fresh generator when None)."""
+                  rng: np.random.Generator | None = None,
+                  style: MotionStyle | None = None) -> np.ndarray:
+    """A clip of `action` performed by `body` in the person's `style` (neutral when None):
+    [T, 17, 3] float32, world mm, z up, floor at z = 0, facing a random direction, root
+    within about WANDER_MM of the origin. Speed, amplitude and phase are drawn from `rng`
+    (a fresh generator when None)."""
     _check_args(action, body, num_frames, fps)
     rng = np.random.default_rng() if rng is None else rng
-    motion = _ACTIONS[action](int(num_frames), float(fps), rng, body)
+    style = MotionStyle() if style is None else style
+    # A brisk person does the same movements in less time: the action's clock runs faster
+    # than the frames' by the tempo, for the joint angles and the turning alike.
+    pace = float(fps) / style.tempo
+    motion = _ACTIONS[action](int(num_frames), pace, rng, body, style)
     local = body_frame_pose(body, motion.channels)
-    heading, path = _walk_on_feet(local, motion, fps, rng.uniform(0, 2 * np.pi))
+    heading, path = _walk_on_feet(local, motion, pace, rng.uniform(0, 2 * np.pi))
     poses = np.einsum("tab,tjb->tja", _planar_rotation(heading), local[..., :2])
     height = body.ankle_height - _soft_min(local[:, _ANKLES, 2])
     poses = np.concatenate([poses + path[:, None], (local[..., 2] + height[:, None])[..., None]],
