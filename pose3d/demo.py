@@ -1,14 +1,21 @@
 """`pose3d demo`: the paper's experiment end to end on the built-in synthetic studio.
 
-synthetic data (procedural motion, Human3.6M rig; labeled S1,S5,S6 / unlabeled S7,S8 /
-eval S9,S11) -> multi-view pretraining -> P-GT on the unlabeled tuples -> single-view
-pretraining (Base) -> fine-tuning with λ2 = 0 (L1-only) and λ2 > 0 (Ours) -> evaluation of
-the three single-view models, a table in the paper's layout and figures. With `--seeds K`
+synthetic data (procedural motion of dressed people, each with a build, clothes and a way of
+moving of their own; the Human3.6M rig) -> multi-view pretraining of the teacher on the
+labeled people -> P-GT on the unlabeled people -> single-view pretraining (Base) -> four
+fine-tunings of Base: GT-only (the labeled GT alone, the control), L1-only (GT + P-GT,
+λ2 = 0), Oracle (GT + the unlabeled people's withheld truth in place of P-GT, the upper
+bound) and Ours (GT + P-GT with eq. 9) -> evaluation of the five single-view models on the
+eval people, a table in the paper's layout, learning curves and the diagnostics of
+pose3d.diagnostics (Base on held-out clips of the labeled people, the teacher per role).
+
+Who is labeled is `--protocol` (PROTOCOLS): s1 (the default: S1 labeled; S5-S8 unlabeled)
+or h36m (the paper's split: S1, S5, S6 / S7, S8); eval S9, S11 in both. With `--seeds K`
 the fine-tuning is the paired experiment of `pose3d experiment` instead: K seeds of every
 arm (pose3d.experiment.arms), means and 95% intervals, paired differences.
 
 The default settings are small enough for a 2-core CPU; `--full` uses the paper's model
-sizes (ResNet-50, 256 px, 64^3 heatmaps) with a budget of about 4 minutes on one GPU.
+sizes (ResNet-50, 256 px, 64^3 heatmaps) for one GPU.
 """
 
 from __future__ import annotations
@@ -48,6 +55,9 @@ SMALL = {
     "clips": {"h36m": {"labeled": 6, "unlabeled": 6}, "s1": {"labeled": 18, "unlabeled": 3}},
     "overrides": [
         "data.image_size=96", "data.num_workers=1", "data.augment=false",
+        # every training stage recolours its tuples: three labeled people dressed as they are
+        # would teach the models their clothes' colours (docs/results.md, "dressed people")
+        "data.augment_colour=true",
         # bf16 on CPUs that compute it natively: the same P-GT, 1.4x faster
         "run.amp_cpu=true",
         "model.sv.backbone=resnet18", "model.sv.deconv_channels=64", "model.sv.num_deconv=3",

@@ -46,8 +46,9 @@ def render_heldout(out: Path, studio: StudioConfig, workers: int) -> Path:
 def diagnose(out: Path, root: Path, data: Path, studio: StudioConfig, base_eval_mm: float,
              pgt_report: dict, *, workers: int = 2, batch_size: int = 8,
              device: str = "cpu") -> dict:
-    """{"base": {"eval_mm", "heldout_labeled_mm", "gap_mm"}, "teacher": {role: mm}} (root-
-    aligned MPJPE); also written to out/diagnostics.json."""
+    """{"base": {"eval_mm", "heldout_labeled_mm", "gap_mm"}, "teacher": {role: mm},
+    "unlabeled_by_residual": teacher.residual_split rows} (root-aligned MPJPE, mm); also
+    written to out/diagnostics.json."""
     heldout = render_heldout(out, studio, workers)
     base = evaluate_checkpoints({"Base": str(root / "sv_pretrain/checkpoints/latest.pt")},
                                 str(heldout), out / "eval_heldout", figures=0,
@@ -56,15 +57,19 @@ def diagnose(out: Path, root: Path, data: Path, studio: StudioConfig, base_eval_
     options = {k: pgt_report.get(k, d) for k, d in
                (("sharpen", 1.0), ("flip_test", False), ("reject_px", 0.0))}
     mv = root / "mv_pretrain" / "checkpoints" / "latest.pt"
-    teacher = {role: teacher_error(mv, folder, role, max_tuples=MAX_TEACHER_TUPLES,
-                                   batch_size=batch_size, device=device, **options)["mpjpe_mm"]
-               for role, folder in (("labeled", data), ("eval", data))}
-    teacher["heldout_labeled"] = teacher_error(mv, heldout, "eval", batch_size=batch_size,
-                                               device=device, **options)["mpjpe_mm"]
-    teacher["unlabeled"] = pgt_report.get("mpjpe_mm")
+    runs = {name: teacher_error(mv, folder, role, max_tuples=MAX_TEACHER_TUPLES,
+                                batch_size=batch_size, device=device, **options)
+            for name, folder, role in (("labeled", data, "labeled"),
+                                       ("heldout_labeled", heldout, "eval"),
+                                       ("unlabeled", data, "unlabeled"),
+                                       ("eval", data, "eval"))}
+    teacher = {name: run["mpjpe_mm"] for name, run in runs.items()}
+    teacher["unlabeled"] = pgt_report.get("mpjpe_mm")  # every P-GT tuple, not a sample
     result = {"base": {"eval_mm": base_eval_mm, "heldout_labeled_mm": heldout_mm,
                        "gap_mm": base_eval_mm - heldout_mm},
-              "teacher": teacher}
+              "teacher": teacher,
+              # would leaving out the unlabeled tuples whose views disagree help?
+              "unlabeled_by_residual": runs["unlabeled"]["by_residual"]}
     (out / "diagnostics.json").write_text(json.dumps(result, indent=1))
     return result
 
@@ -78,4 +83,8 @@ def diagnostics_lines(diag: dict) -> list[str]:
             f"new people can close",
             f"teacher (F_mv) MPJPE by role (mm): labeled {fmt['labeled']}, held-out labeled "
             f"{fmt['heldout_labeled']}, unlabeled (P-GT) {fmt['unlabeled']}, eval "
-            f"{fmt['eval']}"]
+            f"{fmt['eval']}"] + [
+        f"P-GT keeping the {r['keep']:.0%} of tuples whose views agree best (residual <= "
+        f"{r['max_residual_px']:.2f} px): {r['mpjpe_kept_mm']:.2f} mm kept, "
+        f"{r['mpjpe_left_out_mm']:.2f} mm left out" for r in diag["unlabeled_by_residual"]
+        if r["mpjpe_left_out_mm"] is not None]

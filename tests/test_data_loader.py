@@ -12,6 +12,7 @@ from studio_helpers import write_dataset
 from pose3d.data import schema
 from pose3d.data.loader import (
     CorruptSampleWarning,
+    _recolour,
     collate,
     iterate_samples,
     make_eval_loader,
@@ -238,6 +239,40 @@ def test_augment_moves_the_cameras_with_the_pixels(dataset):
     A = aug["K"] @ torch.linalg.inv(plain["K"])
     torch.testing.assert_close(A[..., 2, :], torch.tensor([0.0, 0.0, 1.0]).expand_as(A[..., 2, :]))
     assert (A[..., 0, 0] - A[..., 1, 1]).abs().max() < 1e-4  # zoom, no shear
+
+
+def test_recolour_gives_every_view_of_a_tuple_the_same_new_colours():
+    rng = np.random.default_rng(0)
+    palette = rng.integers(0, 256, (6, 3)).astype(np.uint8)  # six colours, a 2x3 patch each
+    views = np.stack([np.repeat(np.repeat(palette[np.roll(np.arange(6), v)].reshape(2, 3, 3),
+                                          4, axis=0), 4, axis=1) for v in range(3)])
+    valid = np.array([True, True, False])
+    seen_grey = seen_colour = False
+    for seed in range(20):
+        out = _recolour(views, valid, np.random.default_rng(seed))
+        np.testing.assert_array_equal(out[2], views[2])  # an invalid view is left alone
+        # a colour gets one new colour, whichever view and pixel it is in
+        mapping: dict[tuple, tuple] = {}
+        for v in (0, 1):
+            for before, after in zip(views[v].reshape(-1, 3), out[v].reshape(-1, 3)):
+                assert mapping.setdefault(tuple(before), tuple(after)) == tuple(after)
+        grey = all(len(set(c)) == 1 for c in mapping.values())
+        seen_grey |= grey
+        seen_colour |= not grey and any(k != v for k, v in mapping.items())
+    assert seen_grey and seen_colour
+
+
+def test_colour_augmentation_changes_pixels_not_geometry(dataset):
+    def batch(**kw):
+        return next(iter(make_train_loader(str(dataset), 4, batches_per_epoch=1, seed=5,
+                                           shuffle_buffer=1, **kw)))
+
+    plain, coloured = batch(), batch(augment_colour=True)
+    assert plain["key"] == coloured["key"] and not torch.equal(plain["images"],
+                                                               coloured["images"])
+    for name in ("K", "R", "t", "joints3d", "valid"):
+        assert torch.equal(plain[name], coloured[name]), name
+    assert torch.equal(coloured["images"], batch(augment_colour=True)["images"])  # seeded
 
 
 def test_collate_pads_tuples_with_fewer_views():

@@ -46,6 +46,7 @@ TABLE: list[tuple[str, str, str, str]] = [
     ("loss.lambda_pose", "nan", "0", NON_NEGATIVE),
     ("pgt.samples_per_shard", "0", "1", POSITIVE),
     ("pgt.reject_px", "-1", "0", NON_NEGATIVE),
+    ("pgt.max_residual_px", "-1", "0", NON_NEGATIVE),
     ("pgt.sharpen", "0", "0.5", POSITIVE),
     ("run.ckpt_every_steps", "0", "1", POSITIVE),
     ("run.log_every_steps", "0", "1", POSITIVE),

@@ -223,3 +223,55 @@ def test_pgt_rerun_replaces_its_own_folder_as_a_whole(pgt_run, tmp_path):
     assert not (target / "stale-000099.tar").exists()
     assert json.loads((target / "manifest.json").read_text())["pgt"]["labeled"] > 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["pgt", "run"]  # nothing left over
+
+
+@pytest.mark.slow
+def test_pgt_leaves_out_the_tuples_whose_views_disagree(pgt_run):
+    """pgt.max_residual_px: a tuple is written only if its reprojection residual, computed
+    here by hand from the model's 2D joints and the written P-GT, is within the limit; the
+    report scores what is kept and what is left out."""
+    data, mv, _, common = pgt_run
+    model = _multi_view_model(mv)
+    residual, truth_err = {}, {}
+    with torch.no_grad():
+        for batch in make_eval_loader(shards_for_role(data, "unlabeled"), 4, keep_raw=True):
+            out = model(batch["images"], batch["K"], batch["R"], batch["t"], batch["valid"])
+            for i, key in enumerate(batch["key"]):
+                if not out["valid3d"][i].all():
+                    continue
+                errs = []
+                for v in np.flatnonzero(batch["valid"][i].numpy()):
+                    K, R, t = (batch[k][i, v].double().numpy() for k in ("K", "R", "t"))
+                    cam = out["joints3d"][i].double().numpy() @ R.T + t
+                    uv = cam[:, :2] / cam[:, 2:] * np.diag(K)[:2] + K[:2, 2]
+                    errs.append(np.linalg.norm(uv - out["joints2d"][i, v].numpy(), axis=-1)
+                                .mean())
+                residual[key] = float(np.mean(errs))
+                truth = schema.raw_truth(batch["raw"][i])
+                pred = out["joints3d"][i].numpy()
+                truth_err[key] = float(np.linalg.norm((pred - pred[0]) - (truth - truth[0]),
+                                                      axis=-1).mean())
+    limit = float(np.median(list(residual.values())))
+    kept = {k for k, r in residual.items() if r <= limit}
+    assert 0 < len(kept) < len(residual)
+    pgt_root, out_dir = data.parent / "pgt_residual", data.parent / "pgt_residual_run"
+    _train(*common, "stage=pgt", f"pgt.checkpoint={mv}", f"data.pgt_root={pgt_root}",
+           f"run.out_dir={out_dir}", f"pgt.max_residual_px={limit}")
+    assert {s.key for s in iterate_samples(str(pgt_root))} == kept
+    report = json.loads((out_dir / "pgt_report.json").read_text())
+    left_out = set(residual) - kept
+    assert report["rejected_residual"] == len(left_out) and report["max_residual_px"] == limit
+    assert report["mpjpe_mm"] == pytest.approx(np.mean([truth_err[k] for k in kept]), rel=1e-3)
+    assert report["mpjpe_rejected_mm"] == pytest.approx(
+        np.mean([truth_err[k] for k in left_out]), rel=1e-3)
+
+
+def test_residual_split_scores_the_kept_and_the_left_out():
+    from pose3d.eval.teacher import residual_split
+
+    residuals = np.arange(10.0)  # px
+    errors = np.array([10.0] * 8 + [50.0, 70.0])  # mm: the two worst-agreeing are worst
+    rows = residual_split(residuals, errors, keep=(0.8,))
+    assert rows == [{"keep": 0.8, "max_residual_px": pytest.approx(7.2),
+                     "mpjpe_kept_mm": 10.0, "mpjpe_left_out_mm": 60.0}]
+    assert residual_split(residuals[:5], errors[:5]) == []  # too few tuples to split

@@ -225,6 +225,25 @@ def _augment(images: np.ndarray, K: np.ndarray, valid: np.ndarray,
     return images, K
 
 
+def _recolour(images: np.ndarray, valid: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """One new colouring per tuple, the same in each of its views (a person's clothes look
+    alike from every camera): RGB channels permuted, hues rotated by up to half the wheel,
+    and one tuple in five grey. A model that must tell people apart by shape, face and gait
+    rather than by the colours of the few people it trained on (docs/design.md, "colour
+    augmentation")."""
+    images = images.copy()
+    order, hue, grey = rng.permutation(3), int(rng.integers(-45, 46)), rng.random() < 0.2
+    for v in np.flatnonzero(valid):
+        img = np.ascontiguousarray(images[v][..., order])
+        hsv = cv2.cvtColor(img, cv2.COLOR_RGB2HSV)
+        hsv[..., 0] = (hsv[..., 0].astype(np.int16) + hue) % 180  # OpenCV hue: 0-179
+        img = cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
+        if grey:
+            img = np.repeat(cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)[..., None], 3, axis=2)
+        images[v] = img
+    return images
+
+
 def record(d: schema.DecodedSample) -> dict:
     """A decoded tuple in the form `collate` stacks (zeros + has_* False where absent)."""
     zeros = np.zeros((NUM_JOINTS, 3), np.float32)
@@ -239,11 +258,13 @@ def record(d: schema.DecodedSample) -> dict:
 
 def _decode_stream(samples: Iterator[dict], skips: _Skips, augment_rng, endless: bool,
                    image_size: int | None = None, keep_raw: bool = False,
-                   decode_images: bool = True) -> Iterator[dict]:
+                   decode_images: bool = True, colour_rng=None) -> Iterator[dict]:
     """Records of the usable samples; the others are skipped and counted. Every record has
     images of `image_size` px (default: the first usable sample's): a batch never mixes
     sizes. keep_raw: each record also carries `raw`, the sample as read from its tar.
-    decode_images=False: records carry the JPEG bytes (see the module docstring)."""
+    decode_images=False: records carry the JPEG bytes (see the module docstring).
+    augment_rng / colour_rng: given, each record is augmented (_augment) / recoloured
+    (_recolour) with it."""
     bad_in_a_row = 0
     for sample in samples:
         try:
@@ -262,6 +283,8 @@ def _decode_stream(samples: Iterator[dict], skips: _Skips, augment_rng, endless:
         if augment_rng is not None:
             rec["images"], rec["K"] = _augment(rec["images"], rec["K"], rec["valid"],
                                                augment_rng)
+        if colour_rng is not None:
+            rec["images"] = _recolour(rec["images"], rec["valid"], colour_rng)
         yield rec
 
 
@@ -345,8 +368,10 @@ class _Pipeline(torch.utils.data.IterableDataset):
     def __init__(self, source, batch_size: int, *, shuffle_buffer: int = 0,
                  augment: bool = False, seed: int = 0, batches: int | None = None,
                  normalize: bool = True, image_size: int | None = None,
-                 keep_raw: bool = False, decode_images: bool = True):
+                 keep_raw: bool = False, decode_images: bool = True,
+                 augment_colour: bool = False):
         super().__init__()
+        self.augment_colour = augment_colour
         self.source, self.batch_size, self.shuffle_buffer = source, batch_size, shuffle_buffer
         self.augment, self.seed, self.batches = augment, seed, batches
         self.normalize, self.image_size, self.keep_raw = normalize, image_size, keep_raw
@@ -367,9 +392,11 @@ class _Pipeline(torch.utils.data.IterableDataset):
                                       rng=random.Random(stream_seed))(samples)
             aug_rng = np.random.default_rng(zlib.crc32(stream_seed.encode())) \
                 if self.augment else None
+            colour_rng = np.random.default_rng(zlib.crc32(f"colour/{stream_seed}".encode())) \
+                if self.augment_colour else None
             records = _decode_stream(samples, skips, aug_rng, endless=quota is not None,
                                      image_size=self.image_size, keep_raw=self.keep_raw,
-                                     decode_images=self.decode_images)
+                                     decode_images=self.decode_images, colour_rng=colour_rng)
             batches = _batches(records, self.batch_size, partial=quota is None, skips=skips,
                                normalize=self.normalize)
             yield from itertools.islice(batches, quota)
@@ -450,7 +477,8 @@ def make_train_loader(shards: str | Sequence[str] | Sequence[Sequence[str]], bat
                       augment: bool = False, shuffle_buffer: int = 100,
                       pin_memory: bool = False, normalize: bool = True,
                       image_size: int | None = None,
-                      decode_on_device: bool = False) -> ShardLoader:
+                      decode_on_device: bool = False,
+                      augment_colour: bool = False) -> ShardLoader:
     """Training batches, exactly `batches_per_epoch` on every rank (default: one pass over
     the samples split over the ranks, rounded up). Shards and samples are reshuffled per
     (seed, epoch); rank / world_size default to torch.distributed's when initialised.
@@ -458,9 +486,10 @@ def make_train_loader(shards: str | Sequence[str] | Sequence[Sequence[str]], bat
     sample must have, others are skipped (default: the first sample's). `shards` may also
     be a list of groups, each a list of shard paths: the groups are mixed sample by sample
     in proportion to their sizes (see _TrainSource). decode_on_device: batches carry the
-    JPEG bytes, for pose3d.data.device_decode.decode_batch (no augmentation then)."""
+    JPEG bytes, for pose3d.data.device_decode.decode_batch (no augmentation then).
+    augment_colour: each tuple recoloured (_recolour), independently of `augment`."""
     _check_batch_size(batch_size, num_workers)
-    if decode_on_device and augment:
+    if decode_on_device and (augment or augment_colour):
         raise ValueError("decode_on_device needs augment=False: augmentation works on "
                          "decoded pixels")
     groups = [resolve_shards(g) for g in _groups(shards)]
@@ -474,7 +503,8 @@ def make_train_loader(shards: str | Sequence[str] | Sequence[Sequence[str]], bat
     source = _TrainSource(groups, seed, epoch, rank, world_size)
     dataset = _Pipeline(source, batch_size, shuffle_buffer=shuffle_buffer, augment=augment,
                         seed=seed, batches=batches_per_epoch, normalize=normalize,
-                        image_size=image_size, decode_images=not decode_on_device)
+                        image_size=image_size, decode_images=not decode_on_device,
+                        augment_colour=augment_colour)
     return ShardLoader(dataset, num_workers, pin_memory, batches_per_epoch)
 
 

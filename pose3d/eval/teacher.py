@@ -19,6 +19,7 @@ from pose3d.data.loader import make_eval_loader
 from pose3d.data.shards import resolve_shards
 from pose3d.geometry.metrics import mpjpe
 from pose3d.models import load_model
+from pose3d.models.multi_view import reprojection_residual
 
 
 @torch.no_grad()
@@ -33,7 +34,7 @@ def teacher_error(checkpoint: str | Path, data: str | Path, role: str, *,
     model = load_model(checkpoint, device, kind="multi_view").model
     loader = make_eval_loader(resolve_shards(str(data), role), batch_size, rank=0,
                               world_size=1, keep_raw=True)
-    errors, seen = [], 0
+    errors, residuals, seen = [], [], 0
     for batch in loader:
         if max_tuples is not None and seen >= max_tuples:
             break
@@ -41,9 +42,29 @@ def teacher_error(checkpoint: str | Path, data: str | Path, role: str, *,
         out = model(*(batch[k].to(device) for k in ("images", "K", "R", "t", "valid")),
                     flip_test=flip_test, reject_px=reject_px, sharpen=sharpen)
         joints, ok = out["joints3d"].float().cpu().numpy(), out["valid3d"].all(dim=1).cpu()
-        for raw, pred, good in zip(batch["raw"], joints, ok.tolist()):
+        residual = reprojection_residual(out, {k: batch[k].to(device) for k in
+                                               ("K", "R", "t", "valid")}).cpu().tolist()
+        for raw, pred, good, res in zip(batch["raw"], joints, ok.tolist(), residual):
             truth = schema.raw_truth(raw)
             if good and truth is not None and np.isfinite(pred).all():
                 errors.append(float(mpjpe(pred[None], truth[None])[0]))
+                residuals.append(res)
     return {"role": role, "tuples": seen, "scored": len(errors),
-            "mpjpe_mm": float(np.mean(errors)) if errors else None}
+            "mpjpe_mm": float(np.mean(errors)) if errors else None,
+            "by_residual": residual_split(np.array(residuals), np.array(errors))}
+
+
+def residual_split(residuals: np.ndarray, errors: np.ndarray,
+                   keep: tuple[float, ...] = (0.9, 0.8, 0.7)) -> list[dict]:
+    """What leaving out the tuples whose views disagree most would do: for each kept share,
+    the residual threshold (px) and the MPJPE (mm) of the tuples kept and of those left
+    out (pgt.max_residual_px is that threshold)."""
+    rows = []
+    for share in keep if len(errors) >= 10 else ():
+        px = float(np.quantile(residuals, share))
+        kept = residuals <= px
+        rows.append({"keep": share, "max_residual_px": px,
+                     "mpjpe_kept_mm": float(errors[kept].mean()),
+                     "mpjpe_left_out_mm": float(errors[~kept].mean()) if (~kept).any()
+                     else None})
+    return rows

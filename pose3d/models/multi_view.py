@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from pose3d.geometry import projection_matrix
+from pose3d.geometry import project, projection_matrix
 from pose3d.geometry.flip import unflip_joint_values, unflip_points2d
 from pose3d.geometry.robust_triangulation import triangulate_rejecting
 from pose3d.models.backbone import TRUNK_STRIDE, build_backbone, check_images
@@ -128,3 +128,17 @@ def _check_views(b: int, v: int, K: Tensor, R: Tensor, t: Tensor, valid: Tensor 
                else type(valid).__name__)
         raise ValueError(f"valid must be a bool tensor of shape {[b, v]}, got {got}")
     return valid
+
+
+def reprojection_residual(out: dict, batch: dict) -> Tensor:
+    """How far the views of each tuple disagree: the mean distance (input pixels) between
+    the triangulated joints reprojected into each valid view and that view's 2D joints,
+    [B]. out: the model's output (joints3d [B, J, 3], joints2d [B, V, J, 2]); batch: the
+    cameras K [B, V, 3, 3], R, t and valid [B, V] bool it ran on."""
+    valid = batch["valid"]
+    views = valid.shape[1]
+    points = out["joints3d"].float()[:, None].expand(-1, views, -1, -1)
+    uv = project(points, batch["K"].float(), batch["R"].float(), batch["t"].float())
+    err = (uv - out["joints2d"].float()).norm(dim=-1).mean(dim=-1)  # [B, V]
+    err = torch.where(valid, err, torch.zeros_like(err))
+    return err.sum(dim=1) / valid.sum(dim=1).clamp(min=1)

@@ -45,6 +45,9 @@ class DataConfig:
     # stage's tuples per rank, from the sample counts in the shard folders' manifests
     batches_per_epoch: int | None = None
     augment: bool = True
+    # each training tuple recoloured (channels permuted, hues rotated, some grey), the same
+    # in all its views: for models that must meet people dressed unlike the labeled ones
+    augment_colour: bool = False
     shuffle_buffer: int = 100
     # the workers pass the JPEG bytes on and the trainer decodes a whole batch on its device
     # (torchvision.io.decode_jpeg; nvJPEG on a GPU, libjpeg on a CPU): for a step faster than
@@ -136,6 +139,9 @@ class PgtConfig:
     reject_px: float = 0.0
     # the 2D joints as the soft-argmax of this x the heatmap logits (1: as trained)
     sharpen: float = 1.0
+    # > 0: leave out a tuple whose views disagree: its triangulated joints reproject more
+    # than this many pixels (mean over views and joints) from the 2D joints they came from
+    max_residual_px: float = 0.0
 
 
 @dataclass
@@ -250,6 +256,7 @@ _RULES: tuple[tuple[str, str], ...] = (
     ("loss.*", "non_negative"),  # the loss weights λ
     ("pgt.samples_per_shard", "positive"),
     ("pgt.reject_px", "non_negative"),  # 0 = off
+    ("pgt.max_residual_px", "non_negative"),  # 0 = off
     ("pgt.sharpen", "positive"),
     ("run.ckpt_every_steps", "positive"),
     ("run.log_every_steps", "positive"),
@@ -328,8 +335,9 @@ def validate(cfg: DictConfig) -> None:
         check, what = _CHECKS[name]
         if not math.isfinite(value) or not check(value):
             raise ConfigError(f"bad config: {key} {what}, got {value}")
-    if cfg.data.decode_on_device and cfg.data.augment:
-        raise ConfigError("bad config: data.decode_on_device needs data.augment=false (the "
+    if cfg.data.decode_on_device and (cfg.data.augment or cfg.data.augment_colour):
+        raise ConfigError("bad config: data.decode_on_device needs data.augment=false and "
+                          "data.augment_colour=false (the "
                           "augmentation works on decoded pixels in the loader's workers)")
     _validate_device(cfg.run.device)
 

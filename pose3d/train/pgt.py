@@ -25,6 +25,10 @@ the teacher's error comes from", has their measurements): `pgt.flip_test` averag
 joints with the mirrored images' reading, `pgt.reject_px` leaves out, per joint, a view
 whose 2D joint is that many pixels off the triangulated point, `pgt.sharpen` reads each 2D
 joint from that multiple of the heatmap logits (pose3d.models.multi_view).
+`pgt.max_residual_px` leaves out a whole tuple whose views disagree (reprojection residual,
+`reprojection_residual`); the report gives the P-GT error of what is kept (`mpjpe_mm`) and
+of what is left out (`mpjpe_rejected_mm`), so a user sees whether the residual finds the bad
+labels.
 """
 
 from __future__ import annotations
@@ -51,6 +55,7 @@ from pose3d.data.shards import (
 )
 from pose3d.data.staging import DATASET_FILES, _swap, check_writable
 from pose3d.geometry.metrics import mpjpe
+from pose3d.models.multi_view import reprojection_residual
 from pose3d.models.saved import load_model
 from pose3d.train import checkpoint, distributed
 from pose3d.train.config import ConfigError, stage_optim, to_yaml
@@ -112,8 +117,9 @@ class PseudoGroundTruth:
         logger = Logger(cfg, cfg.run.out_dir, info.is_main)
         if info.is_main:
             (Path(cfg.run.out_dir) / "config.yaml").write_text(to_yaml(cfg))
-        # tuples, written, scored, sum MPJPE, sum absolute error, skipped samples, shards
-        stats = np.zeros(7)
+        # tuples, written, scored, sum MPJPE, sum absolute error, rejected by the residual,
+        # scored of those, their sum MPJPE, skipped samples, skipped shards
+        stats = np.zeros(10)
         bar = logger.progress(None, 0, "pgt", cfg.run.progress)
         start = time.perf_counter()
         # The loader's reader: its rank split and its rule for a corrupt shard or sample.
@@ -122,16 +128,17 @@ class PseudoGroundTruth:
                                   keep_raw=True)
         with ShardSetWriter(partial / f"rank{info.rank}", cfg.pgt.samples_per_shard) as writer:
             for batch in loader:
-                stats[:5] += self._label(model, batch, writer, cfg, info)
+                stats[:8] += self._label(model, batch, writer, cfg, info)
                 bar.update(len(batch["raw"]))
         bar.close()
-        stats[5], stats[6] = loader.skipped["sample"], loader.skipped["tar"]
-        stats[0] += stats[5]  # a corrupt tuple counts as seen and dropped
+        stats[8], stats[9] = loader.skipped["sample"], loader.skipped["tar"]
+        stats[0] += stats[8]  # a corrupt tuple counts as seen and dropped
         totals = distributed.all_reduce_sum(torch.tensor(stats, dtype=torch.float64)).numpy()
         distributed.barrier()
         report = _report(totals) | {"flip_test": bool(cfg.pgt.flip_test),
                                     "reject_px": float(cfg.pgt.reject_px),
                                     "sharpen": float(cfg.pgt.sharpen),
+                                    "max_residual_px": float(cfg.pgt.max_residual_px),
                                     "label_s": round(time.perf_counter() - start, 2)}
         if info.is_main:
             if report["labeled"] == 0:
@@ -161,14 +168,22 @@ class PseudoGroundTruth:
                         sharpen=cfg.pgt.sharpen)
         joints = out["joints3d"].float().cpu()
         ok = (out["valid3d"].all(dim=1).cpu() & torch.isfinite(joints).all(dim=-1).all(dim=-1))
-        stats = np.zeros(5)
+        residual = reprojection_residual(out, batch).cpu().tolist()
+        limit = float(cfg.pgt.max_residual_px)
+        stats = np.zeros(8)
         stats[0] = len(raws)
-        for raw, pred, good in zip(raws, joints.numpy(), ok.tolist()):
+        for raw, pred, good, res in zip(raws, joints.numpy(), ok.tolist(), residual):
             if not good:
+                continue
+            gt = withheld_gt(raw)
+            if limit > 0 and res > limit:  # the views disagree: left out, scored apart
+                stats[5] += 1
+                if gt is not None:
+                    stats[6] += 1
+                    stats[7] += float(mpjpe(pred[None], gt[None])[0])
                 continue
             writer.write(schema.with_pgt(raw, pred))
             stats[1] += 1
-            gt = withheld_gt(raw)
             if gt is not None:
                 stats[2] += 1
                 stats[3] += float(mpjpe(pred[None], gt[None])[0])
@@ -232,9 +247,12 @@ def _has_pgt_record(folder: Path) -> bool:
 
 
 def _report(totals: np.ndarray) -> dict:
-    tuples, written, scored, sum_rel, sum_abs, bad_samples, bad_shards = totals.tolist()
+    (tuples, written, scored, sum_rel, sum_abs, rejected, scored_rejected, sum_rejected,
+     bad_samples, bad_shards) = totals.tolist()
     return {"tuples": int(tuples), "labeled": int(written), "dropped": int(tuples - written),
             "skipped_samples": int(bad_samples), "skipped_shards": int(bad_shards),
             "scored": int(scored),
             "mpjpe_mm": sum_rel / scored if scored else None,
-            "abs_error_mm": sum_abs / scored if scored else None}
+            "abs_error_mm": sum_abs / scored if scored else None,
+            "rejected_residual": int(rejected),
+            "mpjpe_rejected_mm": sum_rejected / scored_rejected if scored_rejected else None}

@@ -99,7 +99,8 @@ class _ShardStage(TrainStage):
             batches_per_epoch=self.batches_per_epoch(cfg, dist),
             rank=dist.rank, world_size=dist.world_size, augment=cfg.data.augment,
             shuffle_buffer=cfg.data.shuffle_buffer, pin_memory=dist.device.type == "cuda",
-            image_size=cfg.data.image_size, decode_on_device=cfg.data.decode_on_device)
+            image_size=cfg.data.image_size, decode_on_device=cfg.data.decode_on_device,
+            augment_colour=cfg.data.augment_colour)
 
 
 class MultiViewPretrain(_ShardStage):
