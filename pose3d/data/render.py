@@ -1,11 +1,15 @@
 """Rasterise a 17-joint body as shaded capsules into one camera's (already cropped) image.
 
 The body is a set of tapered capsules (one per bone) and a sphere for the head, drawn far
-to near by camera depth so that nearer limbs hide farther ones (self-occlusion). Limb
-colours follow the skeleton's sides: left warm, right cool, centre neutral, so the two
-sides can be told apart. The background is a room seen through the same camera: a
-checkered floor (z = 0) and a textured cylindrical wall, so all views of a tuple show one
-consistent studio. Optional occluder boxes are drawn over the body.
+to near by camera depth so that nearer limbs hide farther ones (self-occlusion). How a
+subject looks is its Appearance (make_appearance): 'clothing' dresses a person (shirt and
+sleeves, trousers or shorts, patterns drawn as bands along the capsules, shoes as short
+capsules from the ankles, a hair cap, a skin tone, eyes on the face), left and right alike,
+so the sides show by the face and the feet pointing the way the body faces; 'sides' colours
+the limbs by side instead (left warm, right cool, centre neutral). The background is a
+room seen through the same camera: a checkered floor (z = 0) and a textured cylindrical
+wall, so all views of a tuple show one consistent studio. Optional occluder boxes are
+drawn over the body.
 
 Rendering happens directly at the model's input size: the caller composes the crop and
 resize into the camera first (Camera.crop_and_resize), which is much cheaper than drawing
