@@ -1,3 +1,5 @@
+import dataclasses
+
 import numpy as np
 import pytest
 from studio_helpers import standing_pose, write_dataset
@@ -166,3 +168,80 @@ def test_views_that_cannot_see_the_whole_body_are_marked_missing(rng):
 def test_write_dataset_helper_round_trips(tmp_path):
     manifest = write_dataset(tmp_path, {"labeled": ("S1",)}, frames=2, image_size=32)
     assert manifest["roles"]["labeled"]["samples"] == 2
+
+
+def _dressed(seed: int, **garments) -> render.Appearance:
+    """The first dressed look from seed on whose garments include `garments`."""
+    for s in range(seed, seed + 200):
+        look = render.make_appearance(np.random.default_rng(s))
+        if garments.items() <= look.garments.items():
+            return look
+    raise AssertionError(garments)
+
+
+def test_people_are_dressed_alike_on_both_sides():
+    look = _dressed(0)
+    for b, (p, c) in enumerate(BONES):
+        name = JOINT_NAMES[c]
+        if name.startswith("left_"):
+            mirror = BONES.index((J[JOINT_NAMES[p].replace("left_", "right_")],
+                                  J[name.replace("left_", "right_")]))
+            np.testing.assert_array_equal(look.bone_colours[b], look.bone_colours[mirror])
+
+
+@pytest.mark.parametrize("sleeves,legs", [("short", "shorts"), ("long", "long")])
+def test_short_sleeves_and_shorts_bare_forearms_and_shins(sleeves, legs):
+    look = _dressed(0, sleeves=sleeves, legs=legs)
+    for bones, bare in ((render.FOREARM_BONES, sleeves == "short"),
+                        (render.SHIN_BONES, legs == "shorts")):
+        for b in bones:
+            skin = np.array_equal(look.bone_colours[b], look.head_colour)
+            assert skin == bare and (not look.bands[b] or not bare), (b, look.garments)
+    # Shirt and trousers themselves are never skin.
+    for b in render.TORSO_BONES + render.HIP_THIGH_BONES:
+        assert not np.array_equal(look.bone_colours[b], look.head_colour)
+
+
+def test_the_face_is_drawn_on_the_side_the_body_faces(rng):
+    """A standing pose seen from the front shows the eyes, from the back it does not."""
+    look = dataclasses.replace(_dressed(0), bone_colours=np.full((len(BONES), 3), 150.0),
+                               head_colour=np.array([230.0, 190.0, 160.0]),
+                               hair_colour=np.array([200.0, 200.0, 60.0]),
+                               shoe_colour=np.array([90.0, 90.0, 220.0]))
+    cam = _front_camera(size=128)
+    counts = []
+    for yaw in (0.0, np.pi):  # facing the camera, then turned away
+        image = np.full((128, 128, 3), 128, np.uint8)
+        render.draw_body(image, standing_pose(yaw), cam, look)
+        counts.append(int((np.abs(image.astype(int) - render.FACE_COLOUR).sum(-1) < 40).sum()))
+    assert counts[0] > 0 and counts[1] == 0, counts
+
+
+@pytest.mark.parametrize("yaw", [0.0, 1.0, 2.5, -2.0])
+def test_feet_point_the_way_the_hips_face(yaw):
+    pose = standing_pose(yaw)  # faces -y turned by yaw
+    forward = np.array([np.sin(yaw), -np.cos(yaw), 0.0])
+    np.testing.assert_allclose(render.facing(pose), forward, atol=1e-9)
+    for heel, toe in render._foot_ends(pose):
+        along = (toe - heel)[:2] / np.linalg.norm((toe - heel)[:2])
+        assert along @ forward[:2] > 0.99
+        assert min(heel[2], toe[2]) > 0  # on the floor, not through it
+
+
+def test_a_subject_looks_and_moves_alike_in_every_clip_and_unlike_the_others():
+    config = studio.StudioConfig()
+    subjects = [s for role in config.roles.values() for s in role]
+    looks = {s: studio.subject_appearance(s, config) for s in subjects}
+    styles = {s: studio.subject_style(s, config.seed) for s in subjects}
+    again = studio.subject_appearance("S9", config)
+    np.testing.assert_array_equal(again.bone_colours, looks["S9"].bone_colours)
+    assert again.garments == looks["S9"].garments and again.girth == looks["S9"].girth
+    assert studio.subject_style("S9", config.seed) == styles["S9"]
+    for i, a in enumerate(subjects):
+        for b in subjects[i + 1:]:
+            assert not np.allclose(looks[a].bone_colours, looks[b].bone_colours), (a, b)
+            assert styles[a] != styles[b]
+    # the girth is the body's build
+    assert looks["S1"].girth == studio.subject_body("S1", config.seed).build
+    sides = studio.subject_appearance("S1", dataclasses.replace(config, look="sides"))
+    assert sides.garments == {} and sides.girth == looks["S1"].girth

@@ -90,6 +90,7 @@ def test_bvh_clips_replace_procedural_motion(tmp_path, mocap_dir):
     (dict(occluders=2.0), "probability"),
     (dict(clips_per_role={"train": 2}), "not one of this studio's roles"),
     (dict(clips_per_role={"labeled": 0}), "must be >= 1"),
+    (dict(look="colours"), "look must be one of clothing, sides"),
 ])
 def test_bad_configs_are_rejected(overrides, message):
     with pytest.raises(ValueError, match=message):
@@ -154,3 +155,22 @@ def test_unlabeled_truth_is_withheld_from_training_but_scorable(tmp_path):
     truth = withheld_gt(raw)
     assert truth is not None and truth.shape == (17, 3) and np.isfinite(truth).all()
     assert 500 < truth[:, 2].max() < 2100  # a standing body's head, in mm above the floor
+
+
+def test_the_look_is_recorded_and_a_dataset_of_the_other_look_is_refused(tmp_path):
+    from pose3d.data.synth import config_record
+    from pose3d.train.reuse import SettingsMismatch, check_dataset
+
+    assert config_record(_tiny())["look"] == "clothing"
+    synthesize(tmp_path, _tiny(look="sides", actions=(ACTIONS[0],)), progress=False)
+    check_dataset(tmp_path, config_record(_tiny(look="sides", actions=(ACTIONS[0],))))
+    with pytest.raises(SettingsMismatch, match="look"):
+        check_dataset(tmp_path, config_record(_tiny(actions=(ACTIONS[0],))))
+
+
+def test_synth_command_rejects_an_unknown_look(tmp_path, capsys):
+    code = cli.main(["synth", "--out", str(tmp_path / "d"), "--look", "colours",
+                     "--no-progress"])
+    assert code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("pose3d synth: error: look must be one of")

@@ -1,7 +1,14 @@
 import numpy as np
 import pytest
 
-from pose3d.data.motion import ACTIONS, BodyShape, generate_clip, sample_style, sample_subject
+from pose3d.data.motion import (
+    ACTIONS,
+    BodyShape,
+    MotionStyle,
+    generate_clip,
+    sample_style,
+    sample_subject,
+)
 from pose3d.data.motion.body import HEIGHT_RANGE_MM
 from pose3d.skeleton.h36m import BONES, JOINT_INDEX
 
@@ -200,3 +207,59 @@ def test_bad_arguments_raise_clear_errors():
         generate_clip("walking", body, 10, fps=0.0)
     with pytest.raises(TypeError, match="BodyShape"):
         generate_clip("walking", {"height": 1700}, 10)
+
+
+_EXTREME_STYLES = [MotionStyle(tempo=1.25, amplitude=1.3, stoop=12.0, lean=5.0, stance=-1.5),
+                   MotionStyle(tempo=0.8, amplitude=0.7, stoop=-3.0, lean=-3.0, stance=4.0)]
+
+
+@pytest.mark.parametrize("style", _EXTREME_STYLES)
+@pytest.mark.parametrize("action", ACTIONS)
+def test_the_most_extreme_styles_stay_physically_plausible(action, style):
+    body = sample_subject(6)
+    poses = generate_clip(action, body, 150, FPS, np.random.default_rng(6),
+                          style=style).astype(np.float64)
+    lowest_ankle = poses[:, [J["left_ankle"], J["right_ankle"]], 2].min(axis=1)
+    assert (lowest_ankle >= body.ankle_height - 0.5).all()
+    assert (lowest_ankle <= body.ankle_height + 10).all()
+    assert (poses[..., 2] > 0).all()
+    for a, b in (("left_knee", "right_knee"), ("left_ankle", "right_ankle")):
+        assert np.linalg.norm(poses[:, J[a]] - poses[:, J[b]], axis=-1).min() > 80
+    lengths = np.linalg.norm(poses[:, [c for _, c in BONES]] - poses[:, [p for p, _ in BONES]],
+                             axis=-1)
+    np.testing.assert_allclose(lengths, np.broadcast_to(body.bone_lengths(), lengths.shape),
+                               rtol=1e-4)
+    assert np.linalg.norm(np.diff(poses, n=2, axis=0), axis=-1).max() < 160  # 25 fps
+
+
+def _walked_mm(style: MotionStyle) -> float:
+    poses = generate_clip("walking", sample_subject(1), 100, FPS, np.random.default_rng(1),
+                          style=style)
+    return float(np.linalg.norm(np.diff(poses[:, J["pelvis"], :2], axis=0), axis=-1).sum())
+
+
+def test_two_people_do_the_same_action_differently():
+    """Same body, same random draws: a brisk person covers more ground in the same time, a
+    stooping one carries the chest ahead of the pelvis, a wide stance puts the feet apart."""
+    neutral = _walked_mm(MotionStyle())
+    assert _walked_mm(MotionStyle(tempo=1.25)) > 1.15 * neutral
+    assert _walked_mm(MotionStyle(tempo=0.8)) < 0.85 * neutral
+
+    def stand(style: MotionStyle) -> np.ndarray:
+        return generate_clip("waving", sample_subject(1), 20, FPS, np.random.default_rng(1),
+                             style=style).astype(np.float64)
+
+    def chest_ahead(poses: np.ndarray) -> float:
+        across = poses[:, J["left_hip"]] - poses[:, J["right_hip"]]
+        forward = np.cross(across, [0.0, 0.0, 1.0])[:, :2]
+        forward /= np.linalg.norm(forward, axis=-1, keepdims=True)
+        ahead = (poses[:, J["thorax"], :2] - poses[:, J["pelvis"], :2]) * forward
+        return float(ahead.sum(-1).mean())
+
+    assert chest_ahead(stand(MotionStyle(stoop=12.0))) > chest_ahead(stand(MotionStyle())) + 20
+
+    def feet_apart(poses: np.ndarray) -> float:
+        return float(np.linalg.norm(poses[:, J["left_ankle"]] - poses[:, J["right_ankle"]],
+                                    axis=-1).mean())
+
+    assert feet_apart(stand(MotionStyle(stance=4.0))) > feet_apart(stand(MotionStyle())) + 40

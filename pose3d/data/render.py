@@ -1,11 +1,15 @@
 """Rasterise a 17-joint body as shaded capsules into one camera's (already cropped) image.
 
 The body is a set of tapered capsules (one per bone) and a sphere for the head, drawn far
-to near by camera depth so that nearer limbs hide farther ones (self-occlusion). Limb
-colours follow the skeleton's sides: left warm, right cool, centre neutral, so the two
-sides can be told apart. The background is a room seen through the same camera: a
-checkered floor (z = 0) and a textured cylindrical wall, so all views of a tuple show one
-consistent studio. Optional occluder boxes are drawn over the body.
+to near by camera depth so that nearer limbs hide farther ones (self-occlusion). How a
+subject looks is its Appearance (make_appearance): 'clothing' dresses a person (shirt and
+sleeves, trousers or shorts, patterns drawn as bands along the capsules, shoes as short
+capsules from the ankles, a hair cap, a skin tone, eyes on the face), left and right alike,
+so the sides show by the face and the feet pointing the way the body faces; 'sides' colours
+the limbs by side instead (left warm, right cool, centre neutral). The background is a
+room seen through the same camera: a checkered floor (z = 0) and a textured cylindrical
+wall, so all views of a tuple show one consistent studio. Optional occluder boxes are
+drawn over the body.
 
 Rendering happens directly at the model's input size: the caller composes the crop and
 resize into the camera first (Camera.crop_and_resize), which is much cheaper than drawing
@@ -338,9 +342,15 @@ _LEVELS = np.array(SHADE_LEVELS)
 
 def _shades(colour: np.ndarray) -> list[tuple[float, float, float]]:
     """Lambert-like brightness of the cylinder band at each shade level (1 = rim)."""
+    return _shades_of(tuple(np.asarray(colour, dtype=np.float64).tolist()))
+
+
+@lru_cache(maxsize=256)
+def _shades_of(colour: tuple[float, float, float]) -> list[tuple[float, float, float]]:
+    # cached: a subject has a handful of colours, drawn thousands of times
     inner = np.clip(_LEVELS - 0.1, 0, 1)
     gain = AMBIENT + (1 - AMBIENT) * np.sqrt(1 - inner * inner)
-    return [tuple(c) for c in np.clip(gain[:, None] * colour[None], 0, 255).tolist()]
+    return [tuple(c) for c in np.clip(gain[:, None] * np.array(colour)[None], 0, 255).tolist()]
 
 
 def _draw_capsule(image: np.ndarray, p0, p1, r0: float, r1: float, colour: np.ndarray,
@@ -361,24 +371,25 @@ def _draw_capsule(image: np.ndarray, p0, p1, r0: float, r1: float, colour: np.nd
         cv2.fillConvexPoly(image, poly, shade, lineType=cv2.LINE_AA, shift=SHIFT)
 
 
-def _draw_band(image: np.ndarray, p0, p1, r0: float, r1: float, t0: float, t1: float,
-               colour: np.ndarray, light: np.ndarray) -> None:
-    """The stretch t0..t1 (0 at p0, 1 at p1) of a capsule drawn by _draw_capsule, in
-    another colour: flat-ended nested quads with the same shading (a stripe, a band)."""
+def _draw_bands(image: np.ndarray, p0, p1, r0: float, r1: float, bands: tuple,
+                colour: np.ndarray, light: np.ndarray) -> None:
+    """The stretches (t0, t1) of `bands` (0 at p0, 1 at p1) of a capsule drawn by
+    _draw_capsule, in another colour: flat-ended nested quads with the same shading
+    (stripes, a band), all stretches of one shade level in one call."""
     d = p1 - p0
     length = float(np.hypot(d[0], d[1]))
     if length < 1e-6:
         return
     normal = np.array([-d[1], d[0]]) / length
-    ends = p0 + np.array([t0, t1])[:, None] * d  # [2, 2]
-    radii = r0 + np.array([t0, t1]) * (r1 - r0)
-    offsets = light[None] * ((1 - _LEVELS) * 0.35 * (r0 + r1) / 2)[:, None]  # [L, 2]
-    half = (_LEVELS[:, None] * radii[None])[..., None] * normal  # [L, 2, 2]
-    polys = np.stack([ends[0] + half[:, 0], ends[1] + half[:, 1], ends[1] - half[:, 1],
-                      ends[0] - half[:, 0]], axis=1) + offsets[:, None]
-    polys = np.round(polys * _SCALE).astype(np.int32)
-    for poly, shade in zip(polys, _shades(colour)):
-        cv2.fillConvexPoly(image, poly, shade, lineType=cv2.LINE_AA, shift=SHIFT)
+    t = np.asarray(bands, dtype=np.float64)  # [B, 2]
+    ends = p0 + t[..., None] * d  # [B, 2, 2]
+    half = (_LEVELS[:, None, None] * (r0 + t * (r1 - r0))[None])[..., None] * normal  # [L,B,2,2]
+    offsets = light * ((1 - _LEVELS) * 0.35 * (r0 + r1) / 2)[:, None]  # [L, 2]
+    polys = np.stack([ends[:, 0] + half[:, :, 0], ends[:, 1] + half[:, :, 1],
+                      ends[:, 1] - half[:, :, 1], ends[:, 0] - half[:, :, 0]], axis=2)
+    polys = np.round((polys + offsets[:, None, None]) * _SCALE).astype(np.int32)  # [L,B,4,2]
+    for level_polys, shade in zip(polys, _shades(colour)):
+        cv2.fillPoly(image, list(level_polys), shade, lineType=cv2.LINE_AA, shift=SHIFT)
 
 
 def _draw_sphere(image: np.ndarray, centre, radius: float, colour: np.ndarray,
@@ -492,8 +503,10 @@ def _draw_limb(image: np.ndarray, b: int, uv: np.ndarray, depth: np.ndarray,
         return
     r0, r1 = BONE_RADIUS_MM[b] * appearance.girth * focal / depth[[p, c]]
     _draw_capsule(image, uv[p], uv[c], r0, r1, appearance.bone_colours[b], light)
-    for t0, t1, colour in (appearance.bands[b] if appearance.bands else ()):
-        _draw_band(image, uv[p], uv[c], r0, r1, t0, t1, colour, light)
+    bands = appearance.bands[b] if appearance.bands else ()
+    for colour in {tuple(colour.tolist()) for _, _, colour in bands}:
+        stretches = [(t0, t1) for t0, t1, other in bands if tuple(other.tolist()) == colour]
+        _draw_bands(image, uv[p], uv[c], r0, r1, stretches, np.array(colour), light)
 
 
 def _draw_head(image: np.ndarray, parts: list[tuple], uv: np.ndarray, depth: np.ndarray,

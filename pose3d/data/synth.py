@@ -158,6 +158,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--occluders", type=float, nargs="?", const=0.3, default=0.0,
                         metavar="P", help="probability that a view gets occluder boxes "
                         "(flag alone: 0.3)")
+    parser.add_argument("--look", default="clothing",
+                        help="how people look: 'clothing' (dressed, a face and shoes) or "
+                             "'sides' (limbs colour-coded warm left, cool right)")
     parser.add_argument("--workers", type=int, default=1, help="rendering processes")
     parser.add_argument("--samples-per-shard", type=int, default=200)
     parser.add_argument("--seed", type=int, default=0)
@@ -177,7 +180,8 @@ def config_from_args(args: argparse.Namespace) -> StudioConfig:
                         clips_per_role=dict(args.clips_per_role),
                         frames_per_clip=args.frames_per_clip, frame_step=args.frame_step,
                         image_size=args.image_size, cameras=args.cameras,
-                        occluders=args.occluders, bvh=tuple(args.bvh), seed=args.seed)
+                        occluders=args.occluders, bvh=tuple(args.bvh), seed=args.seed,
+                        look=args.look)
 
 
 def main(args: argparse.Namespace) -> int:

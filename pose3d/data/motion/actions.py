@@ -56,8 +56,10 @@ def _relaxed(num_frames: int, fps: float, rng: np.random.Generator,
         ch[f"{p}_sh_rot"] += noise(5)
         ch[f"{p}_elbow"] += 14 + noise(5)
     ch["root_pitch"] += style.lean
-    ch["chest_flex"] += style.stoop
-    ch["neck_flex"] -= 0.7 * (style.stoop + style.lean)  # keep looking ahead
+    # a stoop rounds the whole back; the head is raised again to look ahead
+    ch["spine_flex"] += 0.5 * style.stoop
+    ch["chest_flex"] += 0.5 * style.stoop
+    ch["neck_flex"] -= 0.5 * (style.stoop + style.lean)
     for p in SIDES:
         ch[f"{p}_hip_abd"] += style.stance
     return ch
