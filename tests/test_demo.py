@@ -145,3 +145,19 @@ def test_the_protocols_differ_in_who_is_labeled_not_in_how_much(full):
         assert (s1.clips_of(role) * len(s1.roles[role])
                 >= h36m.clips_of(role) * len(h36m.roles[role]))
     assert s1.clips_of("labeled") == 3 * h36m.clips_of("labeled")
+
+
+def test_the_demo_dresses_its_people_only_when_asked(tmp_path):
+    """--look picks the studio's look (default: limbs coloured by side, which this preset's
+    teacher reads); a rerun over a studio of the other look is refused before any work."""
+    from pose3d.data.synth import config_record
+    from pose3d.train.reuse import SettingsMismatch, check_dataset
+
+    def studio(*flags):
+        return demo.studio_config(cli.build_parser("demo").parse_args(["demo", *flags]))
+
+    assert studio().look == "sides" and studio("--look", "clothing").look == "clothing"
+    (tmp_path / "manifest.json").write_text(json.dumps({"config": config_record(studio())}))
+    check_dataset(tmp_path, config_record(studio()))
+    with pytest.raises(SettingsMismatch, match="look"):
+        check_dataset(tmp_path, config_record(studio("--look", "clothing")))
