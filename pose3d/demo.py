@@ -168,6 +168,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                 help="seed of the data and of every stage; with --seeds K the "
                                      "fine-tunings use seeds FIRST_SEED .. FIRST_SEED+K-1")
     deprecated_alias(parser, "--seed", first)
+    parser.add_argument("--no-curves", action="store_true",
+                        help="skip the learning curves (each step checkpoint evaluated on the "
+                             "eval tuples: minutes with --seeds K)")
     parser.add_argument("--look", default=None, choices=("sides", "clothing"),
                         help="how the studio's people look: sides (limbs coloured by side, "
                              "the default) or clothing (dressed, a face and shoes: harder; "
@@ -303,8 +306,8 @@ def main(args: argparse.Namespace) -> int:
                                   batch_size=preset["eval_batch_size"])
     timings["eval"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    curves = learning_curves(checkpoints, data, out / "eval", device=device,
-                             batch_size=preset["eval_batch_size"])
+    curves = {} if args.no_curves else learning_curves(
+        checkpoints, data, out / "eval", device=device, batch_size=preset["eval_batch_size"])
     timings["curves"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     diag = diagnose(out, root, data, studio_config(args),
@@ -326,8 +329,9 @@ def run_paired(args: argparse.Namespace, chosen: dict[str, list[str]], root: Pat
     t0 = time.perf_counter()
     runs = {"Base": root / "sv_pretrain",
             **{arm: out / "experiment" / "runs" / arm / f"seed{seeds[0]}" for arm in chosen}}
-    learning_curves(runs, data, out / "experiment", device=device,
-                    batch_size=preset_of(args)["eval_batch_size"])
+    if not args.no_curves:
+        learning_curves(runs, data, out / "experiment", device=device,
+                        batch_size=preset_of(args)["eval_batch_size"])
     timings["curves"] = time.perf_counter() - t0
     base = summary["arms"]["Base"]["all"]["mpjpe"]["mean"]
     t0 = time.perf_counter()
