@@ -150,3 +150,22 @@ def test_decode_rejects_a_newer_schema(rng):
     raw["meta.json"] = json.dumps({**meta, "schema": schema.SCHEMA_VERSION + 1}).encode()
     with pytest.raises(schema.SampleError, match="newer"):
         schema.decode_sample(raw)
+
+
+@pytest.mark.parametrize("kind, value", [
+    ("role", "labeled"), ("role", "unlabeled"), ("role", "eval"),
+    ("subject", "S9"), ("action", "Walking Dog 1"), ("action", "walk.fast"),
+    ("camera", "54138969"), ("subject", "x" * schema.NAME_MAX_CHARS)])
+def test_check_name_accepts_plain_names(kind, value):
+    assert schema.check_name(kind, value) == value
+
+
+@pytest.mark.parametrize("kind, value", [
+    ("role", "../../../X"), ("role", "Labeled"), ("role", None), ("role", ""),
+    ("subject", "../S1"), ("subject", "S1/../../x"), ("subject", "a\\b"), ("subject", ".."),
+    ("subject", ".hidden"), ("action", "a..b"), ("action", "/etc/passwd"), ("action", ""),
+    ("action", "a\x00b"), ("action", "a\nb"), ("subject", 7), ("subject", ["S1"]),
+    ("subject", "x" * (schema.NAME_MAX_CHARS + 1))])
+def test_check_name_refuses_what_could_become_a_path(kind, value):
+    with pytest.raises(ValueError, match=kind):
+        schema.check_name(kind, value)

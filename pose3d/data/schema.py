@@ -97,6 +97,30 @@ def placeholder_camera(image_size: int) -> Camera:
                   name="missing")
 
 
+NAME_MAX_CHARS = 128
+_NAME_FORBIDDEN = re.compile(r"[/\\\x00-\x1f\x7f]")
+
+
+def check_name(kind: str, value: object) -> str:
+    """A name read from data (a shard's meta, a manifest), checked before it can reach a
+    file name: kind 'role' must be one of ROLES; any other kind (subject, action, camera,
+    ...) a plain name: a non-empty str of at most NAME_MAX_CHARS characters without '/',
+    '\\', control characters or '..', not starting with '.'. Returns the value; raises
+    ValueError naming the kind and the value."""
+    if kind == "role":
+        if not isinstance(value, str) or value not in ROLES:
+            raise ValueError(f"role must be one of {ROLES}, got {value!r:.80}")
+        return value
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"{kind} must be a non-empty string, got {value!r:.80}")
+    if len(value) > NAME_MAX_CHARS:
+        raise ValueError(f"{kind} is longer than {NAME_MAX_CHARS} characters: {value!r:.80}")
+    if _NAME_FORBIDDEN.search(value) or ".." in value or value.startswith("."):
+        raise ValueError(f"{kind} must be a plain name (no path separator, control "
+                         f"character, '..' or leading '.'), got {value!r:.80}")
+    return value
+
+
 class SampleError(ValueError):
     """A sample that cannot be used (missing file, corrupt image, bad shapes)."""
 
