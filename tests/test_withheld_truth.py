@@ -13,13 +13,13 @@ import numpy as np
 import pytest
 import torch
 from h36m_release_data import SPLITS, build_release, pose_at
+from train_data import write_pgt_folder
 from train_helpers import TINY
 
 from pose3d import cli
 from pose3d.data import schema
 from pose3d.data.convert.h36m_official import H36MReleaseOptions, convert_h36m_release
 from pose3d.data.loader import iterate_samples
-from pose3d.data.shards import ShardSetWriter
 from pose3d.train.config import load_config
 from pose3d.train.distributed import DistInfo
 from pose3d.train.registry import make_stage
@@ -38,18 +38,6 @@ def converted(tmp_path_factory) -> Path:
                                  eval_frame_step=4, metadata=root / "metadata.xml")
     convert_h36m_release(root, base / "data", options, progress=False)
     return base / "data"
-
-
-def _raw_samples(folder: Path, role: str) -> list[dict]:
-    """The role's samples as the tars hold them (file extension -> bytes)."""
-    samples: dict[str, dict] = {}
-    for shard in sorted(folder.glob(f"{role}-*.tar")):
-        with tarfile.open(shard) as tar:
-            for member in tar.getmembers():
-                key, _, name = member.name.partition(".")
-                samples.setdefault(key, {"__key__": key})[name] = \
-                    tar.extractfile(member).read()
-    return list(samples.values())
 
 
 def _poisoned_copy(src: Path, dst: Path) -> int:
@@ -72,15 +60,6 @@ def _poisoned_copy(src: Path, dst: Path) -> int:
     return poisoned
 
 
-def _pgt_shards(data: Path, out: Path) -> None:
-    """P-GT shards as the P-GT stage writes them: the unlabeled tuples, every file kept,
-    with a label (here the withheld truth moved by 30 mm)."""
-    with ShardSetWriter(out, 4) as writer:
-        for raw in _raw_samples(data, "unlabeled"):
-            truth = np.load(io.BytesIO(raw[schema.WITHHELD_FILE]))
-            writer.write(schema.with_pgt(raw, truth + 30.0))
-
-
 def _epoch(stage_name: str, data: Path, pgt: Path, run: Path) -> tuple[list[dict], dict]:
     """One epoch of the stage's training batches and the loss of a step on the first."""
     cfg = load_config(TINY, [f"stage={stage_name}", f"data.root={data}",
@@ -101,7 +80,7 @@ def _epoch(stage_name: str, data: Path, pgt: Path, run: Path) -> tuple[list[dict
 @pytest.mark.parametrize("stage_name", ["mv_pretrain", "sv_pretrain", "finetune"])
 def test_no_training_stage_reads_the_withheld_truth(converted, tmp_path, stage_name):
     pgt = tmp_path / "pgt"
-    _pgt_shards(converted, pgt)
+    write_pgt_folder(converted, pgt, offset_mm=30.0)
     assert _poisoned_copy(converted, tmp_path / "data_poisoned") > 0
     assert _poisoned_copy(pgt, tmp_path / "pgt_poisoned") > 0
     clean, clean_loss = _epoch(stage_name, converted, pgt, tmp_path / "run")

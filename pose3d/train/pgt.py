@@ -47,7 +47,6 @@ from pose3d.data.shards import (
     MANIFEST,
     ShardSetWriter,
     load_manifest,
-    resolve_shards,
     write_manifest,
 )
 from pose3d.data.staging import DATASET_FILES, _swap, check_writable
@@ -58,6 +57,7 @@ from pose3d.train.config import ConfigError, stage_optim, to_yaml
 from pose3d.train.distributed import DistInfo
 from pose3d.train.logger import Logger
 from pose3d.train.loop import autocast, fork_safe_opencv
+from pose3d.train.sources import stage_shards
 from pose3d.train.stage_base import batch_to
 from pose3d.train.stages import check_image_size
 
@@ -83,9 +83,7 @@ class PseudoGroundTruth:
     name = "pgt"
 
     def check_inputs(self, cfg: DictConfig) -> list[str]:
-        if not Path(cfg.data.root).is_dir():
-            raise FileNotFoundError(f"data.root: no such shard folder {cfg.data.root}")
-        urls = resolve_shards(cfg.data.root, cfg.data.unlabeled_role)
+        urls = stage_shards(cfg, "data.root", cfg.data.root, cfg.data.unlabeled_role)
         check_image_size(cfg.data.root, cfg)
         check_pgt_root(cfg.data.pgt_root, cfg.data.root)
         if not Path(cfg.pgt.checkpoint).is_file():
