@@ -13,7 +13,7 @@ import warnings
 
 import numpy as np
 import pytest
-from train_data import write_tiny_dataset
+from train_data import forge_meta, write_tiny_dataset
 from train_helpers import TINY
 
 from pose3d import cli
@@ -146,17 +146,8 @@ def forged_meta(tmp_path_factory):
     the forged keys)."""
     data = tmp_path_factory.mktemp("forged_meta") / "data"
     write_tiny_dataset(data, frames=6, image_size=SIZE, samples_per_shard=3)
-    first = shards_for_role(data, "labeled")[0]
-    members = _members(first)
-    keys = sorted({name.split(".")[0] for name, _ in members})[:2]
-    forged = dict(zip(keys, ({"schema": "1"}, {"image_size": "sixty-four"})))
-    out = []
-    for name, payload in members:
-        key, ext = name.split(".", 1)
-        if key in forged and ext == "meta.json":
-            payload = json.dumps({**json.loads(payload), **forged[key]}).encode()
-        out.append((name, payload))
-    _write(first, out)
+    keys = forge_meta(shards_for_role(data, "labeled")[0],
+                      [{"schema": "1"}, {"image_size": "sixty-four"}])
     return data, keys
 
 

@@ -57,7 +57,8 @@ class ShardSetWriter:
 
     def write(self, sample: dict) -> None:
         meta = json.loads(sample[schema.META_FILE])
-        role = meta["role"]
+        role = schema.check_name("role", meta["role"])  # a shard's file name: no path
+        schema.check_name("subject", meta["subject"])
         if self.image_size is None:
             self.image_size = meta["image_size"]
         elif meta["image_size"] != self.image_size:
