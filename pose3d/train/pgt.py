@@ -57,6 +57,7 @@ from pose3d.train.config import ConfigError, stage_optim, to_yaml
 from pose3d.train.distributed import DistInfo
 from pose3d.train.logger import Logger
 from pose3d.train.loop import autocast, fork_safe_opencv
+from pose3d.train.run_lock import hold_run_folder
 from pose3d.train.sources import stage_shards
 from pose3d.train.stage_base import batch_to
 from pose3d.train.stages import check_image_size
@@ -90,6 +91,7 @@ class PseudoGroundTruth:
         check_image_size(cfg.data.root, cfg)
         check_pgt_root(cfg.data.pgt_root, cfg.data.root)
         check_partial(partial_folder(cfg.data.pgt_root))
+        check_writable(cfg.run.out_dir, "run folder (run.out_dir)")
         if not Path(cfg.pgt.checkpoint).is_file():
             raise checkpoint.CheckpointError(f"pgt.checkpoint not found: {cfg.pgt.checkpoint} "
                                              f"(run stage=mv_pretrain first)")
@@ -100,7 +102,8 @@ class PseudoGroundTruth:
         fork_safe_opencv()
         info = distributed.setup(cfg.run.device, cfg.run.dist_timeout_s)
         try:
-            return self._run(cfg, info, urls)
+            with hold_run_folder(cfg.run.out_dir, take=info.is_main):
+                return self._run(cfg, info, urls)
         finally:
             distributed.cleanup()
 
