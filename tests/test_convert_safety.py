@@ -11,9 +11,10 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
+import threading
 from pathlib import Path
 
+import convert_hooks
 import numpy as np
 import pytest
 from convert_data import read_dataset
@@ -175,41 +176,61 @@ def test_ctrl_c_is_one_line_exit_130_and_keeps_the_dataset(release, tmp_path, mo
     assert not [p for p in tmp_path.iterdir() if ".partial" in p.name]
 
 
-def _children(pid: int) -> list[int]:
+def _interrupt_once_converting(code: str, *args: str) -> tuple[int, str]:
+    """Run `python -c CODE ARGS` (convert_hooks: its workers block), wait until a worker
+    says it is converting, then SIGINT the whole process group, as a terminal's Ctrl-C
+    does. Returns the exit status and stderr; a hang fails on the (generous) timeout."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "tests")]),
+           "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-c", code, *args], cwd=REPO, env=env,
+                            start_new_session=True, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    # a command stuck before converting is killed, which ends the wait below (EOF)
+    watchdog = threading.Timer(120, os.killpg, (proc.pid, signal.SIGKILL))
+    watchdog.start()
     try:
-        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-    except OSError:
-        return []
-
-
-@pytest.mark.slow
-@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="needs Linux /proc")
-def test_ctrl_c_with_workers_prints_one_line(release, tmp_path):
-    """SIGINT to the whole process group, as a terminal's Ctrl-C, once the worker processes
-    exist: they get it too, starting up or converting."""
-    out = tmp_path / "out"
-    before = _fake_dataset(out)
-    argv = ["convert", "h36m", "--source", str(release), "--out", str(out), "--subjects",
-            "labeled=S1", "--roles", "labeled", "--image-size", "32", "--no-progress",
-            "--overwrite", "--workers", "2", "--cache", str(tmp_path / "cache")]
-    proc = subprocess.Popen([sys.executable, "-m", "pose3d", *argv], cwd=REPO,
-                            start_new_session=True, env={**os.environ, "PYTHONPATH": str(REPO)},
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.monotonic() + 120
-        while len(_children(proc.pid)) < 3:  # the two workers and the resource tracker
-            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
-            time.sleep(0.05)
-        time.sleep(0.2)  # past the few milliseconds in which the workers start
+        for line in proc.stdout:  # ends at EOF if the command exits before converting
+            if line.strip() == convert_hooks.STARTED:
+                break
+        watchdog.cancel()
+        assert proc.poll() is None, proc.communicate()
         os.killpg(proc.pid, signal.SIGINT)
         _, err = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
-    assert proc.returncode == 130, err
+            proc.wait()
+    return proc.returncode, err
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(os.name != "posix", reason="process groups and SIGINT")
+def test_ctrl_c_with_workers_prints_one_line(release, tmp_path):
+    """Ctrl-C while two worker processes convert: they get it too (same process group);
+    the conversion cannot finish first, since its workers block until killed."""
+    out = tmp_path / "out"
+    before = _fake_dataset(out)
+    argv = ["convert", "h36m", "--source", str(release), "--out", str(out), "--subjects",
+            "labeled=S1", "--roles", "labeled", "--image-size", "32", "--no-progress",
+            "--overwrite", "--workers", "2", "--cache", str(tmp_path / "cache")]
+    code, err = _interrupt_once_converting(
+        "import sys, convert_hooks; sys.exit(convert_hooks.run_cli(sys.argv[1:]))", *argv)
+    assert code == 130, err
     assert err.strip().count("\n") == 0 and "interrupted" in err, err
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
     assert not [p for p in tmp_path.iterdir() if ".partial" in p.name]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(os.name != "posix", reason="process groups and SIGINT")
+def test_ctrl_c_exits_while_tasks_are_still_queued(tmp_path):
+    """More queued work than a pipe holds when Ctrl-C comes: the process exits instead of
+    waiting forever for the task queue's feeder thread to hand it to the dead workers."""
+    code, err = _interrupt_once_converting(
+        "import sys, convert_hooks; sys.exit(convert_hooks.run_writer(sys.argv[1]))",
+        str(tmp_path / "out"))
+    assert code == 130, err
+    assert err.strip() == "interrupted", err
 
 
 def test_a_killed_runs_partial_folder_is_removed_by_the_next_run(release, tmp_path, capsys):

@@ -130,6 +130,11 @@ def _parallel(units: list[ConversionUnit], produce: Producer,
             if p.is_alive():
                 p.terminate()
             p.join(timeout=5.0)
+        # Tasks nobody will read may still wait in the feeder thread for room in the pipe:
+        # without this, the interpreter's exit waits for that thread forever (Ctrl-C).
+        tasks.cancel_join_thread()
+        for q in (tasks, results):
+            q.close()
 
 
 def _serial(units: list[ConversionUnit], produce: Producer
