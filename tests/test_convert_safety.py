@@ -22,9 +22,12 @@ from h36m_release_data import build_release, pose_at, write_cdf
 from train_helpers import REPO
 
 from pose3d import cli
+from pose3d.data.convert import cache as sample_cache
 from pose3d.data.convert import h36m_official, h36m_release
 from pose3d.data.convert.h36m_official import H36MReleaseOptions, plan_release
 from pose3d.data.shards import load_manifest, write_manifest
+from pose3d.geometry import Camera, h36m_rig
+from pose3d.geometry.camera import rotation_from_quaternion
 
 TAKES = {"S1": {"Directions 1": (4, 4), "TakingPhoto": (4, 4)}}
 CDF = Path("S1") / "MyPoseFeatures" / "D3_Positions"
@@ -153,6 +156,78 @@ def test_samples_cached_by_other_converter_code_are_not_reused(release, tmp_path
     assert "cache: S1 Directions-1 (labeled): cached by another version of the converter; " \
            "converting it again" in err, err
     assert "reusing" not in err
+
+
+def _recalibrated(field: str):
+    """h36m_cameras with one field of S1's first camera corrected, as a calibration fix in
+    pose3d/geometry/h36m_rig.py would."""
+    real = h36m_official.h36m_cameras
+    change = {"R": lambda c: c.R @ rotation_from_quaternion((0.9999, 0.0, 0.0, 0.0141)),
+              "t": lambda c: c.t + [10.0, 0.0, 0.0],
+              "dist": lambda c: c.dist + [0.01, 0.0, 0.0, 0.0, 0.0]}[field]
+
+    def cameras(subject: str) -> list[Camera]:
+        rig = real(subject)
+        if subject == "S1":
+            c = rig[0]
+            fields = {"K": c.K, "R": c.R, "t": c.t, "dist": c.dist, field: change(c)}
+            rig[0] = Camera(fields["K"], fields["R"], fields["t"], fields["dist"],
+                            c.image_size, c.name)
+        return rig
+
+    return cameras
+
+
+@pytest.mark.parametrize("field", ["R", "t", "dist"])
+def test_samples_cached_with_other_extrinsics_are_not_reused(release, tmp_path, monkeypatch,
+                                                             capsys, field):
+    cache, out = tmp_path / "cache", tmp_path / "out"
+    _fail_on(monkeypatch, "TakingPhoto")
+    assert _convert(release, out, "--cache", str(cache)) == 2
+    monkeypatch.undo()
+    capsys.readouterr()
+    monkeypatch.setattr(h36m_official, "h36m_cameras", _recalibrated(field))
+    assert _convert(release, out, "--cache", str(cache)) == 0
+    err = capsys.readouterr().err
+    assert "cache: S1 Directions-1 (labeled): cached with other options or cameras; " \
+           "converting it again" in err, err
+    assert "reusing" not in err
+
+
+def test_samples_cached_before_a_change_of_the_rig_code_are_not_reused(release, tmp_path,
+                                                                      monkeypatch, capsys):
+    cache, out = tmp_path / "cache", tmp_path / "out"
+    _fail_on(monkeypatch, "TakingPhoto")
+    assert _convert(release, out, "--cache", str(cache)) == 2
+    monkeypatch.undo()
+    capsys.readouterr()
+    fixed = tmp_path / "h36m_rig.py"  # the calibration module, edited
+    fixed.write_text(Path(h36m_rig.__file__).read_text() + "# calibration fixed\n")
+    monkeypatch.setattr(h36m_rig, "__file__", str(fixed))
+    sample_cache.code_stamp.cache_clear()
+    try:
+        assert _convert(release, out, "--cache", str(cache)) == 0
+    finally:
+        monkeypatch.undo()
+        sample_cache.code_stamp.cache_clear()
+    err = capsys.readouterr().err
+    assert "cache: S1 Directions-1 (labeled): cached by another version of the converter; " \
+           "converting it again" in err, err
+    assert "reusing" not in err
+
+
+def test_the_reuse_line_says_what_the_cache_key_covers(release, tmp_path, monkeypatch,
+                                                       capsys):
+    cache, out = tmp_path / "cache", tmp_path / "out"
+    _fail_on(monkeypatch, "TakingPhoto")
+    assert _convert(release, out, "--cache", str(cache)) == 2
+    monkeypatch.undo()
+    capsys.readouterr()
+    assert _convert(release, out, "--cache", str(cache)) == 0
+    line = next(x for x in capsys.readouterr().err.splitlines() if "reusing" in x)
+    for covered in ("options", "cameras", "code", "size", "modification time",
+                    "not their content"):
+        assert covered in line, line
 
 
 def _fake_dataset(folder: Path) -> dict[str, bytes]:

@@ -154,14 +154,16 @@ def _difference(old: Path, entry: CacheEntry) -> str:
         return f"source file(s) changed since: {', '.join(changed)}"
     if then.get("code") != now["code"]:
         return "cached by another version of the converter"
-    return "cached with other options"
+    return "cached with other options or cameras"
 
 
-def review(units: Sequence[tuple[str, CacheEntry, int]], where: Path) -> list[str]:
+def review(units: Sequence[tuple[str, CacheEntry, int]], where: Path,
+           covers: str) -> list[str]:
     """Before a run: which units' cached samples (in the cache folder `where`) it reuses
-    (label, entry, sample count),
-    which it converts again and why; removes the stale files of those units (other keys,
-    older formats, a killed run's `.partial`). Returns the lines to show the user."""
+    (label, entry, sample count), which it converts again and why; removes the stale files
+    of those units (other keys, older formats, a killed run's `.partial`). `covers` says
+    what the key holds: the reuse line repeats it, since what it omits is reused
+    unnoticed. Returns the lines to show the user."""
     reused, lines = [], []
     for label, entry, count in units:
         reason = check(entry, count)
@@ -180,7 +182,6 @@ def review(units: Sequence[tuple[str, CacheEntry, int]], where: Path) -> list[st
     if reused:
         shown = ", ".join(reused[:6]) + (f" and {len(reused) - 6} more" if len(reused) > 6
                                           else "")
-        lines.insert(0, f"cache: reusing {len(reused)} finished unit(s) from "
-                        f"{where}, their source files and options "
-                        f"unchanged: {shown}")
+        lines.insert(0, f"cache: reusing {len(reused)} finished unit(s) from {where} "
+                        f"(same {covers}): {shown}")
     return lines

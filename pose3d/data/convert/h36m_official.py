@@ -65,13 +65,21 @@ from pose3d.data.convert.h36m_release import (
 from pose3d.data.convert.writer import ConversionSummary, ConversionUnit, write_dataset
 from pose3d.data.schema import encode_for_role
 from pose3d.geometry import CAMERA_NAMES, Camera, h36m_cameras, square_about_centre, square_box
+from pose3d.geometry import camera as camera_code
+from pose3d.geometry import h36m_rig as rig_code
 
 # (subject, action, camera) whose video the release ships corrupt.
 CORRUPT_VIDEOS: tuple[tuple[str, str, str], ...] = (("S11", "Directions", "54138969"),)
 # Size differences (px) still read as the calibrated frame (1000 x 1000 vs 1000 x 1002).
 SIZE_SLACK_PX = 2
-# The code that shapes a sequence's samples: samples cached by other code are stale.
-_SAMPLE_CODE = (sys.modules[__name__], crop_code, release_code, schema_code)
+# The code that shapes a sequence's samples, the published calibration included: samples
+# cached by other code are stale.
+_SAMPLE_CODE = (sys.modules[__name__], crop_code, release_code, schema_code, camera_code,
+                rig_code)
+# What a cached sequence's key holds, for the line that says what a run reuses.
+CACHE_KEY_COVERS = ("options, cameras (K, R, t, distortion), converter code (calibration "
+                    "included) and source files' size and modification time, not their "
+                    "content")
 
 
 @dataclass
@@ -205,10 +213,11 @@ def _cache_entry(cache: Path, role: str, take: Take, frames: list[int],
                  cameras: list[Camera], options: H36MReleaseOptions,
                  sources: list[Path | None]) -> sample_cache.CacheEntry:
     """Where this sequence's samples are kept, keyed by everything that shapes them (the
-    options and each source file's size and mtime): a run with other options, or after a
-    source file changed, never reads stale samples."""
-    key = [role, frames, [c.name for c in cameras], [np.round(c.K, 6).tolist() for c in cameras],
-           options.image_size, options.bbox_scale, options.box_margin]
+    options, the cameras whole and each source file's size and mtime): a run with other
+    options, after a calibration fix or after a source file changed never reads stale
+    samples."""
+    key = [role, frames, [c.to_dict() for c in cameras], options.image_size,
+           options.bbox_scale, options.box_margin]
     return sample_cache.make_entry(cache / take.subject, f"{take.name}.{role}", key, sources,
                                    code=_SAMPLE_CODE)
 
@@ -362,7 +371,8 @@ def convert_h36m_release(root: str | Path, out: str | Path,
         raise ValueError(f"{root}: no frame to convert for splits {options.splits}")
     for line in sample_cache.review([(f"{u.payload.take.subject} {u.payload.take.name} "
                                       f"({u.role})", u.payload.cache, u.size)
-                                     for u in plan.units], plan.cache):
+                                     for u in plan.units], plan.cache,
+                                    CACHE_KEY_COVERS):
         print(line, file=sys.stderr)
     summary = write_dataset(
         out, plan.units, produce_samples, samples_per_shard=samples_per_shard,
