@@ -321,20 +321,29 @@ def _view(unit: _Unit, video: VideoFrames | None, boxes: BoxFile | None, camera:
     return crop, cropped, [round(v, 2) for v in box]
 
 
+def _meta(unit: _Unit, i: int) -> dict:
+    """The meta of tuple i, but for its source boxes."""
+    return {"subject": unit.take.subject, "action": unit.take.name, "frame": unit.frames[i],
+            "clip": 0, "role": unit.role, "dataset": "h36m", "source_file": unit.take.prefix,
+            "views": [c.name for c in unit.cameras]}
+
+
+def expected_meta(unit: _Unit) -> list[dict]:
+    """What each cached sample of `unit` must hold in its meta.json (sample_cache.check)."""
+    return [{**_meta(unit, i), "image_size": unit.image_size} for i in range(len(unit.frames))]
+
+
 def _samples(unit: _Unit) -> Iterator[dict | None]:
     videos = [VideoFrames(p) if p is not None else None for p in unit.videos]
     boxes = [BoxFile(p) if p is not None else None for p in unit.boxes]
     try:
-        for i, frame in enumerate(unit.frames):
+        for i in range(len(unit.frames)):
             views = [_view(unit, v, b, c, i) for v, b, c in zip(videos, boxes, unit.cameras)]
             images, cameras, source_boxes = (list(x) for x in zip(*views))
             if all(img is None for img in images):
                 yield None
                 continue
-            meta = {"subject": unit.take.subject, "action": unit.take.name, "frame": frame,
-                    "clip": 0, "role": unit.role, "dataset": "h36m",
-                    "source_file": unit.take.prefix, "source_boxes": source_boxes,
-                    "views": [c.name for c in unit.cameras]}
+            meta = {**_meta(unit, i), "source_boxes": source_boxes}
             # an unlabeled tuple's 3D is withheld: kept only to score the P-GT
             yield encode_for_role(images, cameras, unit.poses[i], meta)
     finally:
@@ -346,9 +355,10 @@ def _samples(unit: _Unit) -> Iterator[dict | None]:
 def produce_samples(unit: _Unit) -> Iterator[dict | None]:
     """The sequence's encoded samples (runs in a worker): read back from the cache when an
     earlier run finished this sequence with the same options and source files, else
-    decoded and cached as they go."""
-    if sample_cache.check(unit.cache, len(unit.frames)) is None:
-        yield from sample_cache.read(unit.cache)
+    decoded and cached as they go. The run's review (sample_cache.review) removed a cache
+    file it could not use; read() checks each sample again."""
+    if unit.cache.path.is_file():
+        yield from sample_cache.read(unit.cache, expected_meta(unit))
         return
     yield from sample_cache.write(unit.cache, _samples(unit))
 
@@ -370,7 +380,7 @@ def convert_h36m_release(root: str | Path, out: str | Path,
     if not plan.units:
         raise ValueError(f"{root}: no frame to convert for splits {options.splits}")
     for line in sample_cache.review([(f"{u.payload.take.subject} {u.payload.take.name} "
-                                      f"({u.role})", u.payload.cache, u.size)
+                                      f"({u.role})", u.payload.cache, expected_meta(u.payload))
                                      for u in plan.units], plan.cache,
                                     CACHE_KEY_COVERS):
         print(line, file=sys.stderr)

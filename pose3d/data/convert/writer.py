@@ -163,9 +163,13 @@ def write_dataset(out: Path, units: list[ConversionUnit], produce: Producer, *,
             if sample is None:
                 summary.skipped[role] += 1
                 continue
+            meta = json.loads(sample[META_FILE])
+            if meta["role"] != role:  # the shards' file names and the counts follow it
+                raise ValueError(f"{sample['__key__']}: meta role {meta['role']!r} is not its "
+                                 f"unit's, {role}")
             writer.write(sample)
             summary.written[role] += 1
-            summary.missing_views[role] += json.loads(sample[META_FILE])["valid"].count(False)
+            summary.missing_views[role] += meta["valid"].count(False)
         if not any(summary.written.values()):
             raise ValueError("nothing to write: no tuple with a usable view was found")
         summary.manifest = writer.close(**manifest_extra)
