@@ -26,6 +26,7 @@ import cv2
 import numpy as np
 
 from pose3d.data.convert.crop import crop_view, scale_box, undistort_box
+from pose3d.data.convert.names import check_name
 from pose3d.data.convert.safe_npy import load_object_npy
 from pose3d.data.convert.writer import ConversionSummary, ConversionUnit, write_dataset
 from pose3d.data.schema import encode_for_role
@@ -95,6 +96,13 @@ def load_labels(path: Path) -> dict:
     missing = [k for k in LABEL_KEYS if k not in labels]
     if missing:
         raise ValueError(f"{path}: labels dict lacks {missing}")
+    for key, kind in (("subject_names", "subject"), ("action_names", "action"),
+                      ("camera_names", "camera")):
+        for name in labels[key]:  # each becomes a folder of the image paths
+            try:
+                check_name(kind, str(name))
+            except ValueError as exc:
+                raise ValueError(f"{path}: {key}: {exc}") from None
     table, cameras = labels["table"], labels["cameras"]
     n_cams = len(labels["camera_names"])
     lacking = [f for f in TABLE_FIELDS if table.dtype.names is None or f not in table.dtype.names]
