@@ -126,7 +126,7 @@ def _train(*args: str) -> int:
 
 @pytest.mark.parametrize("stage, args", [
     ("sv_pretrain", ["--resume", "{evil}"]),
-    ("finetune", ["model.sv.weights_path={evil}", "data.pgt_root={data}"]),
+    ("finetune", ["model.sv.weights_path={evil}", "data.use_pgt=false"]),
     ("pgt", ["pgt.checkpoint={evil}"]),
 ], ids=["resume", "weights_path", "pgt_checkpoint"])
 def test_training_entry_points_refuse_it(files, tmp_path, capsys, stage, args):

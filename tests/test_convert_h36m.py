@@ -16,7 +16,7 @@ import pytest
 from convert_data import read_dataset, standing_pose, withheld_truth
 
 from pose3d import cli
-from pose3d.data.convert import H36MOptions, convert_h36m
+from pose3d.data.convert import H36MOptions, convert_h36m, h36m
 from pose3d.data.convert.crop import crop_image
 from pose3d.data.convert.h36m import select_rows
 from pose3d.data.loader import make_eval_loader
@@ -277,6 +277,9 @@ def test_missing_labels_file_is_named(tmp_path):
     (lambda d: d["table"]["bbox_by_camera_tlbr"].__setitem__(  # LTRB instead of TLBR
         Ellipsis, d["table"]["bbox_by_camera_tlbr"][..., [1, 0, 3, 2]] + [0, 90, 0, 90]),
      r"\(top, left, bottom, right\)"),
+    (lambda d: d.update(subject_names=["../S1", *d["subject_names"][1:]]),
+     "subject_names: subject name '../S1' is not a plain file name"),
+    (lambda d: d.update(action_names=["Walking-1", "/tmp"]), "action_names: action name"),
 ])
 def test_wrong_labels_layout_is_named(h36m_root, tmp_path, damage, message):
     root, _ = h36m_root
@@ -323,3 +326,35 @@ def test_bad_labels_bytes_are_reported(tmp_path):
     _labels_path(tmp_path).write_bytes(io.BytesIO(b"not numpy").getvalue())
     with pytest.raises(ValueError, match="not a readable labels"):
         convert_h36m(tmp_path, tmp_path / "out", progress=False)
+
+
+@pytest.mark.parametrize("field, where", [
+    ("keypoints", (Ellipsis, 4, 1)),  # one coordinate of one joint
+    ("cameras", "t"),  # S5's second camera: the subject of the damaged frame
+])
+def test_non_finite_labels_are_named_before_any_work(h36m_root, tmp_path, monkeypatch,
+                                                     capsys, field, where):
+    root, _ = h36m_root
+    labels = np.load(_labels_path(root), allow_pickle=True).item()
+    table = labels["table"]
+    row = np.flatnonzero((table["subject_idx"] == SUBJECTS.index("S5"))
+                         & (table["frame_idx"] == 5))[0]
+    if field == "keypoints":
+        table["keypoints"][row][where] = np.nan
+    else:
+        labels["cameras"][where][SUBJECTS.index("S5"), 1] = np.inf
+    bad = tmp_path / "nan.npy"
+    np.save(bad, labels)
+    reads = []
+    monkeypatch.setattr(h36m, "_read_view", lambda *a: reads.append(a))
+    code = cli.main(["convert", "h36m", "--source", str(root), "--labels", str(bad), "--out",
+                     str(tmp_path / "out"), "--roles", "labeled", "--image-size", "32",
+                     "--no-progress"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.count("\n") == 0 and str(bad) in err, err
+    if field == "keypoints":
+        assert "NaN or infinite in 1 frame(s)" in err and "S5 Walking-1 frame 5" in err, err
+    else:
+        assert "camera 55011271 of S5" in err and "t" in err, err
+    assert reads == []  # refused while planning, before any image was read
+    assert not (tmp_path / "out").exists()

@@ -5,15 +5,19 @@ CDF is named before the run. On a tiny official-release fixture (h36m_release_da
 
 from __future__ import annotations
 
+import io
+import json
 import os
 import pickle
 import shutil
 import signal
 import subprocess
 import sys
-import time
+import threading
+import zipfile
 from pathlib import Path
 
+import convert_hooks
 import numpy as np
 import pytest
 from convert_data import read_dataset
@@ -21,9 +25,15 @@ from h36m_release_data import build_release, pose_at, write_cdf
 from train_helpers import REPO
 
 from pose3d import cli
+from pose3d.data.convert import cache as sample_cache
 from pose3d.data.convert import h36m_official, h36m_release
 from pose3d.data.convert.h36m_official import H36MReleaseOptions, plan_release
+from pose3d.data.convert.names import check_name
+from pose3d.data.convert.writer import ConversionUnit, write_dataset
+from pose3d.data.schema import encode_sample, placeholder_camera
 from pose3d.data.shards import load_manifest, write_manifest
+from pose3d.geometry import Camera, h36m_rig
+from pose3d.geometry.camera import rotation_from_quaternion
 
 TAKES = {"S1": {"Directions 1": (4, 4), "TakingPhoto": (4, 4)}}
 CDF = Path("S1") / "MyPoseFeatures" / "D3_Positions"
@@ -154,6 +164,265 @@ def test_samples_cached_by_other_converter_code_are_not_reused(release, tmp_path
     assert "reusing" not in err
 
 
+@pytest.fixture(scope="module")
+def cached(release, tmp_path_factory) -> Path:
+    """A cache folder holding Directions 1's finished samples (a run stopped at TakingPhoto)."""
+    cache = tmp_path_factory.mktemp("cached") / "cache"
+    with pytest.MonkeyPatch.context() as patch:
+        _fail_on(patch, "TakingPhoto")
+        assert _convert(release, cache.parent / "out", "--cache", str(cache)) == 2
+    return cache
+
+
+def _cache_copy(cached: Path, tmp_path: Path) -> Path:
+    return Path(shutil.copytree(cached, tmp_path / "cache"))
+
+
+def _recalibrated(field: str):
+    """h36m_cameras with one field of S1's first camera corrected, as a calibration fix in
+    pose3d/geometry/h36m_rig.py would."""
+    real = h36m_official.h36m_cameras
+    change = {"R": lambda c: c.R @ rotation_from_quaternion((0.9999, 0.0, 0.0, 0.0141)),
+              "t": lambda c: c.t + [10.0, 0.0, 0.0],
+              "dist": lambda c: c.dist + [0.01, 0.0, 0.0, 0.0, 0.0]}[field]
+
+    def cameras(subject: str) -> list[Camera]:
+        rig = real(subject)
+        if subject == "S1":
+            c = rig[0]
+            fields = {"K": c.K, "R": c.R, "t": c.t, "dist": c.dist, field: change(c)}
+            rig[0] = Camera(fields["K"], fields["R"], fields["t"], fields["dist"],
+                            c.image_size, c.name)
+        return rig
+
+    return cameras
+
+
+@pytest.mark.parametrize("field", ["R", "t", "dist"])
+def test_samples_cached_with_other_extrinsics_are_not_reused(cached, release, tmp_path,
+                                                             monkeypatch, capsys, field):
+    cache, out = _cache_copy(cached, tmp_path), tmp_path / "out"
+    monkeypatch.setattr(h36m_official, "h36m_cameras", _recalibrated(field))
+    assert _convert(release, out, "--cache", str(cache)) == 0
+    err = capsys.readouterr().err
+    assert "cache: S1 Directions-1 (labeled): cached with other options or cameras; " \
+           "converting it again" in err, err
+    assert "reusing" not in err
+
+
+def test_samples_cached_before_a_change_of_the_rig_code_are_not_reused(cached, release,
+                                                                      tmp_path, monkeypatch,
+                                                                      capsys):
+    cache, out = _cache_copy(cached, tmp_path), tmp_path / "out"
+    fixed = tmp_path / "h36m_rig.py"  # the calibration module, edited
+    fixed.write_text(Path(h36m_rig.__file__).read_text() + "# calibration fixed\n")
+    monkeypatch.setattr(h36m_rig, "__file__", str(fixed))
+    sample_cache.code_stamp.cache_clear()
+    try:
+        assert _convert(release, out, "--cache", str(cache)) == 0
+    finally:
+        monkeypatch.undo()
+        sample_cache.code_stamp.cache_clear()
+    err = capsys.readouterr().err
+    assert "cache: S1 Directions-1 (labeled): cached by another version of the converter; " \
+           "converting it again" in err, err
+    assert "reusing" not in err
+
+
+def test_the_reuse_line_says_what_the_cache_key_covers(cached, release, tmp_path, capsys):
+    cache, out = _cache_copy(cached, tmp_path), tmp_path / "out"
+    assert _convert(release, out, "--cache", str(cache)) == 0
+    line = next(x for x in capsys.readouterr().err.splitlines() if "reusing" in x)
+    for covered in ("options", "cameras", "code", "size", "modification time",
+                    "not their content"):
+        assert covered in line, line
+
+
+def _rewrite(edit, deflate: tuple[str, ...] = ()):
+    """A damage of a cache file: its zip written again with `edit(members)` applied to its
+    {name: bytes}; the members named in `deflate` compressed (the format stores them)."""
+    def apply(path: Path) -> None:
+        with zipfile.ZipFile(path) as archive:
+            members = {name: archive.read(name) for name in archive.namelist()}
+        edit(members)
+        with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as archive:
+            for name, data in members.items():
+                archive.writestr(name, data,
+                                 zipfile.ZIP_DEFLATED if name in deflate else None)
+    return apply
+
+
+def _header(edit):
+    """An edit of the parsed header.json."""
+    def apply(members: dict) -> None:
+        header = json.loads(members["header.json"])
+        edit(header)
+        members["header.json"] = json.dumps(header).encode()
+    return apply
+
+
+def _meta(i: int, edit):
+    """An edit of sample i's parsed meta.json."""
+    def apply(members: dict) -> None:
+        meta = json.loads(members[f"{i:06d}/meta.json"])
+        edit(meta)
+        members[f"{i:06d}/meta.json"] = json.dumps(meta).encode()
+    return apply
+
+
+def _npy(array: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, array)
+    return buf.getvalue()
+
+
+def _flip_a_view_byte(path: Path) -> None:
+    """Damage a stored JPEG's bytes in place: the member's CRC no longer matches."""
+    with zipfile.ZipFile(path) as archive:
+        jpeg = archive.read("000002/view1.jpg")
+    raw = bytearray(path.read_bytes())
+    at = raw.find(jpeg) + len(jpeg) // 2
+    raw[at] ^= 0xFF
+    path.write_bytes(bytes(raw))
+
+
+def _add_field(members: dict) -> None:
+    _header(lambda h: h["samples"][0].update({"../../evil": "bytes"}))(members)
+    members["000000/../../evil"] = b"x"
+
+
+def _set(name: str, data: bytes):
+    return lambda members: members.update({name: data})
+
+
+# (what is forged or damaged: a function of the cache file, what its one line says)
+BAD_CACHES = {
+    "a member with a bad CRC": (_flip_a_view_byte, "CRC"),
+    "a missing member": (_rewrite(lambda m: m.pop("000001/cameras.npy")), "cameras.npy"),
+    "role outside the roles": (_rewrite(_meta(0, lambda m: m.update(role="../../ESCAPED"))),
+                               "role"),
+    "role of another unit": (_rewrite(_meta(1, lambda m: m.update(role="eval"))), "role"),
+    "subject with a path": (_rewrite(_meta(0, lambda m: m.update(subject="../S1"))),
+                            "subject"),
+    "action of another take": (_rewrite(_meta(0, lambda m: m.update(action="Walking"))),
+                               "action"),
+    "frame of another tuple": (_rewrite(_meta(3, lambda m: m.update(frame=7))), "frame"),
+    "camera name with a path": (
+        _rewrite(_meta(0, lambda m: m.update(camera_names=["../x"] * 4))), "camera"),
+    "meta without valid": (_rewrite(_meta(0, lambda m: m.pop("valid"))), "valid"),
+    "meta of another type": (_rewrite(_set("000000/meta.json", b"[1, 2]")), "meta"),
+    "samples of the wrong type": (
+        _rewrite(_header(lambda h: h.update(samples=[5, 5, 5, 5]))), "sample 0"),
+    "samples not a list": (_rewrite(_header(lambda h: h.update(samples="four"))), "samples"),
+    "a field outside the format": (_rewrite(_add_field), "field"),
+    "header nested 200,000 deep": (
+        _rewrite(_set("header.json", b"[" * 200_000 + b"]" * 200_000)), "header"),
+    "header nested 20,000 deep": (
+        _rewrite(_set("header.json", b"[" * 20_000 + b"]" * 20_000)), "RecursionError"),
+    "a non-JPEG view": (_rewrite(_set("000000/view0.jpg", bytes(2000))), "JPEG"),
+    "cameras of another shape": (
+        _rewrite(_set("000000/cameras.npy", _npy(np.zeros(3, np.float32)))), "cameras"),
+    "joints of another shape": (
+        _rewrite(_set("000000/joints3d.npy", _npy(np.zeros((16, 3), np.float32)))),
+        "joints3d"),
+    "non-finite joints": (
+        _rewrite(_set("000000/joints3d.npy", _npy(np.full((17, 3), np.nan, np.float32)))),
+        "joints3d"),
+    "a key that is not the sample's": (_rewrite(_set("000000/__key__", b"../../x")), "key"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_CACHES))
+def test_a_bad_cache_is_replaced_saying_so_in_one_line(cached, release, tmp_path, capsys,
+                                                       case):
+    """A forged or damaged cache file: ignored with one line, converted again, replaced
+    (so the next run does not fail the same way); nothing read from it reaches a file
+    name or the shards."""
+    path = next(_cache_copy(cached, tmp_path).rglob("*.samples.zip"))
+    damage, reason = BAD_CACHES[case]
+    damage(path)
+    _check_the_bad_cache_is_replaced(release, tmp_path, capsys, path, reason)
+
+
+def _check_the_bad_cache_is_replaced(release: Path, tmp_path: Path, capsys, path: Path,
+                                     reason: str) -> None:
+    out = tmp_path / "out"
+    try:
+        code = _convert(release, out, "--cache", str(path.parent.parent))
+        err = capsys.readouterr().err
+        escaped = list(tmp_path.parent.glob("ESCAPED*")) + list(tmp_path.rglob("ESCAPED*"))
+    finally:
+        for stray in tmp_path.parent.glob("ESCAPED*"):
+            stray.unlink()
+    assert code == 0 and "Traceback" not in err, err
+    lines = [x for x in err.splitlines() if str(path) in x]
+    assert len(lines) == 1 and lines[0].startswith(f"cache: ignoring {path}: ") and \
+        lines[0].endswith("; converting S1 Directions-1 (labeled) again"), err
+    assert reason in lines[0], lines[0]
+    assert not escaped
+    samples = read_dataset(out)  # every view a JPEG of the run's size, every field sound
+    assert sorted((s.meta["source_file"], s.meta["frame"]) for s in samples.values()) == \
+        [(take, f) for take in ("Directions 1", "TakingPhoto") for f in range(4)]
+    assert {s.meta["role"] for s in samples.values()} == {"labeled"}
+    assert load_manifest(out)["roles"]["labeled"]["samples"] == 8
+    assert {p.name for p in out.iterdir()} == {"labeled-000000.tar", "manifest.json"}
+
+
+@pytest.mark.parametrize("deflate, reason", [(False, "4194304 bytes"),
+                                             (True, "compressed")])
+def test_a_member_larger_than_its_field_allows_is_never_read(cached, release, tmp_path,
+                                                            capsys, monkeypatch, deflate,
+                                                            reason):
+    """A view of 4 MB of zeros, stored, or deflated into a 5 KB file: refused from the
+    zip's directory (its size, its compression), before its bytes are read."""
+    path = next(_cache_copy(cached, tmp_path).rglob("*.samples.zip"))
+    name = "000000/view0.jpg"
+    _rewrite(_set(name, bytes(4 << 20)), (name,) if deflate else ())(path)
+    read = []
+    real_open = zipfile.ZipFile.open
+
+    def opening(self, member, mode="r", *args, **kwargs):
+        if mode == "r" and Path(self.filename) == path:
+            read.append(getattr(member, "filename", member))
+        return real_open(self, member, mode, *args, **kwargs)
+
+    monkeypatch.setattr(zipfile.ZipFile, "open", opening)
+    _check_the_bad_cache_is_replaced(release, tmp_path, capsys, path, reason)
+    assert name not in read
+
+
+@pytest.mark.parametrize("kind, value, ok", [
+    ("role", "labeled", True), ("role", "eval", True), ("role", "../../ESCAPED", False),
+    ("role", "Labeled", False), ("role", ["labeled"], False),
+    ("subject", "S1", True), ("action", "Directions 1", True), ("camera", "54138969", True),
+    ("subject", "..", False), ("subject", ".", False), ("subject", ".hidden", False),
+    ("action", "../x", False), ("action", "a/b", False), ("action", "a\\b", False),
+    ("subject", "", False), ("subject", "S" * 129, False), ("subject", "S\x00", False),
+    ("subject", 5, False), ("subject", None, False),
+])
+def test_names_read_from_data_are_plain(kind, value, ok):
+    if ok:
+        assert check_name(kind, value) == value
+    else:
+        with pytest.raises(ValueError, match=kind):
+            check_name(kind, value)
+
+
+def _yield_payload(payload: dict):
+    yield payload
+
+
+def test_the_writer_refuses_a_sample_of_another_role_than_its_unit(tmp_path):
+    """The shards' file names and the summary's counts follow the unit's role: a sample
+    claiming another is refused, not written under its claim."""
+    sample = encode_sample([np.zeros((8, 8, 3), np.uint8)], [placeholder_camera(8)], None,
+                           {"subject": "S1", "action": "a", "frame": 0, "role": "eval"})
+    with pytest.raises(ValueError, match="meta role 'eval' is not its unit's, labeled"):
+        write_dataset(tmp_path / "out", [ConversionUnit("labeled", 1, sample)],
+                      _yield_payload, progress=False)
+    assert not list(tmp_path.rglob("*.tar"))
+
+
 def _fake_dataset(folder: Path) -> dict[str, bytes]:
     folder.mkdir(parents=True)
     (folder / "labeled-000000.tar").write_bytes(b"old shard")
@@ -175,41 +444,61 @@ def test_ctrl_c_is_one_line_exit_130_and_keeps_the_dataset(release, tmp_path, mo
     assert not [p for p in tmp_path.iterdir() if ".partial" in p.name]
 
 
-def _children(pid: int) -> list[int]:
+def _interrupt_once_converting(code: str, *args: str) -> tuple[int, str]:
+    """Run `python -c CODE ARGS` (convert_hooks: its workers block), wait until a worker
+    says it is converting, then SIGINT the whole process group, as a terminal's Ctrl-C
+    does. Returns the exit status and stderr; a hang fails on the (generous) timeout."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "tests")]),
+           "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-c", code, *args], cwd=REPO, env=env,
+                            start_new_session=True, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    # a command stuck before converting is killed, which ends the wait below (EOF)
+    watchdog = threading.Timer(120, os.killpg, (proc.pid, signal.SIGKILL))
+    watchdog.start()
     try:
-        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-    except OSError:
-        return []
-
-
-@pytest.mark.slow
-@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="needs Linux /proc")
-def test_ctrl_c_with_workers_prints_one_line(release, tmp_path):
-    """SIGINT to the whole process group, as a terminal's Ctrl-C, once the worker processes
-    exist: they get it too, starting up or converting."""
-    out = tmp_path / "out"
-    before = _fake_dataset(out)
-    argv = ["convert", "h36m", "--source", str(release), "--out", str(out), "--subjects",
-            "labeled=S1", "--roles", "labeled", "--image-size", "32", "--no-progress",
-            "--overwrite", "--workers", "2", "--cache", str(tmp_path / "cache")]
-    proc = subprocess.Popen([sys.executable, "-m", "pose3d", *argv], cwd=REPO,
-                            start_new_session=True, env={**os.environ, "PYTHONPATH": str(REPO)},
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.monotonic() + 120
-        while len(_children(proc.pid)) < 3:  # the two workers and the resource tracker
-            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
-            time.sleep(0.05)
-        time.sleep(0.2)  # past the few milliseconds in which the workers start
+        for line in proc.stdout:  # ends at EOF if the command exits before converting
+            if line.strip() == convert_hooks.STARTED:
+                break
+        watchdog.cancel()
+        assert proc.poll() is None, proc.communicate()
         os.killpg(proc.pid, signal.SIGINT)
         _, err = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
-    assert proc.returncode == 130, err
+            proc.wait()
+    return proc.returncode, err
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(os.name != "posix", reason="process groups and SIGINT")
+def test_ctrl_c_with_workers_prints_one_line(release, tmp_path):
+    """Ctrl-C while two worker processes convert: they get it too (same process group);
+    the conversion cannot finish first, since its workers block until killed."""
+    out = tmp_path / "out"
+    before = _fake_dataset(out)
+    argv = ["convert", "h36m", "--source", str(release), "--out", str(out), "--subjects",
+            "labeled=S1", "--roles", "labeled", "--image-size", "32", "--no-progress",
+            "--overwrite", "--workers", "2", "--cache", str(tmp_path / "cache")]
+    code, err = _interrupt_once_converting(
+        "import sys, convert_hooks; sys.exit(convert_hooks.run_cli(sys.argv[1:]))", *argv)
+    assert code == 130, err
     assert err.strip().count("\n") == 0 and "interrupted" in err, err
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
     assert not [p for p in tmp_path.iterdir() if ".partial" in p.name]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(os.name != "posix", reason="process groups and SIGINT")
+def test_ctrl_c_exits_while_tasks_are_still_queued(tmp_path):
+    """More queued work than a pipe holds when Ctrl-C comes: the process exits instead of
+    waiting forever for the task queue's feeder thread to hand it to the dead workers."""
+    code, err = _interrupt_once_converting(
+        "import sys, convert_hooks; sys.exit(convert_hooks.run_writer(sys.argv[1]))",
+        str(tmp_path / "out"))
+    assert code == 130, err
+    assert err.strip() == "interrupted", err
 
 
 def test_a_killed_runs_partial_folder_is_removed_by_the_next_run(release, tmp_path, capsys):

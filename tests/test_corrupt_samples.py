@@ -13,7 +13,7 @@ import warnings
 
 import numpy as np
 import pytest
-from train_data import write_tiny_dataset
+from train_data import forge_meta, write_tiny_dataset
 from train_helpers import TINY
 
 from pose3d import cli
@@ -137,3 +137,32 @@ def test_eval_report_counts_and_names_skips(poisoned, tmp_path, capsys):
     skipped = json.loads((out / "report.json").read_text())["A"]["skipped"]
     assert skipped["counts"] == {"sample": 3}
     assert all(any(key in e for e in skipped["examples"]) for key in bad)
+
+
+@pytest.fixture(scope="module")
+def forged_meta(tmp_path_factory):
+    """A 32 px dataset whose first labeled shard holds a tuple with `"schema": "1"` and one
+    with `"image_size": "sixty-four"` in meta.json (issue 32, item 15). Returns (folder,
+    the forged keys)."""
+    data = tmp_path_factory.mktemp("forged_meta") / "data"
+    write_tiny_dataset(data, frames=6, image_size=SIZE, samples_per_shard=3)
+    keys = forge_meta(shards_for_role(data, "labeled")[0],
+                      [{"schema": "1"}, {"image_size": "sixty-four"}])
+    return data, keys
+
+
+@pytest.mark.parametrize("kind", ["eval", "train"])
+def test_meta_of_the_wrong_type_is_a_skipped_and_counted_sample(forged_meta, kind):
+    data, forged = forged_meta
+    urls = shards_for_role(data, "labeled")
+    loader = make_eval_loader(urls, batch_size=2, image_size=SIZE) if kind == "eval" else \
+        make_train_loader(urls, batch_size=2, batches_per_epoch=3, shuffle_buffer=0,
+                          image_size=SIZE)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        keys = [k for batch in loader for k in batch["key"]]
+    assert not set(forged) & set(keys) and keys
+    assert loader.skipped["sample"] >= 2
+    messages = [str(w.message) for w in caught if w.category is CorruptSampleWarning]
+    assert any(forged[0] in m and "schema must be" in m for m in messages), messages
+    assert any(forged[1] in m and "image_size must be" in m for m in messages), messages

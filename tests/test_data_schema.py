@@ -150,3 +150,44 @@ def test_decode_rejects_a_newer_schema(rng):
     raw["meta.json"] = json.dumps({**meta, "schema": schema.SCHEMA_VERSION + 1}).encode()
     with pytest.raises(schema.SampleError, match="newer"):
         schema.decode_sample(raw)
+
+
+@pytest.mark.parametrize("kind, value", [
+    ("role", "labeled"), ("role", "unlabeled"), ("role", "eval"),
+    ("subject", "S9"), ("action", "Walking Dog 1"), ("action", "walk.fast"),
+    ("camera", "54138969"), ("subject", "x" * schema.NAME_MAX_CHARS)])
+def test_check_name_accepts_plain_names(kind, value):
+    assert schema.check_name(kind, value) == value
+
+
+@pytest.mark.parametrize("kind, value", [
+    ("role", "../../../X"), ("role", "Labeled"), ("role", None), ("role", ""),
+    ("subject", "../S1"), ("subject", "S1/../../x"), ("subject", "a\\b"), ("subject", ".."),
+    ("subject", ".hidden"), ("action", "a..b"), ("action", "/etc/passwd"), ("action", ""),
+    ("action", "a\x00b"), ("action", "a\nb"), ("subject", 7), ("subject", ["S1"]),
+    ("subject", "x" * (schema.NAME_MAX_CHARS + 1))])
+def test_check_name_refuses_what_could_become_a_path(kind, value):
+    with pytest.raises(ValueError, match=kind):
+        schema.check_name(kind, value)
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("schema", "1", "schema must be a non-negative integer"),
+    ("schema", None, "schema must be a non-negative integer"),
+    ("image_size", "sixty-four", "image_size must be a non-negative integer"),
+    ("image_size", 0, "image_size must be a positive integer"),
+    ("image_size", 40.0, "image_size must be a non-negative integer"),
+    ("frame", "17", "frame must be"),
+    ("valid", ["yes", True, True], "valid must be a list of booleans"),
+    ("camera_names", "cam", "camera_names must be a list"),
+    ("camera_names", ["a", "../b", "c"], "camera name must be a plain name"),
+    ("role", "../../../X", "role must be one of"),
+    ("subject", "../S1", "subject must be a plain name"),
+    ("action", {"a": 1}, "action must be a non-empty string"),
+])
+def test_decode_refuses_meta_of_the_wrong_type_as_a_bad_sample(rng, field, value, message):
+    raw = _raw(rng)
+    meta = json.loads(raw["meta.json"])
+    raw["meta.json"] = json.dumps({**meta, field: value}).encode()
+    with pytest.raises(schema.SampleError, match=message):
+        schema.decode_sample(raw)

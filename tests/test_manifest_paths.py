@@ -1,5 +1,6 @@
 """A manifest cannot make a reader open files outside its dataset folder (issue 26): shard
-entries with '..' or an absolute path are refused in one line naming the manifest, here
+entries with '..' or an absolute path, or naming a symbolic link that leads outside (issue
+32), are refused in one line naming the manifest, here
 through `pose3d eval`, with a readable shard waiting at the place they point to."""
 
 from __future__ import annotations
@@ -40,13 +41,20 @@ def _pointing_outside(root, tmp_path, how: str):
     outside = tmp_path / "outside"
     outside.mkdir()
     shutil.copy(data / entry["file"], outside / entry["file"])
-    entry["file"] = f"../outside/{entry['file']}" if how == "dotdot" \
-        else str(outside / entry["file"])
+    if how == "symlink":  # a plain name in the manifest, a link in the folder
+        (data / f"link-{entry['file']}").symlink_to(outside / entry["file"])
+        entry["file"] = f"link-{entry['file']}"
+    elif how == "symlinked_folder":
+        (data / "sub").symlink_to(outside, target_is_directory=True)
+        entry["file"] = f"sub/{entry['file']}"
+    else:
+        entry["file"] = f"../outside/{entry['file']}" if how == "dotdot" \
+            else str(outside / entry["file"])
     (data / MANIFEST).write_text(json.dumps(manifest))
     return data, entry["file"]
 
 
-@pytest.mark.parametrize("how", ["dotdot", "absolute"])
+@pytest.mark.parametrize("how", ["dotdot", "absolute", "symlink", "symlinked_folder"])
 def test_eval_refuses_shards_outside_the_dataset(setup, tmp_path, capsys, how):
     data, name = _pointing_outside(setup, tmp_path, how)
     code = cli.main(["eval", "--checkpoint", f"A={setup / 'sv.pt'}", "--data", str(data),
@@ -57,8 +65,9 @@ def test_eval_refuses_shards_outside_the_dataset(setup, tmp_path, capsys, how):
     assert not (tmp_path / "out").exists()
 
 
-def test_every_reader_goes_through_the_check(setup, tmp_path):
-    data, _ = _pointing_outside(setup, tmp_path, "dotdot")
+@pytest.mark.parametrize("how", ["dotdot", "symlink"])
+def test_every_reader_goes_through_the_check(setup, tmp_path, how):
+    data, _ = _pointing_outside(setup, tmp_path, how)
     for read in (lambda: load_manifest(data), lambda: resolve_shards(data),
                  lambda: resolve_shards(data, "labeled")):
         with pytest.raises(ValueError, match="not a path inside the dataset folder"):
@@ -75,3 +84,15 @@ def test_shards_in_a_subfolder_and_plain_names_still_load(setup, tmp_path):
     entry["file"] = f"sub/{entry['file']}"
     (data / MANIFEST).write_text(json.dumps(manifest))
     assert str(data / "sub") in resolve_shards(data, "eval")[0]
+
+
+def test_links_that_stay_inside_and_a_linked_dataset_folder_still_load(setup, tmp_path):
+    data = tmp_path / "data"
+    shutil.copytree(setup / "data", data)
+    manifest = json.loads((data / MANIFEST).read_text())
+    entry = manifest["roles"]["eval"]["shards"][0]
+    (data / "link.tar").symlink_to(entry["file"])  # relative, inside the folder
+    entry["file"] = "link.tar"
+    (data / MANIFEST).write_text(json.dumps(manifest))
+    (tmp_path / "alias").symlink_to(data, target_is_directory=True)
+    assert resolve_shards(tmp_path / "alias", "eval")[0] == str(tmp_path / "alias" / "link.tar")

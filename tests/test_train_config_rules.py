@@ -19,6 +19,7 @@ STAGE = "sv_pretrain"  # tiny.yaml's stage; optim.STAGE.* below are this stage's
 # the refusal). Ranges as the keys' comments and uses say: counts and sizes >= 1, weights
 # and tolerances >= 0, image sizes multiples of the ResNet stride 32.
 POSITIVE, NON_NEGATIVE = "must be positive", "must be >= 0"
+IN_MEMORY = "fit in this machine's memory"
 TABLE: list[tuple[str, str, str, str]] = [
     ("data.image_size", "48", "64", "must be a positive multiple of 32"),
     ("data.image_size", "0", "32", "must be a positive multiple of 32"),
@@ -26,6 +27,7 @@ TABLE: list[tuple[str, str, str, str]] = [
     ("data.batches_per_epoch", str(2 ** 63), str(2 ** 63 - 1), "2^63"),
     ("data.num_workers", "-1", "0", NON_NEGATIVE),
     ("data.shuffle_buffer", "-1", "0", NON_NEGATIVE),
+    ("data.shuffle_buffer", "100000000000", "100", IN_MEMORY),  # issue 32: 1e11 x 48 KiB
     ("model.sv.deconv_channels", "0", "1", POSITIVE),
     ("model.mv.deconv_channels", "0", "1", POSITIVE),
     ("model.sv.num_deconv", "-1", "0", NON_NEGATIVE),
@@ -39,6 +41,8 @@ TABLE: list[tuple[str, str, str, str]] = [
     ("optim.pgt.epochs", str(-2 ** 63 - 1), "0", "2^63"),  # unused: any int64
     (f"optim.{STAGE}.epochs", "0", "1", POSITIVE),
     (f"optim.{STAGE}.batch_size", "0", "1", POSITIVE),
+    (f"optim.{STAGE}.batch_size", "100000000000", "64", IN_MEMORY),  # issue 32, item 8
+    ("optim.pgt.batch_size", "100000000000", "64", IN_MEMORY),
     (f"optim.{STAGE}.lr", "-1e-3", "0", NON_NEGATIVE),
     ("loss.depth_range_mm", "0", "1", POSITIVE),
     ("loss.heatmap_sigma", "0", "0.1", POSITIVE),
@@ -57,7 +61,7 @@ TABLE: list[tuple[str, str, str, str]] = [
 ]
 # The P-GT stage trains nothing: its lr and epochs stay unchecked also when it is the stage
 # (where optim.STAGE.* would otherwise refuse them).
-STAGE_OF = {"optim.pgt.lr": "pgt", "optim.pgt.epochs": "pgt"}
+STAGE_OF = {"optim.pgt.lr": "pgt", "optim.pgt.epochs": "pgt", "optim.pgt.batch_size": "pgt"}
 
 
 @pytest.mark.parametrize("key, bad, good, words", TABLE,

@@ -7,7 +7,7 @@ import math
 
 import pytest
 import torch
-from train_data import write_tiny_dataset
+from train_data import write_pgt_folder, write_tiny_dataset
 from train_helpers import TINY
 
 from pose3d import cli
@@ -39,17 +39,18 @@ def _cfg(dataset, stage: str, batch: int, *extra):
 
 
 @pytest.mark.parametrize("world, batch", [(1, 2), (2, 2), (3, 4)])
-def test_an_epoch_is_one_pass_over_the_stages_tuples_per_rank(dataset, world, batch):
+def test_an_epoch_is_one_pass_over_the_stages_tuples_per_rank(dataset, tmp_path, world,
+                                                              batch):
+    pgt_folder = write_pgt_folder(dataset, tmp_path / "pgt")
     labeled = _tuples(dataset, "labeled")
-    every_role = _tuples(dataset, None)
     info = DistInfo(0, world, 0, torch.device("cpu"))
     for stage in ("mv_pretrain", "sv_pretrain"):
         got = make_stage(stage).batches_per_epoch(_cfg(dataset, stage, batch), info)
         assert got == math.ceil(math.ceil(labeled / world) / batch), stage
-    # finetune: the labeled GT and every tuple of the P-GT folder (here the same folder)
-    cfg = _cfg(dataset, "finetune", batch, f"data.pgt_root={dataset}")
+    # finetune: the labeled GT and every tuple of the P-GT folder
+    cfg = _cfg(dataset, "finetune", batch, f"data.pgt_root={pgt_folder}")
     got = make_stage("finetune").batches_per_epoch(cfg, info)
-    assert got == math.ceil(math.ceil((labeled + every_role) / world) / batch)
+    assert got == math.ceil(math.ceil((labeled + _tuples(pgt_folder, None)) / world) / batch)
 
 
 def test_a_given_batches_per_epoch_wins(dataset):

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 import torch
-from train_data import write_tiny_dataset
+from train_data import write_pgt_folder, write_tiny_dataset
 from train_helpers import REPO, TINY, free_port, torchrun
 
 from pose3d.data.loader import iterate_samples
@@ -123,8 +123,7 @@ def _one_step(dataset, tmp_path, stage_name, *extra, device="cpu"):
 
 
 def test_finetune_weighs_the_consistency_loss_by_lambda_mv(dataset, tmp_path, device):
-    # the finetune loader needs P-GT shards: reuse the labeled ones as the P-GT folder
-    pgt = f"data.pgt_root={dataset}"
+    pgt = f"data.pgt_root={write_pgt_folder(dataset, tmp_path / 'pgt', offset_mm=30.0)}"
     l1_only = _one_step(dataset, tmp_path, "finetune", pgt, "loss.lambda_mv=0", device=device)
     torch.testing.assert_close(l1_only.loss, l1_only.metrics["train/loss_pose"])
     ours = _one_step(dataset, tmp_path, "finetune", pgt, "loss.lambda_mv=0.5",
@@ -207,7 +206,7 @@ def test_sv_pretrain_starts_from_the_multi_view_checkpoint(dataset, tmp_path):
     sv_path, sv_saved = _save_fresh_model(dataset, tmp_path, "sv_pretrain", "sv")
     for stage in ("sv_pretrain", "finetune"):
         model = _initial_model(dataset, tmp_path, stage, f"model.sv_init_from_mv={mv_path}",
-                               f"model.sv.weights_path={sv_path}", f"data.pgt_root={dataset}")
+                               f"model.sv.weights_path={sv_path}", "data.use_pgt=false")
         assert torch.equal(model.trunk.conv1.weight, sv_saved.trunk.conv1.weight)
 
 

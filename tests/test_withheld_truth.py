@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 from h36m_release_data import SPLITS, build_release, pose_at
+from train_data import raw_samples, write_pgt_folder
 from train_helpers import TINY
 
 from pose3d import cli, experiment
@@ -41,18 +42,6 @@ def converted(tmp_path_factory) -> Path:
     return base / "data"
 
 
-def _raw_samples(folder: Path, role: str) -> list[dict]:
-    """The role's samples as the tars hold them (file extension -> bytes)."""
-    samples: dict[str, dict] = {}
-    for shard in sorted(folder.glob(f"{role}-*.tar")):
-        with tarfile.open(shard) as tar:
-            for member in tar.getmembers():
-                key, _, name = member.name.partition(".")
-                samples.setdefault(key, {"__key__": key})[name] = \
-                    tar.extractfile(member).read()
-    return list(samples.values())
-
-
 def _poisoned_copy(src: Path, dst: Path) -> int:
     """`src` copied to `dst` with every withheld truth replaced by NaN; returns how many."""
     dst.mkdir(parents=True)
@@ -71,16 +60,6 @@ def _poisoned_copy(src: Path, dst: Path) -> int:
                 member.size = len(data)
                 tar_out.addfile(member, io.BytesIO(data))
     return poisoned
-
-
-def _pgt_shards(data: Path, out: Path) -> None:
-    """P-GT shards as the P-GT stage writes them: the unlabeled tuples, every file kept,
-    with a label (here the withheld truth moved by 30 mm)."""
-    with ShardSetWriter(out, 4) as writer:
-        for raw in _raw_samples(data, "unlabeled"):
-            truth = np.load(io.BytesIO(raw[schema.WITHHELD_FILE]))
-            writer.write(schema.with_pgt(raw, truth + 30.0))
-        writer.close(pgt={"checkpoint": "the test's", "mpjpe_mm": 30.0})
 
 
 def _epoch(stage_name: str, data: Path, pgt: Path, run: Path, extra: list[str] = ()
@@ -104,7 +83,7 @@ def _epoch(stage_name: str, data: Path, pgt: Path, run: Path, extra: list[str] =
 @pytest.mark.parametrize("stage_name", ["mv_pretrain", "sv_pretrain", "finetune"])
 def test_no_training_stage_reads_the_withheld_truth(converted, tmp_path, stage_name):
     pgt = tmp_path / "pgt"
-    _pgt_shards(converted, pgt)
+    write_pgt_folder(converted, pgt, offset_mm=30.0)
     assert _poisoned_copy(converted, tmp_path / "data_poisoned") > 0
     assert _poisoned_copy(pgt, tmp_path / "pgt_poisoned") > 0
     clean, clean_loss = _epoch(stage_name, converted, pgt, tmp_path / "run")
@@ -132,7 +111,7 @@ def _assert_same(clean: list[dict], clean_loss: dict, poisoned: list[dict],
 def test_only_the_oracle_arm_reads_the_withheld_truth(converted, tmp_path):
     """Every fine-tuning arm but the Oracle trains on the same batches and losses when the
     withheld truth is NaN; the Oracle's labels come from it (and so cannot be made)."""
-    _pgt_shards(converted, tmp_path / "pgt")
+    write_pgt_folder(converted, tmp_path / "pgt", offset_mm=30.0)
     _poisoned_copy(converted, tmp_path / "data_poisoned")
     _poisoned_copy(tmp_path / "pgt", tmp_path / "pgt_poisoned")
     for arm, overrides in experiment.arms().items():
@@ -150,14 +129,14 @@ def test_only_the_oracle_arm_reads_the_withheld_truth(converted, tmp_path):
 
 
 def test_oracle_labels_are_the_withheld_truth_of_the_labeled_tuples(converted, tmp_path):
-    _pgt_shards(converted, tmp_path / "pgt")
-    raws = _raw_samples(converted, "unlabeled")
+    write_pgt_folder(converted, tmp_path / "pgt", offset_mm=30.0)
+    raws = raw_samples(converted, "unlabeled")
     truth = {r["__key__"]: np.load(io.BytesIO(r[schema.WITHHELD_FILE])) for r in raws}
     # one tuple's truth is unusable: the Oracle leaves it out, as the teacher leaves out a
     # tuple it cannot triangulate
     dropped = sorted(truth)[0]
     with ShardSetWriter(tmp_path / "pgt_one_bad", 4) as writer:
-        for raw in _raw_samples(tmp_path / "pgt", "unlabeled"):
+        for raw in raw_samples(tmp_path / "pgt", "unlabeled"):
             if raw["__key__"] == dropped:
                 nan = io.BytesIO()
                 np.save(nan, np.full((17, 3), np.nan, np.float32))

@@ -4,14 +4,16 @@ as the withheld file the P-GT stage scores against) and eval S9, 64 px, 4 H36M c
 from __future__ import annotations
 
 import io
+import json
+import tarfile
 from pathlib import Path
 
 import numpy as np
 from studio_helpers import turning_clip
 
-from pose3d.data import studio
-from pose3d.data.shards import ShardSetWriter
-from pose3d.train.pgt import WITHHELD_FILE
+from pose3d.data import schema, studio
+from pose3d.data.shards import ShardSetWriter, shards_for_role
+from pose3d.train.pgt import WITHHELD_FILE, withheld_gt
 
 ROLES = {"labeled": ("S1",), "unlabeled": ("S7",), "eval": ("S9",)}
 
@@ -31,3 +33,46 @@ def write_tiny_dataset(out: Path, frames: int = 6, image_size: int = 64,
                     sample[WITHHELD_FILE] = buf.getvalue()
                 writer.write(sample)
         return writer.close(dataset="synthetic-test")
+
+
+def raw_samples(folder: Path, role: str) -> list[dict]:
+    """The role's samples as the tars hold them (file extension -> bytes)."""
+    samples: dict[str, dict] = {}
+    for shard in shards_for_role(folder, role):
+        with tarfile.open(shard) as tar:
+            for member in tar.getmembers():
+                key, _, name = member.name.partition(".")
+                samples.setdefault(key, {"__key__": key})[name] = \
+                    tar.extractfile(member).read()
+    return list(samples.values())
+
+
+def write_pgt_folder(data: Path, out: Path, roles: tuple[str, ...] = ("unlabeled",),
+                     offset_mm: float = 0.0) -> Path:
+    """A folder as the P-GT stage writes it (a manifest with its pgt record): the tuples of
+    `roles` of `data`, every file kept, each labeled with its true 3D moved by offset_mm.
+    Roles other than 'unlabeled' make a forged one."""
+    with ShardSetWriter(out, 4) as writer:
+        for role in roles:
+            for raw in raw_samples(data, role):
+                writer.write(schema.with_pgt(raw, withheld_gt(raw) + offset_mm))
+        writer.close(pgt={"checkpoint": "written by a test", "offset_mm": offset_mm})
+    return out
+
+
+def forge_meta(shard: str | Path, changes: list[dict]) -> list[str]:
+    """Rewrite a shard with the meta.json of its i-th sample (in key order) updated by
+    changes[i]; returns the keys changed."""
+    with tarfile.open(shard) as tar:
+        members = [(m.name, tar.extractfile(m).read()) for m in tar.getmembers()]
+    keys = sorted({name.split(".")[0] for name, _ in members})[:len(changes)]
+    forged = dict(zip(keys, changes))
+    with tarfile.open(shard, "w") as tar:
+        for name, payload in members:
+            key, ext = name.split(".", 1)
+            if key in forged and ext == schema.META_FILE:
+                payload = json.dumps({**json.loads(payload), **forged[key]}).encode()
+            info = tarfile.TarInfo(name)
+            info.size = len(payload)
+            tar.addfile(info, io.BytesIO(payload))
+    return keys

@@ -97,6 +97,30 @@ def placeholder_camera(image_size: int) -> Camera:
                   name="missing")
 
 
+NAME_MAX_CHARS = 128
+_NAME_FORBIDDEN = re.compile(r"[/\\\x00-\x1f\x7f]")
+
+
+def check_name(kind: str, value: object) -> str:
+    """A name read from data (a shard's meta, a manifest), checked before it can reach a
+    file name: kind 'role' must be one of ROLES; any other kind (subject, action, camera,
+    ...) a plain name: a non-empty str of at most NAME_MAX_CHARS characters without '/',
+    '\\', control characters or '..', not starting with '.'. Returns the value; raises
+    ValueError naming the kind and the value."""
+    if kind == "role":
+        if not isinstance(value, str) or value not in ROLES:
+            raise ValueError(f"role must be one of {ROLES}, got {value!r:.80}")
+        return value
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"{kind} must be a non-empty string, got {value!r:.80}")
+    if len(value) > NAME_MAX_CHARS:
+        raise ValueError(f"{kind} is longer than {NAME_MAX_CHARS} characters: {value!r:.80}")
+    if _NAME_FORBIDDEN.search(value) or ".." in value or value.startswith("."):
+        raise ValueError(f"{kind} must be a plain name (no path separator, control "
+                         f"character, '..' or leading '.'), got {value!r:.80}")
+    return value
+
+
 class SampleError(ValueError):
     """A sample that cannot be used (missing file, corrupt image, bad shapes)."""
 
@@ -297,9 +321,38 @@ def _read_meta(sample: dict, key: str) -> dict:
     if not isinstance(meta, dict) or not isinstance(meta.get("valid"), list) or \
             not meta["valid"] or any(k not in meta for k in REQUIRED_META):
         raise SampleError(f"{key}: {META_FILE} lacks valid / subject / action / frame / role")
+    try:
+        _check_meta_fields(meta)
+    except ValueError as exc:
+        raise SampleError(f"{key}: {META_FILE}: {exc}") from None
     if meta.get("schema", 0) > SCHEMA_VERSION:
         raise SampleError(f"{key}: schema {meta['schema']} is newer than {SCHEMA_VERSION}")
     return meta
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_meta_fields(meta: dict) -> None:
+    """ValueError naming the first field of a parsed meta.json whose type or value is not
+    what encode_sample writes: a forged file reaches comparisons, int() and file names."""
+    for field in ("schema", "image_size", "frame", "clip"):
+        if field in meta and not (_is_int(meta[field]) and meta[field] >= 0):
+            raise ValueError(f"{field} must be a non-negative integer, got "
+                             f"{meta[field]!r:.80}")
+    if "image_size" not in meta or meta["image_size"] == 0:
+        raise ValueError("image_size must be a positive integer")
+    if not all(isinstance(v, bool) for v in meta["valid"]):
+        raise ValueError("valid must be a list of booleans")
+    for field in ("role", "subject", "action"):
+        check_name(field, meta[field])
+    names = meta.get("camera_names", [""] * len(meta["valid"]))
+    if not isinstance(names, list) or len(names) != len(meta["valid"]):
+        raise ValueError("camera_names must be a list with one name per view")
+    for name in names:
+        if name != "":  # a missing view's
+            check_name("camera name", name)
 
 
 def _read_cameras(sample: dict, key: str, num_views: int) -> dict[str, np.ndarray]:
@@ -329,9 +382,9 @@ def decode_sample(sample: dict, image_size: int | None = None,
     frame header: the size) for decoding elsewhere (pose3d.data.device_decode)."""
     key = str(sample.get("__key__", "?"))
     meta = _read_meta(sample, key)
-    valid = np.array([bool(v) for v in meta["valid"]])
+    valid = np.array(meta["valid"], dtype=bool)
     cams = _read_cameras(sample, key, len(valid))
-    side = int(meta.get("image_size", 0))
+    side = meta["image_size"]
     if image_size is not None and side != image_size:
         raise SampleError(f"{key}: {side} px images, but the dataset's are {image_size} px")
     images, jpegs = None, [None] * len(valid)

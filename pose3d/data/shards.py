@@ -57,7 +57,8 @@ class ShardSetWriter:
 
     def write(self, sample: dict) -> None:
         meta = json.loads(sample[schema.META_FILE])
-        role = meta["role"]
+        role = schema.check_name("role", meta["role"])  # a shard's file name: no path
+        schema.check_name("subject", meta["subject"])
         if self.image_size is None:
             self.image_size = meta["image_size"]
         elif meta["image_size"] != self.image_size:
@@ -143,19 +144,24 @@ def load_manifest(folder: str | os.PathLike) -> dict:
         raise ValueError(f"{path}: not a pose3d manifest ({type(exc).__name__}: {exc})") \
             from None
     for role, name in entries:
-        if not _inside(name):
+        if not _inside(folder, name):
             raise ValueError(f"{path}: shard {name!r} of role {role!r} is not a path inside "
-                             f"the dataset folder (no absolute paths, no '..'); refused")
+                             f"the dataset folder (no absolute paths, no '..', no link "
+                             f"leading outside); refused")
     return manifest
 
 
-def _inside(name: object) -> bool:
+def _inside(folder: str | os.PathLike, name: object) -> bool:
     """Whether a manifest's shard entry names a file below its folder: a relative path
-    without '..' (the writers store bare file names)."""
+    without '..' (the writers store bare file names) that still lies inside once symbolic
+    links are resolved (a link in the folder may lead anywhere)."""
     if not isinstance(name, str) or not name or "\\" in name:
         return False
     parts = Path(name).parts
-    return not Path(name).is_absolute() and ".." not in parts and parts != ()
+    if Path(name).is_absolute() or ".." in parts or parts == ():
+        return False
+    root = Path(folder).resolve()
+    return root in (root / name).resolve().parents
 
 
 def shards_for_role(folder: str | os.PathLike, role: str) -> list[str]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import fnmatch
 import math
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -239,7 +240,7 @@ _RULES: tuple[tuple[str, str], ...] = (
     ("data.image_size", "multiple_of_32"),
     ("data.batches_per_epoch", "positive"),
     ("data.num_workers", "non_negative"),
-    ("data.shuffle_buffer", "non_negative"),
+    ("data.shuffle_buffer", "tuples_in_memory"),  # 0 = no shuffling
     ("model.*.deconv_channels", "positive"),
     ("model.*.num_deconv", "non_negative"),
     ("model.*.depth_bins", "positive"),
@@ -249,7 +250,7 @@ _RULES: tuple[tuple[str, str], ...] = (
     ("optim.pgt.lr", "finite"),  # the P-GT stage is inference only: lr and epochs unused
     ("optim.pgt.epochs", "finite"),
     ("optim.STAGE.epochs", "positive"),
-    ("optim.STAGE.batch_size", "positive"),
+    ("optim.STAGE.batch_size", "positive_tuples_in_memory"),
     ("optim.STAGE.lr", "non_negative"),  # 0 keeps the weights: a baseline run, as in tests
     ("loss.depth_range_mm", "positive"),
     ("loss.heatmap_sigma", "positive"),
@@ -265,13 +266,35 @@ _RULES: tuple[tuple[str, str], ...] = (
     ("run.dist_timeout_s", "positive"),
 )
 INT64_LIMIT = 2 ** 63
-_CHECKS: dict[str, tuple[Callable[[float], bool], str]] = {
-    "finite": (lambda v: True, "must be finite"),
-    "non_negative": (lambda v: v >= 0, "must be >= 0"),
-    "positive": (lambda v: v > 0, "must be positive"),
-    "multiple_of_32": (lambda v: v > 0 and v % 32 == 0,
+_IN_MEMORY = ("fit in this machine's memory (each tuple holds at least one 3 x "
+              "data.image_size^2 float32 view)")
+_CHECKS: dict[str, tuple[Callable[[float, DictConfig], bool], str]] = {
+    "finite": (lambda v, cfg: True, "must be finite"),
+    "non_negative": (lambda v, cfg: v >= 0, "must be >= 0"),
+    "positive": (lambda v, cfg: v > 0, "must be positive"),
+    "multiple_of_32": (lambda v, cfg: v > 0 and v % 32 == 0,
                        "must be a positive multiple of 32 (the ResNet trunk's stride)"),
+    "tuples_in_memory": (lambda v, cfg: 0 <= v and _tuples_fit(v, cfg),
+                         f"must be >= 0 and {_IN_MEMORY}"),
+    "positive_tuples_in_memory": (lambda v, cfg: 0 < v and _tuples_fit(v, cfg),
+                                  f"must be positive and {_IN_MEMORY}"),
 }
+
+
+def _physical_memory() -> int:
+    """This machine's RAM in bytes (2^50 where the OS does not say)."""
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return 2 ** 50
+
+
+def _tuples_fit(count: float, cfg: DictConfig) -> bool:
+    """Whether `count` tuples can be held at once: a lower bound of their size (one float32
+    view of data.image_size px) within the RAM, so that a batch or buffer that cannot fit is
+    refused before the loader starts filling it (not after minutes of swapping)."""
+    side = max(int(cfg.data.image_size), 1) if math.isfinite(cfg.data.image_size) else 1
+    return count * 3 * side * side * 4 <= _physical_memory()
 # Names checked against what exists: key pattern -> the allowed values.
 _CHOICES: tuple[tuple[str, Callable[[], tuple[str, ...]]], ...] = (
     ("stage", lambda: STAGES),
@@ -333,7 +356,7 @@ def validate(cfg: DictConfig) -> None:
             raise ConfigError(f"bad config: {key} must lie in [-2^63, 2^63), got {value}")
         name = _rule(key, cfg.stage, _RULES) or "finite"
         check, what = _CHECKS[name]
-        if not math.isfinite(value) or not check(value):
+        if not math.isfinite(value) or not check(value, cfg):
             raise ConfigError(f"bad config: {key} {what}, got {value}")
     if cfg.data.decode_on_device and (cfg.data.augment or cfg.data.augment_colour):
         raise ConfigError("bad config: data.decode_on_device needs data.augment=false and "

@@ -27,6 +27,7 @@ from pose3d.train.config import learning_rate, stage_optim, to_yaml
 from pose3d.train.distributed import DistInfo
 from pose3d.train.logger import Logger
 from pose3d.train.optimizer import make_optimizer
+from pose3d.train.run_lock import hold_run_folder
 from pose3d.train.stage_base import StepContext, StepOutput, TrainStage, batch_to
 
 
@@ -218,7 +219,11 @@ def train(cfg: DictConfig, stage: TrainStage) -> dict[str, float]:
     info = distributed.setup(cfg.run.device, cfg.run.dist_timeout_s,
                              always=cfg.run.ddp == "always")
     try:
-        return _train(cfg, stage, info)
+        # Everything that can be wrong with the inputs fails here, before any work.
+        stage.check_inputs(cfg)
+        check_writable(cfg.run.out_dir, "run folder (run.out_dir)")
+        with hold_run_folder(cfg.run.out_dir, take=info.is_main):
+            return _train(cfg, stage, info)
     finally:
         distributed.cleanup()
 
@@ -227,10 +232,6 @@ def _train(cfg: DictConfig, stage: TrainStage, info: DistInfo) -> dict[str, floa
     out_dir = Path(cfg.run.out_dir)
     ckpt_dir = out_dir / "checkpoints"
     optim_cfg = stage_optim(cfg)
-
-    # Everything that can be wrong with the inputs fails here, before any work.
-    stage.check_inputs(cfg)
-    check_writable(out_dir, "run folder (run.out_dir)")
     start_from = resume_path(cfg, ckpt_dir)
     ckpt = checkpoint.load(start_from) if start_from else None
     per_epoch = stage.batches_per_epoch(cfg, info)

@@ -50,7 +50,6 @@ from pose3d.data.shards import (
     MANIFEST,
     ShardSetWriter,
     load_manifest,
-    resolve_shards,
     write_manifest,
 )
 from pose3d.data.staging import DATASET_FILES, _swap, check_writable
@@ -62,10 +61,15 @@ from pose3d.train.config import ConfigError, stage_optim, to_yaml
 from pose3d.train.distributed import DistInfo
 from pose3d.train.logger import Logger
 from pose3d.train.loop import autocast, fork_safe_opencv
+from pose3d.train.run_lock import hold_run_folder
+from pose3d.train.sources import stage_shards
 from pose3d.train.stage_base import batch_to
 from pose3d.train.stages import check_image_size
 
 WITHHELD_FILE = schema.WITHHELD_FILE
+# Inside the staging folder beside data.pgt_root: marks it as this stage's, so that a rerun
+# removes only a folder it made, never a user's folder of the same name.
+PARTIAL_MARKER = ".pose3d-pgt-partial"
 
 
 class NothingLabeledError(RuntimeError):
@@ -82,11 +86,11 @@ class PseudoGroundTruth:
     name = "pgt"
 
     def check_inputs(self, cfg: DictConfig) -> list[str]:
-        if not Path(cfg.data.root).is_dir():
-            raise FileNotFoundError(f"data.root: no such shard folder {cfg.data.root}")
-        urls = resolve_shards(cfg.data.root, cfg.data.unlabeled_role)
+        urls = stage_shards(cfg, "data.root", cfg.data.root, cfg.data.unlabeled_role)
         check_image_size(cfg.data.root, cfg)
         check_pgt_root(cfg.data.pgt_root, cfg.data.root)
+        check_partial(partial_folder(cfg.data.pgt_root))
+        check_writable(cfg.run.out_dir, "run folder (run.out_dir)")
         if not Path(cfg.pgt.checkpoint).is_file():
             raise checkpoint.CheckpointError(f"pgt.checkpoint not found: {cfg.pgt.checkpoint} "
                                              f"(run stage=mv_pretrain first)")
@@ -97,7 +101,8 @@ class PseudoGroundTruth:
         fork_safe_opencv()
         info = distributed.setup(cfg.run.device, cfg.run.dist_timeout_s)
         try:
-            return self._run(cfg, info, urls)
+            with hold_run_folder(cfg.run.out_dir, take=info.is_main):
+                return self._run(cfg, info, urls)
         finally:
             distributed.cleanup()
 
@@ -109,10 +114,9 @@ class PseudoGroundTruth:
 
     def _run(self, cfg: DictConfig, info: DistInfo, urls: list[str]) -> dict:
         model = self._load_model(cfg, info)
-        out_root = Path(cfg.data.pgt_root)
-        partial = out_root.parent / f".{out_root.name}.partial"
-        if info.is_main and partial.exists():
-            shutil.rmtree(partial)
+        out_root, partial = Path(cfg.data.pgt_root), partial_folder(cfg.data.pgt_root)
+        if info.is_main:
+            _fresh_partial(partial)
         distributed.barrier()
         logger = Logger(cfg, cfg.run.out_dir, info.is_main)
         if info.is_main:
@@ -173,7 +177,9 @@ class PseudoGroundTruth:
         stats = np.zeros(8)
         stats[0] = len(raws)
         for raw, pred, good, res in zip(raws, joints.numpy(), ok.tolist(), residual):
-            if not good:
+            # a tuple of another role in an unlabeled shard (a forged or mislabeled shard)
+            # would carry that role into the P-GT folder, which fine-tuning then refuses
+            if not good or _role(raw) != cfg.data.unlabeled_role:
                 continue
             gt = withheld_gt(raw)
             if limit > 0 and res > limit:  # the views disagree: left out, scored apart
@@ -213,6 +219,7 @@ class PseudoGroundTruth:
         manifest = {k: v for k, v in source.items() if k != "roles"}
         manifest.update(roles=roles, pgt={"checkpoint": str(cfg.pgt.checkpoint), **report})
         write_manifest(partial, manifest)
+        (partial / PARTIAL_MARKER).unlink()  # the P-GT folder holds dataset files only
         check_pgt_root(out_root, cfg.data.root)  # still ours: nothing moved in meanwhile
         _swap(partial, out_root)
 
@@ -239,11 +246,41 @@ def check_pgt_root(pgt_root: str | os.PathLike, data_root: str | os.PathLike) ->
                               f"whole: move it away or choose another data.pgt_root")
 
 
+def partial_folder(pgt_root: str | os.PathLike) -> Path:
+    """The staging folder beside data.pgt_root that the P-GT stage writes into."""
+    out = Path(pgt_root)
+    return out.parent / f".{out.name}.partial"
+
+
+def check_partial(partial: Path) -> None:
+    """FileExistsError (one line) when `partial` exists without this stage's marker: a
+    folder the stage did not make, which it must not remove."""
+    if partial.exists() and not (partial / PARTIAL_MARKER).is_file():
+        raise FileExistsError(f"{partial} exists and was not made by the P-GT stage (no "
+                              f"{PARTIAL_MARKER} in it), and the stage stages its output "
+                              f"there: move it away or choose another data.pgt_root")
+
+
+def _fresh_partial(partial: Path) -> None:
+    """An empty, marked staging folder; an earlier run's (marked) one is removed first."""
+    check_partial(partial)  # again: something may have moved in since check_inputs
+    if partial.exists():
+        shutil.rmtree(partial)
+    partial.mkdir(parents=True)
+    (partial / PARTIAL_MARKER).write_text(f"staging folder of pose3d's P-GT stage, process "
+                                          f"{os.getpid()}\n")
+
+
 def _has_pgt_record(folder: Path) -> bool:
     try:
         return "pgt" in json.loads((folder / MANIFEST).read_text())
     except (OSError, ValueError, TypeError):
         return False
+
+
+def _role(raw: dict) -> object:
+    """The role in a raw sample's meta.json (which the reader has checked)."""
+    return json.loads(raw[schema.META_FILE])["role"]
 
 
 def _report(totals: np.ndarray) -> dict:

@@ -17,7 +17,6 @@ all of a tuple's predictions without any communication.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable
 
 import numpy as np
@@ -27,11 +26,12 @@ from torch import Tensor, nn
 
 from pose3d.data.draw import overlay_views
 from pose3d.data.loader import count_samples, make_train_loader
-from pose3d.data.shards import load_manifest, resolve_shards
+from pose3d.data.shards import load_manifest
 from pose3d.geometry import HeatmapSpace, project
 from pose3d.losses import mv_pretrain_loss, pose_targets, prediction_to_world, total_loss
 from pose3d.train.config import ConfigError, stage_optim
 from pose3d.train.distributed import DistInfo
+from pose3d.train.sources import stage_shards
 from pose3d.train.stage_base import StepContext, StepOutput, TrainStage
 
 
@@ -64,21 +64,20 @@ def _first_tuple_picture(batch: dict, pred2d: Tensor, target_world: Tensor | Non
 class _ShardStage(TrainStage):
     """A training stage that reads tuples from shard folders."""
 
-    def shard_folders(self, cfg: DictConfig) -> dict[str, tuple[str, str | None]]:
-        """config key -> (folder, role or None for every role) this stage trains on."""
+    def shard_folders(self, cfg: DictConfig) -> dict[str, tuple[str, str]]:
+        """config key -> (folder, role) this stage trains on; read through
+        pose3d.train.sources.stage_shards, which refuses the eval role."""
         return {"data.root": (cfg.data.root, cfg.data.labeled_role)}
 
     def check_inputs(self, cfg: DictConfig) -> None:
         for key, (folder, role) in self.shard_folders(cfg).items():
-            if not os.path.isdir(folder):
-                raise FileNotFoundError(f"{key}: no such shard folder {folder}")
-            resolve_shards(folder, role)
+            stage_shards(cfg, key, folder, role)
             check_image_size(folder, cfg)
         super().check_inputs(cfg)
 
     def _shards(self, cfg: DictConfig) -> list[list[str]]:
-        return [resolve_shards(folder, role) for folder, role in
-                self.shard_folders(cfg).values()]
+        return [stage_shards(cfg, key, folder, role) for key, (folder, role) in
+                self.shard_folders(cfg).items()]
 
     def batches_per_epoch(self, cfg: DictConfig, dist: DistInfo) -> int:
         """data.batches_per_epoch, or where it is null one pass over the stage's tuples (for
@@ -210,10 +209,10 @@ class Finetune(SingleViewPretrain):
 
     name = "finetune"
 
-    def shard_folders(self, cfg: DictConfig) -> dict[str, tuple[str, str | None]]:
+    def shard_folders(self, cfg: DictConfig) -> dict[str, tuple[str, str]]:
         folders = {"data.root": (cfg.data.root, cfg.data.labeled_role)}
-        if cfg.data.use_pgt:
-            folders["data.pgt_root"] = (cfg.data.pgt_root, None)
+        if cfg.data.use_pgt:  # the P-GT stage's output: the unlabeled tuples with their P-GT
+            folders["data.pgt_root"] = (cfg.data.pgt_root, cfg.data.unlabeled_role)
         return folders
 
     def consistency_weight(self, cfg: DictConfig) -> float:

@@ -26,6 +26,7 @@ import cv2
 import numpy as np
 
 from pose3d.data.convert.crop import crop_view, scale_box, undistort_box
+from pose3d.data.convert.names import check_name
 from pose3d.data.convert.safe_npy import load_object_npy
 from pose3d.data.convert.writer import ConversionSummary, ConversionUnit, write_dataset
 from pose3d.data.schema import encode_for_role
@@ -95,6 +96,13 @@ def load_labels(path: Path) -> dict:
     missing = [k for k in LABEL_KEYS if k not in labels]
     if missing:
         raise ValueError(f"{path}: labels dict lacks {missing}")
+    for key, kind in (("subject_names", "subject"), ("action_names", "action"),
+                      ("camera_names", "camera")):
+        for name in labels[key]:  # each becomes a folder of the image paths
+            try:
+                check_name(kind, str(name))
+            except ValueError as exc:
+                raise ValueError(f"{path}: {key}: {exc}") from None
     table, cameras = labels["table"], labels["cameras"]
     n_cams = len(labels["camera_names"])
     lacking = [f for f in TABLE_FIELDS if table.dtype.names is None or f not in table.dtype.names]
@@ -221,8 +229,33 @@ class _Unit:
     options: H36MOptions
 
 
-def _units(labels: dict, images: Path, options: H36MOptions,
+def check_finite(path: Path, labels: dict, rows: np.ndarray, cams: list[int]) -> None:
+    """ValueError naming the labels file and the first bad frame when a row to convert has
+    NaN or infinite keypoints or boxes, or a camera of its subject does: found while
+    planning, not as a crash mid-run."""
+    subjects = [str(s) for s in labels["subject_names"]]
+    for s in np.unique(labels["table"]["subject_idx"][rows]):
+        for c in cams:
+            rec = labels["cameras"][s, c]
+            bad = [f for f in CAMERA_FIELDS if not np.isfinite(rec[f]).all()]
+            if bad:
+                raise ValueError(f"{path}: camera {labels['camera_names'][c]} of "
+                                 f"{subjects[s]} has NaN or infinite {', '.join(bad)}")
+    rec = labels["table"][rows]
+    finite = np.isfinite(rec["keypoints"]).all(axis=(1, 2)) & \
+        np.isfinite(rec["bbox_by_camera_tlbr"]).all(axis=(1, 2))
+    if not finite.all():
+        first = rec[np.argmin(finite)]
+        raise ValueError(
+            f"{path}: keypoints or boxes are NaN or infinite in {np.sum(~finite)} frame(s) "
+            f"to convert, the first {subjects[first['subject_idx']]} "
+            f"{labels['action_names'][first['action_idx']]} frame {first['frame_idx']} "
+            "(0-based frame_idx)")
+
+
+def _units(labels: dict, images: Path, options: H36MOptions, source: Path,
            chunk: int = 32) -> list[ConversionUnit]:
+    """The units of every role; `source` is the labels file (named in errors)."""
     cams = _camera_indices(labels, options.cameras)
     subjects = [str(s) for s in labels["subject_names"]]
     actions = [str(a) for a in labels["action_names"]]
@@ -230,6 +263,7 @@ def _units(labels: dict, images: Path, options: H36MOptions,
     units = []
     for role, role_subjects in options.splits.items():
         rows = select_rows(labels, role, role_subjects, options)
+        check_finite(source, labels, rows, cams)
         cameras = {s: [camera_from_labels(labels, subjects.index(s), c) for c in cams]
                    for s in role_subjects}
         for start in range(0, len(rows), chunk):
@@ -346,9 +380,10 @@ def convert_h36m(root: str | Path, out: str | Path, options: H36MOptions | None 
     for name in ("image_size", "frame_step", "eval_frame_step"):
         if getattr(options, name) < 1:
             raise ValueError(f"{name} must be >= 1, got {getattr(options, name)}")
-    labels_dict = load_labels(find_labels(root, Path(labels) if labels else None))
+    labels_path = find_labels(root, Path(labels) if labels else None)
+    labels_dict = load_labels(labels_path)
     images = images_root(root)
-    units = _units(labels_dict, images, options)
+    units = _units(labels_dict, images, options, labels_path)
     _check_subject_folders(images, labels_dict, options)
     cams = _camera_indices(labels_dict, options.cameras)
     subjects = [str(s) for s in labels_dict["subject_names"]]

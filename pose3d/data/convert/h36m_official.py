@@ -65,13 +65,21 @@ from pose3d.data.convert.h36m_release import (
 from pose3d.data.convert.writer import ConversionSummary, ConversionUnit, write_dataset
 from pose3d.data.schema import encode_for_role
 from pose3d.geometry import CAMERA_NAMES, Camera, h36m_cameras, square_about_centre, square_box
+from pose3d.geometry import camera as camera_code
+from pose3d.geometry import h36m_rig as rig_code
 
 # (subject, action, camera) whose video the release ships corrupt.
 CORRUPT_VIDEOS: tuple[tuple[str, str, str], ...] = (("S11", "Directions", "54138969"),)
 # Size differences (px) still read as the calibrated frame (1000 x 1000 vs 1000 x 1002).
 SIZE_SLACK_PX = 2
-# The code that shapes a sequence's samples: samples cached by other code are stale.
-_SAMPLE_CODE = (sys.modules[__name__], crop_code, release_code, schema_code)
+# The code that shapes a sequence's samples, the published calibration included: samples
+# cached by other code are stale.
+_SAMPLE_CODE = (sys.modules[__name__], crop_code, release_code, schema_code, camera_code,
+                rig_code)
+# What a cached sequence's key holds, for the line that says what a run reuses.
+CACHE_KEY_COVERS = ("options, cameras (K, R, t, distortion), converter code (calibration "
+                    "included) and source files' size and modification time, not their "
+                    "content")
 
 
 @dataclass
@@ -205,10 +213,11 @@ def _cache_entry(cache: Path, role: str, take: Take, frames: list[int],
                  cameras: list[Camera], options: H36MReleaseOptions,
                  sources: list[Path | None]) -> sample_cache.CacheEntry:
     """Where this sequence's samples are kept, keyed by everything that shapes them (the
-    options and each source file's size and mtime): a run with other options, or after a
-    source file changed, never reads stale samples."""
-    key = [role, frames, [c.name for c in cameras], [np.round(c.K, 6).tolist() for c in cameras],
-           options.image_size, options.bbox_scale, options.box_margin]
+    options, the cameras whole and each source file's size and mtime): a run with other
+    options, after a calibration fix or after a source file changed never reads stale
+    samples."""
+    key = [role, frames, [c.to_dict() for c in cameras], options.image_size,
+           options.bbox_scale, options.box_margin]
     return sample_cache.make_entry(cache / take.subject, f"{take.name}.{role}", key, sources,
                                    code=_SAMPLE_CODE)
 
@@ -312,20 +321,29 @@ def _view(unit: _Unit, video: VideoFrames | None, boxes: BoxFile | None, camera:
     return crop, cropped, [round(v, 2) for v in box]
 
 
+def _meta(unit: _Unit, i: int) -> dict:
+    """The meta of tuple i, but for its source boxes."""
+    return {"subject": unit.take.subject, "action": unit.take.name, "frame": unit.frames[i],
+            "clip": 0, "role": unit.role, "dataset": "h36m", "source_file": unit.take.prefix,
+            "views": [c.name for c in unit.cameras]}
+
+
+def expected_meta(unit: _Unit) -> list[dict]:
+    """What each cached sample of `unit` must hold in its meta.json (sample_cache.check)."""
+    return [{**_meta(unit, i), "image_size": unit.image_size} for i in range(len(unit.frames))]
+
+
 def _samples(unit: _Unit) -> Iterator[dict | None]:
     videos = [VideoFrames(p) if p is not None else None for p in unit.videos]
     boxes = [BoxFile(p) if p is not None else None for p in unit.boxes]
     try:
-        for i, frame in enumerate(unit.frames):
+        for i in range(len(unit.frames)):
             views = [_view(unit, v, b, c, i) for v, b, c in zip(videos, boxes, unit.cameras)]
             images, cameras, source_boxes = (list(x) for x in zip(*views))
             if all(img is None for img in images):
                 yield None
                 continue
-            meta = {"subject": unit.take.subject, "action": unit.take.name, "frame": frame,
-                    "clip": 0, "role": unit.role, "dataset": "h36m",
-                    "source_file": unit.take.prefix, "source_boxes": source_boxes,
-                    "views": [c.name for c in unit.cameras]}
+            meta = {**_meta(unit, i), "source_boxes": source_boxes}
             # an unlabeled tuple's 3D is withheld: kept only to score the P-GT
             yield encode_for_role(images, cameras, unit.poses[i], meta)
     finally:
@@ -337,9 +355,10 @@ def _samples(unit: _Unit) -> Iterator[dict | None]:
 def produce_samples(unit: _Unit) -> Iterator[dict | None]:
     """The sequence's encoded samples (runs in a worker): read back from the cache when an
     earlier run finished this sequence with the same options and source files, else
-    decoded and cached as they go."""
-    if sample_cache.check(unit.cache, len(unit.frames)) is None:
-        yield from sample_cache.read(unit.cache)
+    decoded and cached as they go. The run's review (sample_cache.review) removed a cache
+    file it could not use; read() checks each sample again."""
+    if unit.cache.path.is_file():
+        yield from sample_cache.read(unit.cache, expected_meta(unit))
         return
     yield from sample_cache.write(unit.cache, _samples(unit))
 
@@ -361,8 +380,9 @@ def convert_h36m_release(root: str | Path, out: str | Path,
     if not plan.units:
         raise ValueError(f"{root}: no frame to convert for splits {options.splits}")
     for line in sample_cache.review([(f"{u.payload.take.subject} {u.payload.take.name} "
-                                      f"({u.role})", u.payload.cache, u.size)
-                                     for u in plan.units], plan.cache):
+                                      f"({u.role})", u.payload.cache, expected_meta(u.payload))
+                                     for u in plan.units], plan.cache,
+                                    CACHE_KEY_COVERS):
         print(line, file=sys.stderr)
     summary = write_dataset(
         out, plan.units, produce_samples, samples_per_shard=samples_per_shard,

@@ -130,6 +130,11 @@ def _parallel(units: list[ConversionUnit], produce: Producer,
             if p.is_alive():
                 p.terminate()
             p.join(timeout=5.0)
+        # Tasks nobody will read may still wait in the feeder thread for room in the pipe:
+        # without this, the interpreter's exit waits for that thread forever (Ctrl-C).
+        tasks.cancel_join_thread()
+        for q in (tasks, results):
+            q.close()
 
 
 def _serial(units: list[ConversionUnit], produce: Producer
@@ -158,9 +163,13 @@ def write_dataset(out: Path, units: list[ConversionUnit], produce: Producer, *,
             if sample is None:
                 summary.skipped[role] += 1
                 continue
+            meta = json.loads(sample[META_FILE])
+            if meta["role"] != role:  # the shards' file names and the counts follow it
+                raise ValueError(f"{sample['__key__']}: meta role {meta['role']!r} is not its "
+                                 f"unit's, {role}")
             writer.write(sample)
             summary.written[role] += 1
-            summary.missing_views[role] += json.loads(sample[META_FILE])["valid"].count(False)
+            summary.missing_views[role] += meta["valid"].count(False)
         if not any(summary.written.values()):
             raise ValueError("nothing to write: no tuple with a usable view was found")
         summary.manifest = writer.close(**manifest_extra)

@@ -1,0 +1,107 @@
+"""A run folder holds a lock while a run writes it (issue 32, item 11): a second `pose3d
+train` into the same run.out_dir is refused in one line naming the holder's PID and writes
+nothing; the lock goes with its process (a restarted worker group gets it back), and a child
+forked while it is held (a DataLoader worker) does not keep it."""
+
+from __future__ import annotations
+
+import multiprocessing
+
+import pytest
+import torch
+from train_data import write_tiny_dataset
+from train_helpers import TINY
+
+from pose3d import cli
+from pose3d.models import build_model
+from pose3d.models.saved import fingerprint
+from pose3d.train.run_lock import RunFolderInUse, hold_run_folder
+
+SIZE = 32
+MV = {"kind": "multi_view", "backbone": "resnet18", "deconv_channels": 8, "num_deconv": 1}
+FORK = multiprocessing.get_context("fork")
+
+
+def _hold(folder, ready, done) -> None:
+    with hold_run_folder(folder):
+        ready.set()
+        done.wait(60)
+
+
+def _wait(done) -> None:
+    done.wait(60)
+
+
+@pytest.fixture
+def holder(tmp_path):
+    """Another process holding the lock on tmp_path / 'run' until the test ends."""
+    ready, done = FORK.Event(), FORK.Event()
+    proc = FORK.Process(target=_hold, args=(tmp_path / "run", ready, done), daemon=True)
+    proc.start()
+    assert ready.wait(60)
+    yield proc
+    done.set()
+    proc.join(60)
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("run_lock")
+    write_tiny_dataset(root / "data", frames=2, image_size=SIZE)
+    torch.manual_seed(0)
+    model = build_model(MV)
+    torch.save({"model": model.state_dict(), "fingerprint": fingerprint(model, MV)},
+               root / "mv.pt")
+    return root
+
+
+@pytest.mark.parametrize("stage", ["sv_pretrain", "pgt"])
+def test_a_second_run_into_a_held_folder_is_refused_naming_the_holder(inputs, tmp_path, holder,
+                                                                      capsys, stage):
+    code = cli.main(["train", "--config", TINY, f"stage={stage}",
+                     f"data.root={inputs / 'data'}", f"data.image_size={SIZE}",
+                     f"run.root={tmp_path}", f"run.out_dir={tmp_path / 'run'}",
+                     f"pgt.checkpoint={inputs / 'mv.pt'}", f"data.pgt_root={tmp_path / 'pgt'}",
+                     "data.batches_per_epoch=1", f"optim.{stage}.epochs=1"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2, err
+    assert err.startswith("pose3d train: error: ") and "\n" not in err, err
+    assert f"in use by another run (PID {holder.pid})" in err, err
+    written = sorted(p.name for p in (tmp_path / "run").iterdir())
+    assert written == [".run.lock"], written  # no checkpoint, config or metrics.jsonl
+    assert not (tmp_path / "pgt").exists() and not (tmp_path / ".pgt.partial").exists()
+
+
+def test_the_lock_goes_with_its_process(tmp_path):
+    """A killed run (SIGKILL: no cleanup) leaves the folder free for the next one, as a
+    worker group torchrun restarts needs."""
+    ready, done = FORK.Event(), FORK.Event()
+    proc = FORK.Process(target=_hold, args=(tmp_path, ready, done), daemon=True)
+    proc.start()
+    assert ready.wait(60)
+    with pytest.raises(RunFolderInUse, match=f"PID {proc.pid}"):
+        with hold_run_folder(tmp_path):
+            pass
+    proc.kill()
+    proc.join(60)
+    with hold_run_folder(tmp_path):
+        pass
+
+
+def test_a_child_forked_while_it_is_held_does_not_keep_it(tmp_path):
+    done = FORK.Event()
+    with hold_run_folder(tmp_path):
+        child = FORK.Process(target=_wait, args=(done,), daemon=True)  # a DataLoader worker
+        child.start()
+    try:
+        assert child.is_alive()
+        with hold_run_folder(tmp_path):  # the next run, while the child lives on
+            pass
+    finally:
+        done.set()
+        child.join(60)
+
+
+def test_other_ranks_of_the_holding_run_take_nothing(tmp_path):
+    with hold_run_folder(tmp_path), hold_run_folder(tmp_path, take=False):
+        pass
