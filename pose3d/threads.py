@@ -82,6 +82,14 @@ def apply_threads(explicit: int | None = None) -> int:
     return n
 
 
+def fix_threads(n: int) -> None:
+    """A command's `--threads n`: as if the user had set OMP_NUM_THREADS=n, for this process
+    (fixed, never adapted) and every process it starts."""
+    os.environ["OMP_NUM_THREADS"] = str(int(n))
+    os.environ.pop(LAUNCHER_ENV, None)
+    apply_threads()
+
+
 def launcher_env(nproc: int) -> dict[str, str]:
     """Environment for `nproc` worker processes started together (torchrun): each its
     share of the cores, set before OpenMP starts, and marked as the launcher's so that the

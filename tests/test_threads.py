@@ -191,3 +191,60 @@ def test_governor_is_fixed_when_the_user_fixed_the_count_or_on_a_gpu(monkeypatch
 def test_governor_is_fixed_where_proc_stat_is_unreadable(tmp_path):
     gov = ThreadGovernor(2, True, stat_path=tmp_path / "missing")
     assert not gov.enabled and gov.step() == 2
+
+
+# ---- the entry points ----------------------------------------------------------------------
+
+@pytest.fixture
+def clean_env(monkeypatch):
+    """No thread settings in the environment; whatever a test sets is undone after it."""
+    for key in ("OMP_NUM_THREADS", threads.LAUNCHER_ENV, "LOCAL_WORLD_SIZE",
+                "PYTEST_XDIST_WORKER_COUNT"):
+        monkeypatch.setenv(key, "")  # recorded, so restored afterwards
+        monkeypatch.delenv(key)
+    return monkeypatch
+
+
+@pytest.mark.parametrize("command", [["eval"], ["predict"], ["experiment"], ["bench", "ops"],
+                                     ["bench", "data"], ["bench", "train"]])
+def test_every_command_that_takes_a_device_takes_threads(command, capsys):
+    from pose3d import cli
+
+    with pytest.raises(SystemExit):
+        cli.main([*command, "--help"])
+    assert "--threads N" in capsys.readouterr().out
+
+
+def test_threads_flag_fixes_the_count_before_any_work(tmp_path, clean_env, keep_torch_threads,
+                                                      capsys):
+    from pose3d import cli
+
+    torch.set_num_threads(2)
+    # fails on its missing checkpoint, after the count was set
+    assert cli.main(["eval", "--threads", "1", "--data", str(tmp_path), "--checkpoint",
+                     str(tmp_path / "missing.pt"), "--out", str(tmp_path / "out")]) == 2
+    assert torch.get_num_threads() == 1
+    assert os.environ["OMP_NUM_THREADS"] == "1"  # so the processes it starts keep it
+    assert threads.user_threads() == 1  # and no governor adapts it
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["eval", "--threads", "0", "--data", str(tmp_path), "--checkpoint", "x.pt",
+                  "--out", str(tmp_path)])
+    assert exc.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        "pose3d eval: error: argument --threads: must be a positive whole number, got '0'")
+
+
+def test_demo_gives_each_torchrun_worker_its_share_marked_as_not_the_users(clean_env, cores):
+    from pose3d import demo
+
+    cores(4)
+    seen = {}
+    clean_env.setattr(demo.subprocess, "run", lambda cmd, check, env: seen.update(env))
+    demo.run_stage(["stage=sv_pretrain"], nproc=2)
+    assert seen["OMP_NUM_THREADS"] == "2"
+    # in the worker (torchrun adds LOCAL_WORLD_SIZE): its share, still adaptive
+    worker = {**seen, "LOCAL_WORLD_SIZE": "2"}
+    assert threads.user_threads(None, worker) is None and default_threads(None, worker) == 2
+    clean_env.setenv("OMP_NUM_THREADS", "1")
+    demo.run_stage(["stage=sv_pretrain"], nproc=2)
+    assert seen["OMP_NUM_THREADS"] == "1" and threads.user_threads(None, seen) == 1

@@ -48,6 +48,17 @@ def test_run_writes_checkpoints_and_metrics(tmp_path):
     assert 0.0 <= row["perf/data_wait_fraction"] <= 1.0
 
 
+def test_run_threads_fixes_the_count_and_each_logged_step_names_it(tmp_path, monkeypatch):
+    saved = torch.get_num_threads()
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # run.threads wins over the environment
+    try:
+        assert run_toy(tmp_path, "optim.sv_pretrain.epochs=1", "run.threads=2") == 0
+    finally:
+        torch.set_num_threads(saved)
+    lines = (tmp_path / "sv_pretrain" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["perf/threads"] for line in lines] == [2, 2]
+
+
 def test_cosine_schedule_sets_each_steps_learning_rate(tmp_path):
     # 2 epochs x 2 batches at lr 1e-3 (tiny.yaml): cosine over 4 steps, from the full lr
     assert run_toy(tmp_path, "optim.lr_schedule=cosine") == 0

@@ -166,6 +166,9 @@ class RunConfig:
     ddp: str = "auto"
     dist_timeout_s: int = 600
     progress: bool = True  # the tqdm bar on rank 0
+    # CPU threads per process, fixed; 0: auto, the process's share of the free cores, adapted
+    # to other load while it trains (pose3d.threads; OMP_NUM_THREADS fixes it too)
+    threads: int = 0
 
 
 @dataclass
@@ -256,6 +259,7 @@ _RULES: tuple[tuple[str, str], ...] = (
     ("run.image_every_steps", "positive"),
     ("run.keep_checkpoints", "positive"),
     ("run.dist_timeout_s", "positive"),
+    ("run.threads", "non_negative"),  # 0 = auto
 )
 INT64_LIMIT = 2 ** 63
 _CHECKS: dict[str, tuple[Callable[[float], bool], str]] = {
