@@ -18,7 +18,7 @@ from pose3d.cliargs import HelpFormatter, show_defaults
 # name -> (module, one-line help); help text is %-formatted by argparse: write % as %%
 COMMANDS: dict[str, tuple[str, str]] = {
     "env": ("pose3d.env_report", "print torch, CUDA and extension build information"),
-    "bench": ("pose3d.bench.cli", "benchmarks: ops, data, train"),
+    "bench": ("pose3d.bench.cli", "benchmarks: ops, data, train, threads"),
     "synth": ("pose3d.data.synth", "render the synthetic multi-view studio into shards"),
     "convert": ("pose3d.data.convert.cli", "convert Human3.6M / MPI-INF-3DHP to shards"),
     "train": ("pose3d.train.cli", "train a stage: mv_pretrain, pgt, sv_pretrain, finetune"),
@@ -53,6 +53,11 @@ def command_of(argv: list[str]) -> str | None:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser(command_of(argv)).parse_args(argv)
+    from pose3d.threads import apply_threads, fix_threads  # torch: not for --help
+
+    if getattr(args, "threads", None):
+        fix_threads(args.threads)
+    apply_threads()
     return int(args._main(args) or 0)
 
 

@@ -65,6 +65,24 @@ def add_wandb(parser: argparse.ArgumentParser) -> None:
                              "`wandb sync` later)")
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive whole number, got {text!r}")
+    return value
+
+
+def add_threads(parser: argparse.ArgumentParser) -> None:
+    """--threads, for a command that takes a device: its CPU threads, fixed (like
+    OMP_NUM_THREADS, which it overrides, also for the processes it starts)."""
+    parser.add_argument("--threads", type=_positive_int, default=None, metavar="N",
+                        help="CPU threads, fixed (default: the free cores, adapted to other "
+                             "load while it runs; OMP_NUM_THREADS fixes it too)")
+
+
 def split_checkpoint(text: str) -> tuple[str, str]:
     """A --checkpoint value, PATH or NAME=PATH -> (name, path); a bare PATH is named by its
     file's stem. A file that exists as written is a PATH even if its name holds a '='."""

@@ -40,6 +40,7 @@ from pose3d.diagnostics import HELDOUT, diagnose, diagnostics_lines, heldout_con
 from pose3d.eval.cli import evaluate_checkpoints
 from pose3d.eval.report import comparison_table
 from pose3d.experiment import arms, check_reuse, markdown, pick_arms, run_experiment
+from pose3d.threads import available_cores, launcher_env
 from pose3d.train.cli import run
 from pose3d.train.config import load_config
 from pose3d.train.reuse import check_dataset, check_run
@@ -121,7 +122,7 @@ FULL = {
     # preset's (not yet measured on a GPU: docs/gpu-run.md)
     "batches": {"mv_pretrain": 1600, "sv_pretrain": 1600, "finetune": 200},
     # λ2 and the bone weight scale with the depth bins D (one voxel of depth is S / D mm)
-    "lambda_mv": 2.5e-4, "lambda_bone": 1e-2, "workers": os.cpu_count() or 2,
+    "lambda_mv": 2.5e-4, "lambda_bone": 1e-2, "workers": available_cores(),
     "eval_batch_size": 64,
     # the CPU teacher's jittered views are measured on the CPU only: not inherited here
     "stage_overrides": {},
@@ -261,8 +262,8 @@ def run_stage(overrides: list[str], nproc: int) -> None:
         return
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
            f"--nproc_per_node={nproc}", "-m", "pose3d.train", *overrides]
-    subprocess.run(cmd, check=True, env={**os.environ, "OMP_NUM_THREADS": str(
-        max(1, (os.cpu_count() or 2) // nproc))})
+    # each worker's share of the cores, set before OpenMP starts (torchrun would set 1)
+    subprocess.run(cmd, check=True, env={**os.environ, **launcher_env(nproc)})
 
 
 def main(args: argparse.Namespace) -> int:

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from pose3d.cliargs import add_wandb
+from pose3d.cliargs import add_threads, add_wandb
 from pose3d.curves import curve_overrides
 from pose3d.data.shards import MANIFEST
 from pose3d.eval.cli import evaluate_checkpoints
@@ -335,6 +335,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lambda-bone", type=float, default=4e-3,
                         help="weight of the bone-length term (mm) in Ours+bone")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    add_threads(parser)
     add_wandb(parser)
 
 

@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 import torch
 
+from pose3d.threads import apply_threads
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -14,6 +16,13 @@ def _mocap_dir() -> Path | None:
         if candidate and Path(candidate).is_dir() and any(Path(candidate).glob("*.bvh")):
             return Path(candidate)
     return None
+
+
+def pytest_configure(config):
+    # under xdist each worker takes its share of the cores (PYTEST_XDIST_WORKER_COUNT), so
+    # that `-n 2` on 2 cores runs a thread per worker instead of two OpenMP pools of two,
+    # each waiting for a core the other holds; OMP_NUM_THREADS, when set, wins
+    apply_threads()
 
 
 @pytest.fixture

@@ -110,3 +110,44 @@ def test_bench_profile_soft_argmax_quick(capsys):
     out = capsys.readouterr().out
     assert "## soft_argmax_3d forward+backward, bfloat16, B=2, J=17, 16^3" in out
     assert "pose3d::soft_argmax_3d_backward" in out and "ms per call" in out
+
+
+def test_bench_threads_table_has_every_row_and_ratios_to_the_quiet_all_cores_row(monkeypatch):
+    from pose3d.bench import threads as bench_threads
+
+    seen = []
+
+    def fake_row(spec, env):
+        seen.append((env.get("OMP_NUM_THREADS"), env.get("OMP_WAIT_POLICY")))
+        return {"steps_per_s": 4.0 if len(seen) == 2 else 1.0, "threads": 1}
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "7")  # the user's setting: not what a row measures
+    monkeypatch.setattr(bench_threads, "run_row", fake_row)
+    rows = bench_threads.table_rows({}, cores=2)
+    assert [(r[0], r[1], r[2]) for r in rows] == [
+        (load, threads, env) for load in ("quiet", "beside 1 busy process")
+        for threads, env in [("1", "OMP_NUM_THREADS=1"), ("2", "OMP_NUM_THREADS=2"),
+                             ("2", "OMP_NUM_THREADS=2 OMP_WAIT_POLICY=PASSIVE"),
+                             ("adaptive", "(none)")]]
+    assert seen[3] == (None, None)  # the adaptive row: no OMP setting at all
+    assert [r[4] for r in rows] == ["25%", "100%", "25%", "25%", "25%", "25%", "25%", "25%"]
+
+
+def test_bench_threads_busy_process_has_its_own_session_and_dies_with_ctrl_c():
+    import os
+
+    from pose3d.bench import threads as bench_threads
+
+    with pytest.raises(KeyboardInterrupt):
+        with bench_threads.busy_process() as busy:
+            assert os.getsid(busy.pid) == busy.pid != os.getsid(0)
+            raise KeyboardInterrupt
+    assert busy.poll() is not None
+
+
+@pytest.mark.slow
+def test_bench_threads_quick(capsys):
+    assert cli.main(["bench", "threads", "--quick"]) == 0
+    rows = _table_rows(capsys.readouterr().out)
+    assert len(rows) == 9  # header + 2 loads x 4 thread settings
+    assert not any("failed" in row for row in rows)

@@ -57,6 +57,7 @@ TABLE: list[tuple[str, str, str, str]] = [
     ("run.image_every_steps", "0", "1", POSITIVE),
     ("run.keep_checkpoints", "0", "1", POSITIVE),
     ("run.dist_timeout_s", "0", "1", POSITIVE),
+    ("run.threads", "-1", "0", NON_NEGATIVE),  # 0: auto
     ("run.seed", str(2 ** 63), "-1", "2^63"),  # seeds reach torch.manual_seed (int64)
 ]
 # The P-GT stage trains nothing: its lr and epochs stay unchecked also when it is the stage

@@ -48,6 +48,17 @@ def test_run_writes_checkpoints_and_metrics(tmp_path):
     assert 0.0 <= row["perf/data_wait_fraction"] <= 1.0
 
 
+def test_run_threads_fixes_the_count_and_each_logged_step_names_it(tmp_path, monkeypatch):
+    saved = torch.get_num_threads()
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # run.threads wins over the environment
+    try:
+        assert run_toy(tmp_path, "optim.sv_pretrain.epochs=1", "run.threads=2") == 0
+    finally:
+        torch.set_num_threads(saved)
+    lines = (tmp_path / "sv_pretrain" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["perf/threads"] for line in lines] == [2, 2]
+
+
 def test_cosine_schedule_sets_each_steps_learning_rate(tmp_path):
     # 2 epochs x 2 batches at lr 1e-3 (tiny.yaml): cosine over 4 steps, from the full lr
     assert run_toy(tmp_path, "optim.lr_schedule=cosine") == 0
@@ -197,10 +208,13 @@ def test_two_process_gradients_equal_one_process_gradients(tmp_path):
 @pytest.mark.slow
 def test_torchrun_worker_killed_mid_run_resumes_and_finishes_with_wandb_offline(tmp_path):
     marker = tmp_path / "crashed"
+    # rank 0 logs step 3 slowly, as on a busy machine: rank 1 still dies only after the line
+    # is written (tests/toy_stage.py), else torchrun stops rank 0 before it (flaky under -n 2)
     proc = torchrun(2, [str(REPO / "tests/train_toy.py"), "--config", TINY,
                         f"run.root={tmp_path}", "optim.sv_pretrain.epochs=3"],
                     {"POSE3D_TEST_CRASH_AT_STEP": "3", "POSE3D_TEST_CRASH_MARKER": str(marker),
-                     "WANDB_MODE": "offline"}, max_restarts=1)
+                     "POSE3D_TEST_SLOW_LOG_AT_STEP": "3", "WANDB_MODE": "offline"},
+                    max_restarts=1)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert marker.exists()  # rank 1 did die after step 3
     out = tmp_path / "sv_pretrain"
@@ -216,6 +230,35 @@ def test_torchrun_worker_killed_mid_run_resumes_and_finishes_with_wandb_offline(
         assert key in data, key
     run_ids = {r.name.rsplit("-", 1)[-1] for r in runs}
     assert len(run_ids) == 1  # the restarted workers append to the same W&B run
+
+
+def test_the_toy_worker_crashes_only_after_rank_0_logged_its_step(tmp_path, monkeypatch):
+    """The crash of the test above: torchrun stops rank 0 as soon as rank 1 is gone, and
+    rank 0 logs step 3 after the collectives that let rank 1 go on, so a rank 1 that exits at
+    once loses step 3's line whenever rank 0 is slow to run (a busy machine, -n 2)."""
+    import toy_stage
+
+    class Exited(Exception):
+        pass
+
+    metrics, events = tmp_path / "metrics.jsonl", []
+
+    def rank_0_logs_meanwhile(seconds: float) -> None:
+        events.append("waited")
+        metrics.write_text(json.dumps({"step": 1}) + "\n" + json.dumps({"step": 3}) + "\n")
+
+    def exit_(code: int) -> None:
+        events.append(("exit", code, 3 in toy_stage._logged_steps(metrics)))
+        raise Exited
+
+    metrics.write_text(json.dumps({"step": 1}) + "\n")
+    monkeypatch.setenv("POSE3D_TEST_CRASH_AT_STEP", "3")
+    monkeypatch.setenv("POSE3D_TEST_CRASH_MARKER", str(tmp_path / "crashed"))
+    monkeypatch.setattr(toy_stage.time, "sleep", rank_0_logs_meanwhile)
+    monkeypatch.setattr(toy_stage.os, "_exit", exit_)
+    with pytest.raises(Exited):
+        toy_stage._maybe_crash(3, 1, str(tmp_path))
+    assert events == ["waited", ("exit", 17, True)]
 
 
 @pytest.mark.slow

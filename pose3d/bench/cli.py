@@ -11,6 +11,7 @@ TARGETS: dict[str, str] = {
     "data": "pose3d.bench.data",
     "train": "pose3d.bench.train",
     "profile": "pose3d.bench.profile",
+    "threads": "pose3d.bench.threads",
 }
 
 

@@ -16,11 +16,13 @@ import torch
 import torchvision
 
 from pose3d.bench.timing import format_table, measure
+from pose3d.cliargs import add_threads
 from pose3d.data import motion
 from pose3d.data.loader import make_train_loader
 from pose3d.data.studio import StudioConfig
 from pose3d.data.synth import synthesize
 from pose3d.env_report import collect
+from pose3d.threads import pin_one_thread
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -31,6 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=16, help="read batch, tuples")
     parser.add_argument("--model-batch", type=int, default=8, help="images per model step")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    add_threads(parser)
     parser.add_argument("--no-model", action="store_true", help="skip the ResNet-50 timing")
 
 
@@ -51,7 +54,7 @@ def time_read(out_dir: str, tuples: int, batch_size: int, epochs: int,
     """Tuples/s of the training pipeline (read, shuffle, decode, (normalise,) batch)."""
     batches = max(1, epochs * tuples // batch_size)
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # as in a DataLoader worker
+    pin_one_thread()  # as in a DataLoader worker
     try:
         loader = make_train_loader(out_dir, batch_size, batches_per_epoch=batches,
                                    normalize=normalize)

@@ -7,6 +7,7 @@ import importlib
 
 import torch
 
+from pose3d.cliargs import add_threads
 from pose3d.env_report import collect
 
 # op name -> module with run(args, device) -> str (Markdown tables with a title line)
@@ -18,6 +19,7 @@ OP_BENCHMARKS = {
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    add_threads(parser)
     parser.add_argument("--only", choices=sorted(OP_BENCHMARKS), default=None)
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
 

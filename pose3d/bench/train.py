@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -26,6 +26,7 @@ from torch import nn
 from pose3d.bench.anchor import time_anchor
 from pose3d.bench.flops import train_flops_per_image
 from pose3d.bench.timing import format_table
+from pose3d.cliargs import add_threads
 from pose3d.data.studio import StudioConfig
 from pose3d.data.synth import synthesize
 from pose3d.env_report import collect
@@ -40,6 +41,7 @@ from pose3d.train.stage_base import StepContext, TrainStage, batch_to
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     gpu = torch.cuda.is_available()
     parser.add_argument("--device", default="cuda" if gpu else "cpu")
+    add_threads(parser)
     parser.add_argument("--backbone", default="resnet50")
     parser.add_argument("--image-size", type=int, default=256)
     parser.add_argument("--batch-size", type=int, nargs="+", default=[8 if gpu else 2],
@@ -68,7 +70,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "images of 64 px)")
 
 
-def _config(args: argparse.Namespace, data: str, batch_size: int):
+def _config(args: argparse.Namespace, data: str, batch_size: int, extra: Sequence[str] = ()):
     return load_config(None, [
         "stage=sv_pretrain", f"data.root={data}", f"data.image_size={args.image_size}",
         f"data.num_workers={args.num_workers}", "data.augment=false",
@@ -77,7 +79,7 @@ def _config(args: argparse.Namespace, data: str, batch_size: int):
         f"optim.sv_pretrain.batch_size={batch_size}", f"optim.fused={args.fused}",
         f"run.device={args.device}", f"run.amp={not args.no_amp}",
         f"run.channels_last={not args.no_channels_last}", f"run.compile={args.compile}",
-        f"run.compile_mode={args.compile_mode}", f"run.root={data}/run"])
+        f"run.compile_mode={args.compile_mode}", f"run.root={data}/run", *extra])
 
 
 def _sync(device: torch.device) -> None:
@@ -99,9 +101,11 @@ class Step:
     run: Callable[[dict], None]
 
 
-def prepare_step(args: argparse.Namespace, data: str, batch_size: int) -> Step:
-    """The trainer's sv_pretrain step on the shards in `data`, per `args` (the levers)."""
-    cfg = _config(args, data, batch_size)
+def prepare_step(args: argparse.Namespace, data: str, batch_size: int,
+                 extra: Sequence[str] = ()) -> Step:
+    """The trainer's sv_pretrain step on the shards in `data`, per `args` (the levers), with
+    the config overrides `extra` last."""
+    cfg = _config(args, data, batch_size, extra)
     device = torch.device(args.device)
     info = DistInfo(0, 1, 0, device)
     stage = make_stage("sv_pretrain")

@@ -51,6 +51,7 @@ from webdataset.tariterators import tarfile_samples
 from pose3d.data import schema
 from pose3d.data.shards import load_manifest, resolve_shards
 from pose3d.skeleton import NUM_JOINTS
+from pose3d.threads import pin_one_thread
 
 MAX_CONSECUTIVE_BAD = 1000  # a training stream with this many unusable samples in a row stops
 
@@ -429,7 +430,7 @@ class ShardLoader:
     def __iter__(self) -> Iterator[dict]:
         loader = torch.utils.data.DataLoader(
             self.dataset, batch_size=None, num_workers=self.num_workers,
-            pin_memory=self.pin_memory, persistent_workers=False)
+            pin_memory=self.pin_memory, persistent_workers=False, worker_init_fn=pin_one_thread)
         for batch in loader:
             self.skipped.update(batch.pop("skipped"))
             room = MAX_SKIP_EXAMPLES - len(self.skip_examples)

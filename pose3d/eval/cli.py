@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 from omegaconf import OmegaConf
 
-from pose3d.cliargs import add_wandb, split_checkpoint
+from pose3d.cliargs import add_threads, add_wandb, split_checkpoint
 from pose3d.data.draw import save_figure
 from pose3d.data.loader import iterate_samples
 from pose3d.data.shards import load_manifest, resolve_shards
@@ -153,6 +153,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--figures", type=int, default=4, help="figures per checkpoint")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    add_threads(parser)
     add_wandb(parser)
 
 

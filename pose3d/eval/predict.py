@@ -21,6 +21,7 @@ from pose3d.eval.predictions import Predictions
 from pose3d.geometry import project
 from pose3d.losses import prediction_to_world
 from pose3d.models import load_model
+from pose3d.threads import ThreadGovernor
 
 
 def load_single_view(path: str | Path, device: torch.device | str = "cpu"
@@ -48,7 +49,9 @@ def predict(model: torch.nn.Module, shards: str | list[str], image_size: int,
     out: dict[str, list] = {k: [] for k in ("pred", "gt", "camera", "action", "subject", "key",
                                             "rotation")}
     kept: list[dict] = []
+    governor = ThreadGovernor.for_run(None, device)  # fixed where the user fixed it
     for batch in tqdm(loader, desc="eval", unit="batch", disable=not progress, leave=False):
+        governor.step()
         b, v = batch["valid"].shape
         images = batch["images"].to(device).flatten(0, 1)
         coords = model(images)["coords"].float().view(b, v, -1, 3).cpu()

@@ -10,7 +10,7 @@ import sys
 import warnings
 from pathlib import Path
 
-from pose3d.cliargs import deprecated_alias, split_checkpoint
+from pose3d.cliargs import add_threads, deprecated_alias, split_checkpoint
 from pose3d.models.saved import CheckpointError
 from pose3d.predict import inputs, outputs
 from pose3d.predict.footage import predict_source
@@ -42,6 +42,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=16, help="frames per model call")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda "
                                                        "when available)")
+    add_threads(parser)
     no_progress = parser.add_argument("--no-progress", action="store_true",
                                       help="no progress bar")
     deprecated_alias(parser, "--quiet", no_progress)

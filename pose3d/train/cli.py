@@ -23,6 +23,7 @@ import os
 import sys
 from pathlib import Path
 
+from pose3d.threads import apply_threads
 from pose3d.train.checkpoint import CheckpointError
 from pose3d.train.config import ConfigError, load_config
 from pose3d.train.loop import NonFiniteLossError, train
@@ -48,6 +49,7 @@ def run(cfg, stage=None) -> dict:
     replaces the registered one (tests use a small stand-in)."""
     if stage is None:
         stage = make_stage(cfg.stage)
+    apply_threads(cfg.run.threads)  # a torchrun worker too: the node's cores per worker
     return stage.run(cfg) if hasattr(stage, "run") else train(cfg, stage)
 
 

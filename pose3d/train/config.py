@@ -173,6 +173,9 @@ class RunConfig:
     ddp: str = "auto"
     dist_timeout_s: int = 600
     progress: bool = True  # the tqdm bar on rank 0
+    # CPU threads per process, fixed; 0: auto, the process's share of the free cores, adapted
+    # to other load while it trains (pose3d.threads; OMP_NUM_THREADS fixes it too)
+    threads: int = 0
 
 
 @dataclass
@@ -264,6 +267,7 @@ _RULES: tuple[tuple[str, str], ...] = (
     ("run.image_every_steps", "positive"),
     ("run.keep_checkpoints", "positive"),
     ("run.dist_timeout_s", "positive"),
+    ("run.threads", "non_negative"),  # 0 = auto
 )
 INT64_LIMIT = 2 ** 63
 _IN_MEMORY = ("fit in this machine's memory (each tuple holds at least one 3 x "

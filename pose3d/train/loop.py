@@ -22,6 +22,7 @@ from torch.nn.parallel import DistributedDataParallel
 from pose3d.data.loader import MAX_SKIP_EXAMPLES
 from pose3d.data.staging import check_writable
 from pose3d.device import bf16_autocast
+from pose3d.threads import ThreadGovernor
 from pose3d.train import checkpoint, distributed
 from pose3d.train.config import learning_rate, stage_optim, to_yaml
 from pose3d.train.distributed import DistInfo
@@ -272,6 +273,7 @@ def _train(cfg: DictConfig, stage: TrainStage, info: DistInfo) -> dict[str, floa
     bar = logger.progress(total, pos.step, f"{stage.name}", cfg.run.progress)
     ctx = StepContext(info.device, channels_last)
     meter, last, skips = _Meter(), {}, _SkipTally()
+    governor = ThreadGovernor.for_run(cfg.run.threads, info.device)
     try:
         for epoch in range(pos.epoch, optim_cfg.epochs):
             skip = pos.step_in_epoch if epoch == pos.epoch else 0
@@ -303,12 +305,14 @@ def _train(cfg: DictConfig, stage: TrainStage, info: DistInfo) -> dict[str, floa
                 pos.step_in_epoch = i + 1
                 end_of_epoch = pos.step_in_epoch == per_epoch
                 bar.update()
+                governor.step()
 
                 meter.add({"train/loss": out.loss.detach(), **out.metrics}, images, data_s)
                 if pos.step % cfg.run.log_every_steps == 0 or end_of_epoch:
                     last = meter.read(info.device)
                     last.update({"train/lr": optimizer.param_groups[0]["lr"],
                                  "train/epoch": epoch + pos.step_in_epoch / per_epoch,
+                                 "perf/threads": governor.threads,
                                  **skips.metrics(loader, info.device)})
                     logger.log(last, pos.step)
                     bar.set_postfix(loss=f"{last['train/loss']:.4g}",

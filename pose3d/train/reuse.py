@@ -5,10 +5,10 @@ trained one resumes) only when its run was made with the settings asked for now:
 saved in its latest checkpoint equals the config that would run on every key that changes
 what the run learns (data, model, optimisation, loss, seed, steps), and the checkpoint it
 started from (config.initial_weights) is not newer than that checkpoint. Keys that say only
-where and how it runs are not compared (NOT_COMPARED: paths, device, bf16, W&B, progress,
-checkpoint cadence). A rendered studio is reused only when its manifest records the studio
-settings asked for. Otherwise SettingsMismatch, one line naming the differences; nothing is
-deleted or rewritten (the user moves the folder away or chooses another).
+where and how it runs are not compared (NOT_COMPARED: paths, device, bf16, threads, W&B,
+progress, checkpoint cadence). A rendered studio is reused only when its manifest records
+the studio settings asked for. Otherwise SettingsMismatch, one line naming the differences;
+nothing is deleted or rewritten (the user moves the folder away or chooses another).
 """
 
 from __future__ import annotations
@@ -29,9 +29,9 @@ from pose3d.train.config import initial_weights, to_dict
 NOT_COMPARED = ("run.root", "run.out_dir", "run.resume", "run.device", "run.amp",
                 "run.amp_cpu", "run.channels_last", "run.compile", "run.dist_timeout_s",
                 "run.progress", "run.wandb*", "run.log_every_steps", "run.image_every_steps",
-                "run.ckpt_every_steps", "run.keep_checkpoints", "data.root", "data.pgt_root",
-                "model.*.weights_path", "model.finetune_init", "model.sv_init_from_mv",
-                "pgt.checkpoint")
+                "run.ckpt_every_steps", "run.keep_checkpoints", "run.threads", "data.root",
+                "data.pgt_root", "model.*.weights_path", "model.finetune_init",
+                "model.sv_init_from_mv", "pgt.checkpoint")
 SHOWN = 3  # differences named in the message
 
 
