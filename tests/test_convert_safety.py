@@ -28,9 +28,8 @@ from pose3d import cli
 from pose3d.data.convert import cache as sample_cache
 from pose3d.data.convert import h36m_official, h36m_release
 from pose3d.data.convert.h36m_official import H36MReleaseOptions, plan_release
-from pose3d.data.convert.names import check_name
 from pose3d.data.convert.writer import ConversionUnit, write_dataset
-from pose3d.data.schema import encode_sample, placeholder_camera
+from pose3d.data.schema import check_name, encode_sample, placeholder_camera
 from pose3d.data.shards import load_manifest, write_manifest
 from pose3d.geometry import Camera, h36m_rig
 from pose3d.geometry.camera import rotation_from_quaternion

@@ -13,8 +13,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from pose3d.data import schema
-from pose3d.data.convert.names import check_name
-from pose3d.data.schema import CAMERAS_FILE, JOINTS_FILE, META_FILE, WITHHELD_FILE
+from pose3d.data.schema import CAMERAS_FILE, JOINTS_FILE, META_FILE, WITHHELD_FILE, check_name
 from pose3d.skeleton import NUM_JOINTS
 
 # What a field may weigh, judged before its bytes are read (from the zip's directory): a

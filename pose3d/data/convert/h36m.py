@@ -26,10 +26,9 @@ import cv2
 import numpy as np
 
 from pose3d.data.convert.crop import crop_view, scale_box, undistort_box
-from pose3d.data.convert.names import check_name
 from pose3d.data.convert.safe_npy import load_object_npy
 from pose3d.data.convert.writer import ConversionSummary, ConversionUnit, write_dataset
-from pose3d.data.schema import encode_for_role
+from pose3d.data.schema import check_name, encode_for_role
 from pose3d.geometry import Camera, square_about_centre
 from pose3d.skeleton.mappings import LEARNABLE_TRIANGULATION_TO_H36M
 
