@@ -208,7 +208,8 @@ def _cache_entry(cache: Path, role: str, take: Take, frames: list[int],
     options and each source file's size and mtime): a run with other options, or after a
     source file changed, never reads stale samples."""
     key = [role, frames, [c.name for c in cameras], [np.round(c.K, 6).tolist() for c in cameras],
-           options.image_size, options.bbox_scale, options.box_margin]
+           options.image_size, options.bbox_scale, options.box_margin,
+           [np.asarray(c.dist).tolist() for c in cameras]]  # the crops are undistorted
     return sample_cache.make_entry(cache / take.subject, f"{take.name}.{role}", key, sources,
                                    code=_SAMPLE_CODE)
 
