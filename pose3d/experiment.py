@@ -17,22 +17,25 @@ tables) and experiment.png (the per-seed differences).
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 import time
 from pathlib import Path
 
 import torch
+import yaml
 
 from pose3d.cliargs import add_threads, add_wandb
 from pose3d.curves import curve_overrides
 from pose3d.data.shards import MANIFEST
 from pose3d.eval.cli import evaluate_checkpoints
 from pose3d.eval.stats import excludes_zero, format_interval, paired_difference, t_interval
+from pose3d.train import checkpoint
 from pose3d.train.cli import run
 from pose3d.train.config import load_config
 from pose3d.train.oracle import write_oracle_pgt
-from pose3d.train.reuse import SettingsMismatch, check_run
+from pose3d.train.reuse import SettingsMismatch, check_run, refuse
 
 BASELINE = "L1-only"
 CONTROL = "GT-only"  # the same fine-tuning on the labeled GT alone: P-GT's control
@@ -41,6 +44,7 @@ ORACLE = "Oracle"
 ORACLE_PGT = "oracle_pgt_shards"  # its labels, beside the P-GT folder (pose3d.train.oracle)
 METRICS = ("mpjpe", "pa_mpjpe")
 CURVE_POINTS = 4  # step checkpoints kept over a fine-tuning of the first seed
+EVALUATED = "checkpoints.json"  # beside an evaluation's report.json: {name: sha256 evaluated}
 
 
 def arms(lambda_mv: float = 1e-4, lambda_bone: float = 4e-3) -> dict[str, list[str]]:
@@ -77,6 +81,12 @@ def _base_checkpoint(root: Path) -> Path:
     path = root / "sv_pretrain" / "checkpoints" / "latest.pt"
     if not path.is_file():
         raise FileNotFoundError(f"no Base checkpoint at {path} (run stage=sv_pretrain first)")
+    stat = path.stat()  # ctime too: a copy put in place with an old mtime gets a new ctime
+    stage = _saved_stage(path.resolve(), (stat.st_ino, stat.st_size, stat.st_mtime_ns,
+                                          stat.st_ctime_ns))
+    if stage != "sv_pretrain":
+        raise ValueError(f"{path} is not a Base checkpoint: it was written by stage={stage}, "
+                         f"Base by stage=sv_pretrain")
     return path
 
 
@@ -94,6 +104,26 @@ def prepare_oracle(root: Path, data: Path, arm_overrides: dict[str, list[str]]) 
           f"({record['dropped']} without) -> {oracle}", flush=True)
 
 
+@functools.lru_cache(maxsize=4)
+def _saved_stage(path: Path, stamp: tuple) -> str | None:
+    """The `stage` of the config saved in a checkpoint (cached per file version `stamp`: the
+    experiment asks once per run)."""
+    try:
+        saved = checkpoint.load(path).get("config")
+    except checkpoint.CheckpointError as exc:
+        raise ValueError(str(exc)) from None
+    config = yaml.safe_load(saved) if isinstance(saved, str) else saved
+    return config.get("stage") if isinstance(config, dict) else None
+
+
+def _read_json(path: Path):
+    """The JSON in `path`, None when it is absent or unreadable."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
 def check_reuse(root: Path, out: Path, arm_overrides: dict[str, list[str]], seeds: list[int],
                 steps: int, extra: list[str] = ()) -> None:
     """Before any work: every (seed, arm) run already under `out` was made with the settings
@@ -109,6 +139,10 @@ def run_finetunings(root: Path, out: Path, arm_overrides: dict[str, list[str]],
                     seeds: list[int], steps: int, extra: list[str] = ()) -> dict[str, float]:
     """Train every (seed, arm) not finished yet; returns seconds per run label."""
     timings = {}
+    base = checkpoint.digest(_base_checkpoint(root))
+    for seed in seeds:  # before any training: every finished run is a fine-tuning of this Base
+        for arm in arm_overrides:
+            _check_finished_from(out / "runs" / arm / f"seed{seed}", root, base)
     for seed in seeds:
         for arm, overrides in arm_overrides.items():
             out_dir = out / "runs" / arm / f"seed{seed}"
@@ -122,23 +156,42 @@ def run_finetunings(root: Path, out: Path, arm_overrides: dict[str, list[str]],
                     else [f"run.ckpt_every_steps={steps}", "run.keep_checkpoints=1"])
             run(finetune_config(root, out_dir, seed, steps, overrides, [*kept, *extra]))
             timings[f"{arm}/seed{seed}"] = time.perf_counter() - t0
-            done.write_text(json.dumps({"seconds": timings[f"{arm}/seed{seed}"]}))
+            done.write_text(json.dumps({"seconds": timings[f"{arm}/seed{seed}"],
+                                        "base_sha256": base}))
     return timings
 
 
+def _check_finished_from(out_dir: Path, root: Path, base: str) -> None:
+    """SettingsMismatch when the finished run in out_dir (finished.json) does not record
+    `base` (sha256) as the Base it started from: Base was replaced since, perhaps by a file
+    with an older mtime, which check_run's mtime rule misses."""
+    done = out_dir / "finished.json"
+    if not done.is_file():
+        return
+    there = (_read_json(done) or {}).get("base_sha256")
+    if there != base:
+        recorded = f"sha256 {there[:12]}" if isinstance(there, str) else "no digest"
+        refuse(out_dir, "a run", [f"model.sv.weights_path: {_base_checkpoint(root)} (sha256 "
+                                  f"{base[:12]}) is not the Base it started from ({done.name} "
+                                  f"records {recorded})"])
+
+
 def _evaluate(checkpoints: dict[str, Path], data: Path, out_dir: Path, device: str) -> dict:
-    """Summaries of `pose3d eval`, reused from out_dir/report.json when complete."""
-    report = out_dir / "report.json"
-    # an evaluation written before its checkpoint (a run trained again) is not reused
-    if report.is_file() and all(report.stat().st_mtime_ns >= Path(p).stat().st_mtime_ns
-                                for p in checkpoints.values()):
-        summaries = json.loads(report.read_text())
+    """Summaries of `pose3d eval`, reused from out_dir/report.json when complete and made of
+    these very checkpoints: out_dir/EVALUATED records each one's digest (content, not mtime:
+    a run trained again, or a checkpoint replaced by an older file, is evaluated again)."""
+    report, record = out_dir / "report.json", out_dir / EVALUATED
+    digests = {name: checkpoint.digest(path) for name, path in checkpoints.items()}
+    if report.is_file() and _read_json(record) == digests:
+        summaries = _read_json(report) or {}
         if set(checkpoints) <= set(summaries):
             return summaries
+    record.unlink(missing_ok=True)  # until the new report is complete
     batch_size = 64 if device.startswith("cuda") else 8  # a GPU idles on batches of 8
     result = evaluate_checkpoints({k: str(v) for k, v in checkpoints.items()}, str(data),
                                   out_dir, figures=0, batch_size=batch_size, device=device,
                                   progress=False)
+    record.write_text(json.dumps(digests))
     return result["summaries"]
 
 

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from pose3d import cli
@@ -58,6 +60,26 @@ def test_a_failure_mid_write_keeps_the_old_dataset(tmp_path):
     with pytest.raises(ValueError, match="nothing was written"), \
             staged_dataset(out, overwrite=True) as tmp:
         (tmp / "labeled-000000.tar").write_bytes(b"shards but no manifest")
+    assert _snapshot(out) == before and _no_partials(tmp_path)
+
+
+def test_a_swap_that_fails_between_its_renames_keeps_the_old_dataset(tmp_path, monkeypatch):
+    """The swap moves the old folder aside, then the new one in: when the second rename
+    fails (a full disk's journal, a network file system), the old folder is back, whole."""
+    out = _fake_dataset(tmp_path / "x", shards=("labeled-000000.tar", "labeled-000001.tar"))
+    before = _snapshot(out)
+    real_rename = os.rename
+
+    def rename(src, dst):
+        if os.fspath(src).startswith(os.fspath(tmp_path / ".x.partial-")):
+            raise OSError(5, "Input/output error")
+        real_rename(src, dst)
+
+    monkeypatch.setattr(os, "rename", rename)
+    with pytest.raises(OSError, match="Input/output error"), \
+            staged_dataset(out, overwrite=True) as tmp:
+        _fake_dataset(tmp, shards=("labeled-000000.tar",))
+        (tmp / "labeled-000000.tar").write_bytes(b"the new shard")
     assert _snapshot(out) == before and _no_partials(tmp_path)
 
 

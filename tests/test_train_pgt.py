@@ -275,3 +275,50 @@ def test_residual_split_scores_the_kept_and_the_left_out():
     assert rows == [{"keep": 0.8, "max_residual_px": pytest.approx(7.2),
                      "mpjpe_kept_mm": 10.0, "mpjpe_left_out_mm": 60.0}]
     assert residual_split(residuals[:5], errors[:5]) == []  # too few tuples to split
+
+
+def _npy(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, array.astype(np.float32))
+    return buffer.getvalue()
+
+
+def test_the_pgt_report_scores_only_the_tuples_with_withheld_truth():
+    """A batch mixing tuples with and without withheld truth, and one the model cannot
+    triangulate: the report's means are over the scored tuples alone, as computed by hand."""
+    from types import SimpleNamespace
+
+    from pose3d.train import pgt
+    from pose3d.train.config import load_config
+
+    rng = np.random.default_rng(0)
+    truth = [rng.normal(0.0, 300.0, (17, 3)) for _ in range(5)]
+    shifted = truth[0] + np.array([10.0, 0.0, 0.0])  # root-aligned 0 mm, absolute 10 mm
+    one_joint_off = truth[2].copy()
+    one_joint_off[5, 1] += 34.0  # root-aligned and absolute: 34 / 17 = 2 mm
+    preds = np.stack([shifted, truth[1] + 50.0, one_joint_off, truth[3] - 80.0, truth[4]])
+    has_truth = [True, False, True, False, True]
+    valid = torch.ones(5, 4, dtype=torch.bool)
+    valid[4, :] = False  # untriangulable: dropped, its truth not scored
+    meta = {schema.META_FILE: json.dumps({"role": "unlabeled"}).encode()}
+    raws = [{"__key__": f"t{i}", **meta,
+             **({schema.WITHHELD_FILE: _npy(t)} if has_truth[i] else {})}
+            for i, t in enumerate(truth)]
+
+    def model(*args, **kwargs):
+        return {"joints3d": torch.as_tensor(preds, dtype=torch.float32), "valid3d": valid,
+                "joints2d": torch.zeros(5, 4, 17, 2)}
+
+    written = []
+    cfg = load_config(None, ["stage=pgt", "run.device=cpu"])
+    eye = torch.eye(3).repeat(5, 4, 1, 1)
+    batch = {"raw": raws, "images": torch.zeros(5, 4, 3, 8, 8), "K": eye, "R": eye,
+             "t": torch.zeros(5, 4, 3), "valid": valid}
+    stats = pgt.PseudoGroundTruth()._label(model, batch, SimpleNamespace(write=written.append),
+                                           cfg, SimpleNamespace(device=torch.device("cpu")))
+    report = pgt._report(np.concatenate([stats, [0.0, 0.0]]))  # no skipped sample or shard
+    assert [w["__key__"] for w in written] == ["t0", "t1", "t2", "t3"]
+    assert (report["tuples"], report["labeled"], report["dropped"], report["scored"]) == \
+        (5, 4, 1, 2)
+    assert report["mpjpe_mm"] == pytest.approx((0.0 + 2.0) / 2, abs=1e-3)
+    assert report["abs_error_mm"] == pytest.approx((10.0 + 2.0) / 2, abs=1e-3)

@@ -124,7 +124,12 @@ def _swap(new: Path, out: Path) -> None:
         return
     old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
     os.rename(out, old / out.name)
-    os.rename(new, out)
+    try:
+        os.rename(new, out)
+    except BaseException:  # the old folder back in place, whole, before anything else
+        os.rename(old / out.name, out)
+        old.rmdir()
+        raise
     shutil.rmtree(old, ignore_errors=True)
 
 

@@ -9,6 +9,7 @@ the model from the file alone.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import shutil
@@ -110,6 +111,16 @@ def find_latest(folder: str | Path) -> Path | None:
     one save behind if the process died between the rename and the link update)."""
     files = step_checkpoints(folder)
     return files[-1] if files else None
+
+
+def digest(path: str | Path) -> str:
+    """SHA-256 (hex) of a checkpoint file's bytes, the link followed: which weights it holds,
+    whatever its name or mtime (a copy keeps its old mtime; a retrained run reuses names)."""
+    sha = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            sha.update(block)
+    return sha.hexdigest()
 
 
 def load_model_weights(model: nn.Module, path: str | Path, expected: dict) -> dict:

@@ -57,7 +57,8 @@ def differences(there: dict, asked: dict, ignore: tuple[str, ...] = ()) -> list[
             if a[k] != b[k] and not any(fnmatch.fnmatchcase(k, p) for p in ignore)]
 
 
-def _refuse(folder: Path, what: str, diffs: list[str]) -> None:
+def refuse(folder: Path, what: str, diffs: list[str]) -> None:
+    """SettingsMismatch: `folder` holds `what` made otherwise (`diffs`, the first SHOWN named)."""
     more = f" and {len(diffs) - SHOWN} more" if len(diffs) > SHOWN else ""
     raise SettingsMismatch(f"{folder} holds {what} made with other settings "
                            f"({'; '.join(diffs[:SHOWN])}{more}): it is not reused; move it "
@@ -78,11 +79,11 @@ def check_run(cfg: DictConfig) -> None:
                                f"be checked against the settings asked for; move it away")
     diffs = differences(there, to_dict(cfg), NOT_COMPARED)
     if diffs:
-        _refuse(out_dir, "a run", diffs)
+        refuse(out_dir, "a run", diffs)
     init = initial_weights(cfg)
     if init is not None and Path(init.path).is_file() \
             and Path(init.path).stat().st_mtime_ns > latest.stat().st_mtime_ns:
-        _refuse(out_dir, "a run", [f"{init.key}: {init.path} is newer than the run's "
+        refuse(out_dir, "a run", [f"{init.key}: {init.path} is newer than the run's "
                                    f"checkpoint"])
 
 
@@ -101,4 +102,4 @@ def check_dataset(folder: str | Path, record: dict) -> None:
     record = json.loads(json.dumps(record))  # tuples as the manifest holds them: lists
     diffs = differences(there, record) if isinstance(there, dict) else ["no recorded config"]
     if diffs:
-        _refuse(folder, "a dataset", diffs)
+        refuse(folder, "a dataset", diffs)
