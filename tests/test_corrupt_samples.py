@@ -214,3 +214,16 @@ def test_a_sample_side_past_any_model_input_is_refused_where_no_size_is_asked(
     assert len(list(iterate_samples(shard, on_error=errors.append))) == 2
     assert any(key in e and "30000x30000" in e for e in errors)
     assert all(d == (SIZE, SIZE) for d in decoded)
+
+
+def test_a_deeply_nested_meta_is_a_bad_sample(forged_header):
+    """issue 32 item 17, the shards' own JSON: skipped as unreadable, no RecursionError."""
+    from pose3d.data import schema
+
+    data, key = forged_header
+    members = dict(_members(shards_for_role(data, "labeled")[0]))
+    sample = {"__key__": key, **{n.split(".", 1)[1]: p for n, p in members.items()
+                                 if n.startswith(key + ".")}}
+    sample["meta.json"] = b"[" * 100_000 + b"]" * 100_000
+    with pytest.raises(schema.SampleError, match="unreadable meta.json.*nested more than"):
+        schema.decode_sample(sample)

@@ -216,3 +216,20 @@ def test_a_box_far_past_the_image_is_one_line(ckpt, tmp_path, capsys):
     assert _predict("--checkpoint", ckpt["sv"], str(image), "--out", str(tmp_path / "out"),
                     "--box", "0,0,1e12,1e12") == 2
     _one_line_error(capsys, "times the 64x64 image's size")
+
+
+@pytest.mark.parametrize("option", ["--boxes", "--intrinsics", "--cameras", "rig --boxes"])
+def test_deeply_nested_json_is_one_line(ckpt, tmp_path, capsys, option):
+    """issue 32 item 17: no RecursionError from a user's JSON."""
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 100_000 + "]" * 100_000)
+    image = str(_images(tmp_path / "shots", 1, seed=0)[0])
+    args = {"--boxes": [image, "--boxes", str(deep)],
+            "--intrinsics": [image, "--intrinsics", str(deep)],
+            "--cameras": [image, image, "--cameras", str(deep)],
+            "rig --boxes": [image, image, "--cameras", _cameras(tmp_path / "c.json", ["a", "b"]),
+                            "--boxes", str(deep)]}[option]
+    checkpoint = ckpt["mv"] if "--cameras" in args else ckpt["sv"]
+    assert _predict("--checkpoint", checkpoint, *args, "--out", str(tmp_path / "out")) == 2
+    _one_line_error(capsys, f"{deep}: JSON nested more than")
+    assert not (tmp_path / "out").exists()

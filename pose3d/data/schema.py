@@ -41,6 +41,7 @@ import numpy as np
 import torch
 
 from pose3d.geometry import Camera
+from pose3d.json_input import load_json
 from pose3d.skeleton import NUM_JOINTS
 
 SCHEMA_VERSION = 1
@@ -294,9 +295,9 @@ def _read_meta(sample: dict, key: str) -> dict:
     if META_FILE not in sample:
         raise SampleError(f"{key}: no {META_FILE}")
     try:
-        meta = json.loads(sample[META_FILE])
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise SampleError(f"{key}: unreadable {META_FILE}") from exc
+        meta = load_json(sample[META_FILE], f"{key}.{META_FILE}")
+    except ValueError as exc:
+        raise SampleError(f"{key}: unreadable {META_FILE} ({exc})") from exc
     if not isinstance(meta, dict) or not isinstance(meta.get("valid"), list) or \
             not meta["valid"] or any(k not in meta for k in REQUIRED_META):
         raise SampleError(f"{key}: {META_FILE} lacks valid / subject / action / frame / role")

@@ -23,6 +23,7 @@ import numpy as np
 
 from pose3d.data.draw import draw_skeleton, draw_skeleton_3d, plt, save_figure
 from pose3d.data.staging import _swap
+from pose3d.json_input import load_json
 from pose3d.skeleton import JOINT_NAMES, ROOT
 
 UNITS = {"joints2d": "input pixels (x right, y down)",
@@ -50,7 +51,7 @@ def check_folder(folder: str | Path) -> None:
 
 def _is_predict_output(folder: Path) -> bool:
     try:
-        doc = json.loads((folder / "predictions.json").read_text())
+        doc = load_json((folder / "predictions.json").read_bytes(), str(folder))
     except (OSError, ValueError):
         return False
     return isinstance(doc, dict) and {"joint_names", "units", "frames"} <= set(doc)

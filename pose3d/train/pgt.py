@@ -52,6 +52,7 @@ from pose3d.data.shards import (
 )
 from pose3d.data.staging import DATASET_FILES, _swap, check_writable
 from pose3d.geometry.metrics import mpjpe
+from pose3d.json_input import load_json
 from pose3d.models.saved import load_model
 from pose3d.train import checkpoint, distributed
 from pose3d.train.config import ConfigError, stage_optim, to_yaml
@@ -232,7 +233,7 @@ def check_pgt_root(pgt_root: str | os.PathLike, data_root: str | os.PathLike) ->
 
 def _has_pgt_record(folder: Path) -> bool:
     try:
-        return "pgt" in json.loads((folder / MANIFEST).read_text())
+        return "pgt" in load_json((folder / MANIFEST).read_bytes(), str(folder / MANIFEST))
     except (OSError, ValueError, TypeError):
         return False
 

@@ -21,6 +21,7 @@ import yaml
 from omegaconf import DictConfig
 
 from pose3d.data.shards import MANIFEST
+from pose3d.json_input import load_json
 from pose3d.train import checkpoint
 from pose3d.train.config import initial_weights, to_dict
 
@@ -91,7 +92,7 @@ def check_dataset(folder: str | Path, record: dict) -> None:
     `config` of its manifest (the studio's settings, pose3d.data.synth)."""
     folder = Path(folder)
     try:
-        manifest = json.loads((folder / MANIFEST).read_text())
+        manifest = load_json((folder / MANIFEST).read_bytes(), str(folder / MANIFEST))
     except FileNotFoundError:
         return
     except (OSError, ValueError) as exc:
