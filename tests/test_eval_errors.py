@@ -52,6 +52,9 @@ CASES = {  # name -> (arguments with {placeholders}, words of the message)
     "out is a file": (["--out", "{file}"], ["is not a folder"]),
     "same name twice": (["--checkpoint", "A={sv}"], ["two checkpoints are named 'A'"]),
     "other image size": (["--checkpoint", "B={sv64}"], ["trained on 64 px", "holds 32 px"]),
+    # issue 32 item 19: the names become predictions_NAME.npz and figures/NAME_i.png
+    "name leaves --out": (["--checkpoint", "../../x={sv}"], ["'../../x'", "plain file name"]),
+    "name with a folder": (["--checkpoint", "a/b={sv}"], ["'a/b'", "plain file name"]),
 }
 
 

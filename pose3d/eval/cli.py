@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 from omegaconf import OmegaConf
 
-from pose3d.cliargs import add_wandb, split_checkpoint
+from pose3d.cliargs import add_wandb, check_output_names, split_checkpoint
 from pose3d.data.draw import save_figure
 from pose3d.data.loader import iterate_samples
 from pose3d.data.shards import load_manifest, resolve_shards
@@ -38,6 +38,7 @@ def check_inputs(checkpoints: dict[str, str], data: str, out_dir: str | Path, *,
     shards (with ground truth, of the image size the checkpoints were trained on), the
     options, and an --out that can be a folder. Raises EvalInputError, FileNotFoundError
     or CheckpointError, each one line."""
+    check_output_names(list(checkpoints), "checkpoint name")  # they name files under --out
     if batch_size < 1:
         raise EvalInputError(f"--batch-size must be >= 1, got {batch_size}")
     if figures < 0:

@@ -10,7 +10,7 @@ import sys
 import warnings
 from pathlib import Path
 
-from pose3d.cliargs import deprecated_alias, split_checkpoint
+from pose3d.cliargs import check_output_names, deprecated_alias, split_checkpoint
 from pose3d.models.saved import CheckpointError
 from pose3d.predict import inputs, outputs
 from pose3d.predict.footage import predict_source
@@ -86,7 +86,7 @@ def _run(args: argparse.Namespace) -> list[dict]:
     sources = [inputs.open_source(p) for p in args.inputs]  # every input checked up front
     if args.cameras:
         return [_run_rig(args, sources)]
-    inputs.check_output_names([src.name for src in sources], "input")
+    check_output_names([src.name for src in sources], "input")
     for src in sources:  # before any work: a folder it may not replace
         outputs.check_folder(Path(args.out) / src.name)
 

@@ -19,6 +19,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from pose3d.cliargs import check_output_names
 from pose3d.geometry import Camera
 from pose3d.json_input import load_json
 
@@ -40,23 +41,6 @@ RIG_FILES = ("predictions.json", "predictions.npz", "pose3d.png", "timing.json")
 class PredictWarning(UserWarning):
     """Something the prediction went on with but the user should know (a truncated file);
     `pose3d predict` prints it as one line."""
-
-
-def check_output_names(names: list[str], what: str, reserved: tuple[str, ...] = ()) -> None:
-    """Names that become folders under --out: plain file names (no separator, not `.` or
-    `..`, not absolute, not one of `reserved`) and unique; ValueError in one line."""
-    for name in names:
-        if not isinstance(name, str):
-            raise ValueError(f"{what} names must be text, got {name!r}")
-        if (not name or name in (".", "..") or "/" in name or "\\" in name or "\0" in name
-                or os.path.isabs(name) or name in reserved):
-            raise ValueError(f"{what} {name!r} cannot name a folder under --out: it must be a "
-                             f"plain file name (no / or \\, not . or .."
-                             f"{', not ' + ' or '.join(reserved) if reserved else ''})")
-    twice = sorted({n for n in names if names.count(n) > 1})
-    if twice:
-        raise ValueError(f"two or more {what}s are named {', '.join(twice)}: their outputs "
-                         f"would share one folder under --out; give each a name of its own")
 
 
 @dataclass
