@@ -1,4 +1,5 @@
-"""Argparse pieces every subcommand shares: help that shows defaults, deprecated spellings.
+"""Argparse pieces every subcommand shares: help that shows defaults, deprecated spellings,
+`--checkpoint NAME=PATH`, names that become files under `--out`.
 
 Imports nothing from pose3d, so any layer's `add_arguments` may use it.
 """
@@ -6,6 +7,7 @@ Imports nothing from pose3d, so any layer's `add_arguments` may use it.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -88,3 +90,21 @@ def split_checkpoint(text: str) -> tuple[str, str]:
     file's stem. A file that exists as written is a PATH even if its name holds a '='."""
     name, _, path = ("", "", text) if Path(text).is_file() else text.rpartition("=")
     return name or Path(path).stem, path
+
+
+def check_output_names(names: list[str], what: str, reserved: tuple[str, ...] = ()) -> None:
+    """Names that become file or folder names under --out (predict's inputs and rig cameras,
+    eval's checkpoint names): plain file names (no separator, not `.` or `..`, not
+    absolute, not one of `reserved`) and unique; ValueError in one line."""
+    for name in names:
+        if not isinstance(name, str):
+            raise ValueError(f"{what} names must be text, got {name!r}")
+        if (not name or name in (".", "..") or "/" in name or "\\" in name or "\0" in name
+                or os.path.isabs(name) or name in reserved):
+            raise ValueError(f"{what} {name!r} cannot name a file under --out: it must be a "
+                             f"plain file name (no / or \\, not . or .."
+                             f"{', not ' + ' or '.join(reserved) if reserved else ''})")
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise ValueError(f"two or more {what}s are named {', '.join(twice)}: their outputs "
+                         f"would share one place under --out; give each a name of its own")

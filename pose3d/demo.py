@@ -33,6 +33,7 @@ import torch
 from pose3d import experiment
 from pose3d.cliargs import add_wandb, deprecated_alias
 from pose3d.curves import curve_overrides, learning_curves
+from pose3d.data.shards import MANIFEST
 from pose3d.data.staging import check_writable
 from pose3d.data.studio import DEFAULT_ROLES, StudioConfig
 from pose3d.data.synth import config_record, synthesize
@@ -40,9 +41,11 @@ from pose3d.diagnostics import HELDOUT, diagnose, diagnostics_lines, heldout_con
 from pose3d.eval.cli import evaluate_checkpoints
 from pose3d.eval.report import comparison_table
 from pose3d.experiment import arms, check_reuse, markdown, pick_arms, run_experiment
+from pose3d.out_folder import check_ours, claim
 from pose3d.threads import available_cores, launcher_env
 from pose3d.train.cli import run
 from pose3d.train.config import load_config
+from pose3d.train.pgt import check_pgt_root
 from pose3d.train.reuse import check_dataset, check_run
 
 # The CPU demo: small images and a ResNet-18; every stage a few minutes on 2 cores.
@@ -255,6 +258,29 @@ def check_rerun(args: argparse.Namespace, out: Path, chosen: dict[str, list[str]
         check_reuse(root, out / "experiment", chosen, paired_seeds(args), paired_steps(args))
 
 
+def check_folders(args: argparse.Namespace, out: Path, chosen: dict[str, list[str]]) -> None:
+    """Before any work: `out` and the evaluation folders in it are absent, empty or written
+    by the demo and `pose3d eval` before (pose3d.out_folder); data/ holds nothing or a
+    dataset; runs/pgt_shards nothing or an earlier P-GT (pose3d.train.pgt). Else one line."""
+    check_ours(out, "demo")
+    if args.seeds <= 1:
+        evals = [out / "eval"]
+    else:
+        evals = [out / "experiment" / "eval" / "Base"] + [
+            out / "experiment" / "eval" / arm / f"seed{seed}"
+            for arm in chosen for seed in paired_seeds(args)]
+    for folder in [*evals, out / "eval_heldout"]:  # the last: the diagnostics' (Base)
+        check_ours(folder, "eval", "evaluation folder")
+    data = out / "data"
+    for folder in (data, out / HELDOUT):
+        if not (folder / MANIFEST).is_file() and folder.is_dir() and any(folder.iterdir()):
+            raise FileExistsError(f"{folder} holds files but no dataset ({MANIFEST}), and the "
+                                  f"demo renders a studio there: move them away or choose "
+                                  f"another --out")
+    for labels in ("pgt_shards", experiment.ORACLE_PGT):
+        check_pgt_root(out / "runs" / labels, data)
+
+
 def run_stage(overrides: list[str], nproc: int) -> None:
     """One stage, in this process or under torchrun with `nproc` workers."""
     if nproc <= 1:
@@ -274,7 +300,9 @@ def main(args: argparse.Namespace) -> int:
                              "> 1 too (one seed trains L1-only and Ours)")
         chosen = pick_arms(demo_arms(args), args.arms)  # unknown: an error now, not at the end
         check_writable(out, "demo folder (--out)")
+        check_folders(args, out, chosen)
         check_rerun(args, out, chosen)
+        claim(out, "demo")
     except (OSError, ValueError) as exc:
         print(f"pose3d demo: error: {exc}", file=sys.stderr)
         return 2

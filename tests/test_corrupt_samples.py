@@ -166,3 +166,93 @@ def test_meta_of_the_wrong_type_is_a_skipped_and_counted_sample(forged_meta, kin
     messages = [str(w.message) for w in caught if w.category is CorruptSampleWarning]
     assert any(forged[0] in m and "schema must be" in m for m in messages), messages
     assert any(forged[1] in m and "image_size must be" in m for m in messages), messages
+
+
+def _claim_size(jpeg: bytes, width: int, height: int) -> bytes:
+    """The JPEG with its frame header (SOF0, as OpenCV writes) claiming width x height."""
+    i = jpeg.index(b"\xff\xc0")
+    return jpeg[:i + 5] + height.to_bytes(2, "big") + width.to_bytes(2, "big") + jpeg[i + 9:]
+
+
+@pytest.fixture
+def forged_header(tmp_path):
+    """A 32 px dataset whose first labeled tuple's view 0 is a ~1 KB JPEG whose header
+    claims 30000 x 30000 px. Returns (folder, the forged key)."""
+    data = tmp_path / "data"
+    write_tiny_dataset(data, frames=3, image_size=SIZE, samples_per_shard=3)
+    shard = shards_for_role(data, "labeled")[0]
+    members = _members(shard)
+    key = members[0][0].split(".")[0]
+    _write(shard, [(n, _claim_size(p, 30000, 30000) if n == f"{key}.view0.jpg" else p)
+                   for n, p in members])
+    return data, key
+
+
+@pytest.fixture
+def decoded(monkeypatch) -> list:
+    """The header sizes of the JPEGs OpenCV is asked to decode; a forgery is never decoded
+    (it would take gigabytes), only recorded."""
+    import cv2
+
+    from pose3d.data import schema
+
+    sizes, real = [], cv2.imdecode
+
+    def imdecode(buf, flags):
+        sizes.append(schema.jpeg_size(bytes(buf)))
+        return real(buf, flags) if sizes[-1] == (SIZE, SIZE) else None
+
+    monkeypatch.setattr(cv2, "imdecode", imdecode)
+    return sizes
+
+
+def test_a_forged_jpeg_header_is_skipped_before_decoding(forged_header, decoded):
+    """issue 32 item 6: the header's size is checked before any pixel is decoded; the
+    sample is skipped, counted and named."""
+    data, key = forged_header
+    loader = make_eval_loader(shards_for_role(data, "labeled"), batch_size=2, image_size=SIZE)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        keys = [k for batch in loader for k in batch["key"]]
+    assert key not in keys and len(keys) == 2
+    messages = [str(w.message) for w in caught if w.category is CorruptSampleWarning]
+    assert any(key in m and "30000x30000, meta says 32" in m for m in messages), messages
+    assert loader.skipped["sample"] == 1
+    assert decoded and all(d == (SIZE, SIZE) for d in decoded)
+
+
+def test_a_sample_side_past_any_model_input_is_refused_where_no_size_is_asked(
+        forged_header, decoded):
+    """A forged meta and header that agree: with no run size to compare against (previews,
+    checks, iterate_samples) the side is still bounded before decoding."""
+    from pose3d.data import schema
+    from pose3d.data.loader import iterate_samples
+
+    data, key = forged_header
+    shard = shards_for_role(data, "labeled")[0]
+    members = dict(_members(shard))
+    meta = json.loads(members[f"{key}.meta.json"])
+    side = schema.MAX_IMAGE_SIDE * 2
+    sample = {"__key__": key, **{n.split(".", 1)[1]: p for n, p in members.items()
+                                 if n.startswith(key + ".")}}
+    sample["meta.json"] = json.dumps({**meta, "image_size": side}).encode()
+    sample["view0.jpg"] = _claim_size(sample["view0.jpg"], side, side)
+    with pytest.raises(schema.SampleError, match=f"{side} px images, more than a model input"):
+        schema.decode_sample(sample)
+    errors = []
+    assert len(list(iterate_samples(shard, on_error=errors.append))) == 2
+    assert any(key in e and "30000x30000" in e for e in errors)
+    assert all(d == (SIZE, SIZE) for d in decoded)
+
+
+def test_a_deeply_nested_meta_is_a_bad_sample(forged_header):
+    """issue 32 item 17, the shards' own JSON: skipped as unreadable, no RecursionError."""
+    from pose3d.data import schema
+
+    data, key = forged_header
+    members = dict(_members(shards_for_role(data, "labeled")[0]))
+    sample = {"__key__": key, **{n.split(".", 1)[1]: p for n, p in members.items()
+                                 if n.startswith(key + ".")}}
+    sample["meta.json"] = b"[" * 100_000 + b"]" * 100_000
+    with pytest.raises(schema.SampleError, match="unreadable meta.json.*nested more than"):
+        schema.decode_sample(sample)

@@ -52,6 +52,9 @@ CASES = {  # name -> (arguments with {placeholders}, words of the message)
     "out is a file": (["--out", "{file}"], ["is not a folder"]),
     "same name twice": (["--checkpoint", "A={sv}"], ["two checkpoints are named 'A'"]),
     "other image size": (["--checkpoint", "B={sv64}"], ["trained on 64 px", "holds 32 px"]),
+    # issue 32 item 19: the names become predictions_NAME.npz and figures/NAME_i.png
+    "name leaves --out": (["--checkpoint", "../../x={sv}"], ["'../../x'", "plain file name"]),
+    "name with a folder": (["--checkpoint", "a/b={sv}"], ["'a/b'", "plain file name"]),
 }
 
 
@@ -96,6 +99,12 @@ def test_good_input_writes_the_report(inputs, tmp_path, capsys):
     assert code == 0, out.err
     report = json.loads((tmp_path / "out" / "report.json").read_text())
     assert "all" in report["A"]["camera"]
+    # its own folder is its to write again (the .pose3d-eval marker, pose3d.out_folder)
+    assert (tmp_path / "out" / ".pose3d-eval").is_file()
+    code, out = _eval(capsys, "--data", inputs["data"], "--out", str(tmp_path / "out"),
+                      "--checkpoint", f"A={inputs['sv']}", "--device", "cpu",
+                      "--figures", "0", "--batch-size", "2")
+    assert code == 0, out.err
 
 
 def test_a_wandb_folder_in_the_way_is_one_line_before_the_work(inputs, tmp_path, capsys,

@@ -14,6 +14,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "pose3d"
 LAYERS = {
     "pose3d": 0, "pose3d.__init__": 0, "pose3d._C": 0, "pose3d.extension": 0,
     "pose3d.env_report": 0, "pose3d.device": 0, "pose3d.cliargs": 0, "pose3d.threads": 0,
+    "pose3d.json_input": 0, "pose3d.out_folder": 0,
     "pose3d.ops": 1, "pose3d.geometry": 1, "pose3d.skeleton": 1,
     "pose3d.models": 2, "pose3d.losses": 2, "pose3d.data": 2,
     "pose3d.train": 3, "pose3d.eval": 3,

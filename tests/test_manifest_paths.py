@@ -96,3 +96,24 @@ def test_links_that_stay_inside_and_a_linked_dataset_folder_still_load(setup, tm
     (data / MANIFEST).write_text(json.dumps(manifest))
     (tmp_path / "alias").symlink_to(data, target_is_directory=True)
     assert resolve_shards(tmp_path / "alias", "eval")[0] == str(tmp_path / "alias" / "link.tar")
+
+
+DEEP = "[" * 100_000 + "]" * 100_000  # past Python's recursion limit
+
+
+@pytest.mark.parametrize("depth", ["past_python", "past_ours"])
+def test_a_deeply_nested_manifest_is_one_line(setup, tmp_path, capsys, depth):
+    """issue 32 item 17: eval (and every reader) names the manifest, no RecursionError; a
+    nesting Python can parse but code walking it could not is refused too."""
+    data = tmp_path / "data"
+    shutil.copytree(setup / "data", data)
+    manifest = json.loads((data / MANIFEST).read_text())
+    manifest["config"] = {"x": json.loads("[" * 200 + "]" * 200)}
+    (data / MANIFEST).write_text(DEEP if depth == "past_python" else json.dumps(manifest))
+    code = cli.main(["eval", "--checkpoint", f"A={setup / 'sv.pt'}", "--data", str(data),
+                     "--out", str(tmp_path / "out"), "--device", "cpu", "--figures", "0"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2, err
+    assert err.startswith("pose3d eval: error: ") and "\n" not in err, err
+    assert str(data / MANIFEST) in err and "nested more than" in err, err
+    assert not (tmp_path / "out").exists()

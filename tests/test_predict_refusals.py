@@ -114,6 +114,30 @@ def test_a_failed_rerun_leaves_the_earlier_predictions_as_they_were(ckpt, tmp_pa
     assert after["overlay/000.png"] != before["overlay/000.png"] and "overlay/001.png" not in after
 
 
+def test_a_failure_on_a_later_input_leaves_every_earlier_folder(ckpt, tmp_path, capsys):
+    """issue 32 item 12: `predict a/ b/` where b/ fails leaves o/a as it was too (timing.json
+    included): the invocation is swapped in once, never a mixed --out."""
+    a, b, out = tmp_path / "a", tmp_path / "b", tmp_path / "o"
+    _images(a, 1, seed=0)
+    _images(b, 1, seed=1)
+    assert _predict("--checkpoint", ckpt["sv"], str(a), str(b), "--out", str(out)) == 0
+    before = _files(out)
+    assert {"a/timing.json", "b/timing.json", "a/predictions.json"} <= set(before)
+    _images(a, 1, seed=7)  # a new frame for a/, then b/ cannot be read
+    (b / "000.png").write_bytes(b"not an image")
+    assert _predict("--checkpoint", ckpt["sv"], str(a), str(b), "--out", str(out)) == 2
+    _one_line_error(capsys, "000.png")
+    assert _files(out) == before
+    assert sorted(p.name for p in out.iterdir()) == ["a", "b"]  # no temporary folder left
+    (b / "000.png").unlink()
+    _images(b, 1, seed=8)
+    assert _predict("--checkpoint", ckpt["sv"], str(a), str(b), "--out", str(out)) == 0
+    after = _files(out)
+    assert after["a/overlay/000.png"] != before["a/overlay/000.png"]
+    assert after["b/overlay/000.png"] != before["b/overlay/000.png"]
+    assert {"a/timing.json", "b/timing.json"} <= set(after)
+
+
 def test_a_folder_predict_did_not_write_is_refused(ckpt, tmp_path, capsys):
     shots, out = tmp_path / "shots", tmp_path / "out"
     _images(shots, 1, seed=0)
@@ -216,3 +240,20 @@ def test_a_box_far_past_the_image_is_one_line(ckpt, tmp_path, capsys):
     assert _predict("--checkpoint", ckpt["sv"], str(image), "--out", str(tmp_path / "out"),
                     "--box", "0,0,1e12,1e12") == 2
     _one_line_error(capsys, "times the 64x64 image's size")
+
+
+@pytest.mark.parametrize("option", ["--boxes", "--intrinsics", "--cameras", "rig --boxes"])
+def test_deeply_nested_json_is_one_line(ckpt, tmp_path, capsys, option):
+    """issue 32 item 17: no RecursionError from a user's JSON."""
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 100_000 + "]" * 100_000)
+    image = str(_images(tmp_path / "shots", 1, seed=0)[0])
+    args = {"--boxes": [image, "--boxes", str(deep)],
+            "--intrinsics": [image, "--intrinsics", str(deep)],
+            "--cameras": [image, image, "--cameras", str(deep)],
+            "rig --boxes": [image, image, "--cameras", _cameras(tmp_path / "c.json", ["a", "b"]),
+                            "--boxes", str(deep)]}[option]
+    checkpoint = ckpt["mv"] if "--cameras" in args else ckpt["sv"]
+    assert _predict("--checkpoint", checkpoint, *args, "--out", str(tmp_path / "out")) == 2
+    _one_line_error(capsys, f"{deep}: JSON nested more than")
+    assert not (tmp_path / "out").exists()

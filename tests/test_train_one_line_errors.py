@@ -112,3 +112,14 @@ def test_a_restarted_worker_waits_for_its_wandb_run_id_to_be_released(tmp_path, 
     _fake_wandb(monkeypatch, [RuntimeError("something else")])
     with pytest.raises(RuntimeError, match="something else"):
         Logger(cfg, tmp_path, is_main=True)
+
+
+@pytest.mark.parametrize("value", ["!!python/object/apply:os.system ['echo ran']", "[",
+                                   "{a: 1", "'unclosed", "!!binary x"])
+def test_an_override_that_is_not_plain_yaml_is_one_line(tmp_path, capsys, value):
+    """issue 32 item 16: a YAML tag or a bracket in an override; nothing runs."""
+    code = cli.main(["train", "--config", TINY, f"run.root={tmp_path}", f"run.seed={value}"])
+    assert code == EXIT_BAD_INPUT
+    _one_line(capsys, f"override 'run.seed={value}' is not a YAML value"
+              if "'" not in value else "is not a YAML value")
+    assert list(tmp_path.iterdir()) == []

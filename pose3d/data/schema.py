@@ -41,11 +41,15 @@ import numpy as np
 import torch
 
 from pose3d.geometry import Camera
+from pose3d.json_input import load_json
 from pose3d.skeleton import NUM_JOINTS
 
 SCHEMA_VERSION = 1
 ROLES: tuple[str, ...] = ("labeled", "unlabeled", "eval")
 JPEG_QUALITY = 90
+# The largest view side a sample may have (px): a model input (the paper's is 256). Checked
+# from the meta and each JPEG's header before decoding, so a forged header costs nothing.
+MAX_IMAGE_SIDE = 4096
 
 # ImageNet statistics (RGB, on [0, 1] pixels): the backbones are ImageNet-pretrained.
 IMAGE_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
@@ -315,9 +319,9 @@ def _read_meta(sample: dict, key: str) -> dict:
     if META_FILE not in sample:
         raise SampleError(f"{key}: no {META_FILE}")
     try:
-        meta = json.loads(sample[META_FILE])
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise SampleError(f"{key}: unreadable {META_FILE}") from exc
+        meta = load_json(sample[META_FILE], f"{key}.{META_FILE}")
+    except ValueError as exc:
+        raise SampleError(f"{key}: unreadable {META_FILE} ({exc})") from exc
     if not isinstance(meta, dict) or not isinstance(meta.get("valid"), list) or \
             not meta["valid"] or any(k not in meta for k in REQUIRED_META):
         raise SampleError(f"{key}: {META_FILE} lacks valid / subject / action / frame / role")
@@ -378,8 +382,10 @@ def decode_sample(sample: dict, image_size: int | None = None,
     Raises SampleError naming the problem for a sample that cannot be used: a valid view
     without its JPEG, a corrupt JPEG, missing or malformed cameras or meta, non-finite
     cameras / joints3d / pgt, or (when `image_size` is given: the dataset's side in px)
-    images of another size. decode_images=False keeps the JPEG bytes (checked up to their
-    frame header: the size) for decoding elsewhere (pose3d.data.device_decode)."""
+    images of another size. Each view's size is read from its JPEG header and checked
+    (against the meta's side, at most MAX_IMAGE_SIDE) before anything is decoded.
+    decode_images=False keeps the JPEG bytes for decoding elsewhere
+    (pose3d.data.device_decode)."""
     key = str(sample.get("__key__", "?"))
     meta = _read_meta(sample, key)
     valid = np.array(meta["valid"], dtype=bool)
@@ -387,17 +393,20 @@ def decode_sample(sample: dict, image_size: int | None = None,
     side = meta["image_size"]
     if image_size is not None and side != image_size:
         raise SampleError(f"{key}: {side} px images, but the dataset's are {image_size} px")
+    if side > MAX_IMAGE_SIDE:  # where no size is asked for (previews, checks): still bounded
+        raise SampleError(f"{key}: {side} px images, more than a model input ({MAX_IMAGE_SIDE})")
     images, jpegs = None, [None] * len(valid)
     for v in np.flatnonzero(valid):
         name = view_file(v)
         if name not in sample:
             raise SampleError(f"{key}: view {v} is marked valid but {name} is missing")
+        # the header's size first: a few KB can claim 30000 x 30000 px (gigabytes decoded)
+        wh = jpeg_size(sample[name])
+        if wh is None:
+            raise SampleError(f"{key}.{name}: corrupt JPEG")
+        if wh != (side, side):
+            raise SampleError(f"{key}.{name}: image is {wh[0]}x{wh[1]}, meta says {side}")
         if not decode_images:
-            wh = jpeg_size(sample[name])
-            if wh is None:
-                raise SampleError(f"{key}.{name}: corrupt JPEG")
-            if wh != (side, side):
-                raise SampleError(f"{key}.{name}: image is {wh[0]}x{wh[1]}, meta says {side}")
             jpegs[v] = sample[name]
             continue
         img = _decode_jpeg(sample[name], f"{key}.{name}")

@@ -25,6 +25,7 @@ import braceexpand
 import webdataset as wds
 
 from pose3d.data import schema
+from pose3d.json_input import load_json
 from pose3d.skeleton import JOINT_NAMES
 
 MANIFEST = "manifest.json"
@@ -135,8 +136,8 @@ def load_manifest(folder: str | os.PathLike) -> dict:
     if not path.is_file():
         raise FileNotFoundError(f"no {MANIFEST} in {folder} (not a pose3d dataset folder; "
                                 f"write one with `pose3d synth --out {folder}`)")
+    manifest = load_json(path.read_bytes(), f"{path}: not a pose3d manifest")
     try:
-        manifest = json.loads(path.read_text())
         roles = manifest["roles"]
         entries = [(role, shard["file"]) for role, entry in roles.items()
                    for shard in entry["shards"]]

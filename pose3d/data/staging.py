@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import glob
 import hashlib
-import json
 import os
 import re
 import shutil
@@ -28,6 +27,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from pose3d.data.shards import MANIFEST
+from pose3d.json_input import load_json
 
 # What a pose3d dataset folder holds: shards, the manifest (and its temporary file), the
 # preview picture. Anything else in --out stops --overwrite.
@@ -111,7 +111,7 @@ def remove_orphans(out: str | os.PathLike) -> list[Path]:
 
 def _samples(folder: Path) -> int:
     try:
-        manifest = json.loads((folder / MANIFEST).read_text())
+        manifest = load_json((folder / MANIFEST).read_bytes(), str(folder / MANIFEST))
     except (OSError, ValueError):
         return 0
     return sum(role.get("samples", 0) for role in manifest.get("roles", {}).values())

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 from omegaconf import OmegaConf
 
-from pose3d.cliargs import add_threads, add_wandb, split_checkpoint
+from pose3d.cliargs import add_threads, add_wandb, check_output_names, split_checkpoint
 from pose3d.data.draw import save_figure
 from pose3d.data.loader import iterate_samples
 from pose3d.data.shards import load_manifest, resolve_shards
@@ -24,6 +24,7 @@ from pose3d.eval.figures import sample_figure
 from pose3d.eval.predict import load_single_view, predict
 from pose3d.eval.report import comparison_table, summarize, write_report
 from pose3d.models import CheckpointError
+from pose3d.out_folder import check_ours, claim
 
 
 class EvalInputError(ValueError):
@@ -38,6 +39,7 @@ def check_inputs(checkpoints: dict[str, str], data: str, out_dir: str | Path, *,
     shards (with ground truth, of the image size the checkpoints were trained on), the
     options, and an --out that can be a folder. Raises EvalInputError, FileNotFoundError
     or CheckpointError, each one line."""
+    check_output_names(list(checkpoints), "checkpoint name")  # they name files under --out
     if batch_size < 1:
         raise EvalInputError(f"--batch-size must be >= 1, got {batch_size}")
     if figures < 0:
@@ -72,9 +74,12 @@ def _check_device(device: str) -> None:
 
 
 def _check_out(out: Path, what: str = "--out") -> None:
-    """--out must be (or become) a writable folder; nothing is created here."""
+    """--out must be (or become) a writable folder, absent, empty or an earlier
+    evaluation's (pose3d.out_folder); nothing is created here."""
     try:
         check_writable(out, what)
+        if what == "--out":
+            check_ours(out, "eval", what)
     except (PermissionError, FileExistsError) as exc:
         raise EvalInputError(str(exc)) from None
 
@@ -92,14 +97,15 @@ def evaluate_checkpoints(checkpoints: dict[str, str], data: str, out_dir: str | 
                          progress: bool = True) -> dict[str, dict]:
     """Evaluate each named checkpoint on the `role` shards of `data`; write report.json,
     report.md, predictions_<name>.npz and figures/<name>_<i>.png under `out_dir`. Bad input
-    fails (check_inputs) before `out_dir` is created. Each model's summary holds `skipped`:
-    the samples the reader skipped (counts by reason, the first few named)."""
+    fails (check_inputs) before `out_dir` is created; an `out_dir` that holds files an
+    evaluation did not write (no .pose3d-eval marker) is bad input. Each model's summary
+    holds `skipped`: the samples the reader skipped (counts by reason, the first few
+    named)."""
     models, shards = check_inputs(checkpoints, data, out_dir, role=role, figures=figures,
                                   batch_size=batch_size, device=device)
     if wandb_mode != "disabled":  # W&B writes under out/wandb: refused now, not after the work
         _check_out(Path(out_dir) / "wandb", "W&B folder")
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = claim(out_dir, "eval")
     summaries, pictures = {}, []
     for name, (model, image_size) in models.items():
         preds, kept, skipped = predict(model, shards, image_size, batch_size, device,

@@ -4,13 +4,12 @@
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 import warnings
 from pathlib import Path
 
-from pose3d.cliargs import add_threads, deprecated_alias, split_checkpoint
+from pose3d.cliargs import add_threads, check_output_names, deprecated_alias, split_checkpoint
 from pose3d.models.saved import CheckpointError
 from pose3d.predict import inputs, outputs
 from pose3d.predict.footage import predict_source
@@ -71,7 +70,6 @@ def main(args: argparse.Namespace) -> int:
               f"{t['decode_s']:.2f} s = {100 * t['decode_share']:.0f}% of {t['wall_s']:.2f} s, "
               f"model {t['model_s']:.2f} s = {100 * t['model_share']:.0f}%; decoding and "
               f"cropping run in a background thread)")
-        (Path(s["out"]) / "timing.json").write_text(json.dumps(t, indent=1))
     return 0
 
 
@@ -87,7 +85,7 @@ def _run(args: argparse.Namespace) -> list[dict]:
     sources = [inputs.open_source(p) for p in args.inputs]  # every input checked up front
     if args.cameras:
         return [_run_rig(args, sources)]
-    inputs.check_output_names([src.name for src in sources], "input")
+    check_output_names([src.name for src in sources], "input")
     for src in sources:  # before any work: a folder it may not replace
         outputs.check_folder(Path(args.out) / src.name)
 
@@ -96,9 +94,13 @@ def _run(args: argparse.Namespace) -> list[dict]:
     K = inputs.parse_intrinsics(args.intrinsics) if args.intrinsics else None
     predictor = make_predictor(args.checkpoint, "single_view", args.device)
     meta = {"checkpoint": str(args.checkpoint)}
-    return [predict_source(predictor, src, args.out, boxes=boxes, intrinsics=K,
-                           root_depth=args.root_depth, batch_size=args.batch_size,
-                           progress=not args.no_progress, meta=meta) for src in sources]
+    # one swap for the whole invocation: a failure on any input leaves every folder as it was
+    with outputs.staged_outputs(args.out, [src.name for src in sources]) as tmp:
+        summaries = [predict_source(predictor, src, tmp, boxes=boxes, intrinsics=K,
+                                    root_depth=args.root_depth, batch_size=args.batch_size,
+                                    progress=not args.no_progress, meta=meta)
+                     for src in sources]
+    return [{**s, "out": Path(args.out) / src.name} for s, src in zip(summaries, sources)]
 
 
 def _run_rig(args: argparse.Namespace, sources: list) -> dict:

@@ -23,12 +23,14 @@ def predict_source(predictor: Predictor, source: Source, out_dir: str | Path, *,
                    root_depth: float | None = None, batch_size: int = 16,
                    progress: bool = True, meta: dict | None = None) -> dict:
     """Predict every frame of `source` and write out_dir/<input name>/: predictions.json,
-    predictions.npz, overlay/<frame>.png (images) or overlay.mp4 (video) and pose3d.png.
+    predictions.npz, overlay/<frame>.png (images) or overlay.mp4 (video), pose3d.png and
+    timing.json.
     Returns {"out": folder, "frames": N, "timing": {...}}."""
     final = Path(out_dir) / source.name
     with outputs.staged(final) as dest:
         result = _predict_into(dest, predictor, source, boxes, intrinsics, root_depth,
                                batch_size, progress, meta)
+        outputs.write_timing(dest, result["timing"])  # inside: the folder is swapped in whole
     return {**result, "out": final}
 
 

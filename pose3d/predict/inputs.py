@@ -7,7 +7,6 @@ Every reader turns a bad file into a one-line ValueError / FileNotFoundError nam
 from __future__ import annotations
 
 import csv
-import json
 import os
 import queue
 import threading
@@ -20,7 +19,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from pose3d.cliargs import check_output_names
 from pose3d.geometry import Camera
+from pose3d.json_input import load_json
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
@@ -40,23 +41,6 @@ RIG_FILES = ("predictions.json", "predictions.npz", "pose3d.png", "timing.json")
 class PredictWarning(UserWarning):
     """Something the prediction went on with but the user should know (a truncated file);
     `pose3d predict` prints it as one line."""
-
-
-def check_output_names(names: list[str], what: str, reserved: tuple[str, ...] = ()) -> None:
-    """Names that become folders under --out: plain file names (no separator, not `.` or
-    `..`, not absolute, not one of `reserved`) and unique; ValueError in one line."""
-    for name in names:
-        if not isinstance(name, str):
-            raise ValueError(f"{what} names must be text, got {name!r}")
-        if (not name or name in (".", "..") or "/" in name or "\\" in name or "\0" in name
-                or os.path.isabs(name) or name in reserved):
-            raise ValueError(f"{what} {name!r} cannot name a folder under --out: it must be a "
-                             f"plain file name (no / or \\, not . or .."
-                             f"{', not ' + ' or '.join(reserved) if reserved else ''})")
-    twice = sorted({n for n in names if names.count(n) > 1})
-    if twice:
-        raise ValueError(f"two or more {what}s are named {', '.join(twice)}: their outputs "
-                         f"would share one folder under --out; give each a name of its own")
 
 
 @dataclass
@@ -242,9 +226,10 @@ def read_boxes(path: str | Path) -> dict[str, Box]:
     if not path.is_file():
         raise FileNotFoundError(f"boxes file not found: {path}")
     out: dict[str, Box] = {}
+    is_json = path.suffix.lower() == ".json"
+    data = load_json(path.read_bytes(), f"cannot read boxes from {path}") if is_json else None
     try:
-        if path.suffix.lower() == ".json":
-            data = json.loads(path.read_text())
+        if is_json:
             items = enumerate(data) if isinstance(data, list) else data.items()
             for key, box in items:
                 out[str(key)] = _checked_box(box, f"{key!s} in {path}")
@@ -294,8 +279,8 @@ def parse_intrinsics(text: str) -> np.ndarray:
         path = Path(text)
         if not path.is_file():
             raise FileNotFoundError(f"intrinsics file not found: {path}")
+        data = load_json(path.read_bytes(), f"cannot read intrinsics from {path}")
         try:
-            data = json.loads(path.read_text())
             if "K" in data:
                 K = np.asarray(data["K"], dtype=np.float64)
             else:
@@ -327,8 +312,8 @@ def read_cameras(path: str | Path) -> list[Camera]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"cameras file not found: {path}")
+    data = load_json(path.read_bytes(), f"cannot read cameras from {path}")
     try:
-        data = json.loads(path.read_text())
         if isinstance(data, dict) and "cameras" in data:
             data = data["cameras"]
         if isinstance(data, dict):
@@ -364,10 +349,7 @@ def read_rig_boxes(path: str | Path, cameras: list[Camera]) -> list[dict[str, Bo
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"boxes file not found: {path}")
-    try:
-        data = json.loads(path.read_text())
-    except ValueError as exc:
-        raise ValueError(f"cannot read boxes from {path}: {exc}") from None
+    data = load_json(path.read_bytes(), f"cannot read boxes from {path}")
     names = [c.name for c in cameras]
     if not isinstance(data, dict) or not set(data) <= set(names):
         raise ValueError(f"{path}: rig boxes must be an object keyed by camera name "

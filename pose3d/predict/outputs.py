@@ -5,8 +5,10 @@ is the project's one drawing module, pose3d.data.draw (2D with OpenCV, 3D with m
 Each output folder (`--out/<input name>`, or `--out` itself for a rig) is written into a
 temporary folder beside it (`.NAME.partial-XXXX`) and swapped in only when complete (the
 datasets' rule, pose3d.data.staging): a failed or interrupted rerun leaves the earlier
-predictions as they were, never old predictions beside new overlays. A folder is replaced
-only when it is empty or holds pose3d predict's output (its predictions.json)."""
+predictions as they were, never old predictions beside new overlays. `pose3d predict` with
+several inputs stages the whole invocation (staged_outputs): every input's folder is
+swapped in only once all of them are complete, so --out never mixes two runs. A folder is
+replaced only when it is empty or holds pose3d predict's output (its predictions.json)."""
 
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ import numpy as np
 
 from pose3d.data.draw import draw_skeleton, draw_skeleton_3d, plt, save_figure
 from pose3d.data.staging import _swap
+from pose3d.json_input import load_json
 from pose3d.skeleton import JOINT_NAMES, ROOT
 
 UNITS = {"joints2d": "input pixels (x right, y down)",
@@ -50,7 +53,7 @@ def check_folder(folder: str | Path) -> None:
 
 def _is_predict_output(folder: Path) -> bool:
     try:
-        doc = json.loads((folder / "predictions.json").read_text())
+        doc = load_json((folder / "predictions.json").read_bytes(), str(folder))
     except (OSError, ValueError):
         return False
     return isinstance(doc, dict) and {"joint_names", "units", "frames"} <= set(doc)
@@ -72,6 +75,39 @@ def staged(folder: str | Path) -> Iterator[Path]:
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def staged_outputs(out: str | Path, names: list[str]) -> Iterator[Path]:
+    """One invocation's output folders (out/NAME for each of `names`) written into one
+    temporary folder inside `out` and swapped in together when the block ends without an
+    error, one rename pair after another with no work between them; when it raises, nothing
+    under `out` has changed (a failure on the last input leaves the first one's earlier
+    predictions too). Each out/NAME is checked first (check_folder)."""
+    out = Path(out).absolute()
+    for name in names:
+        check_folder(out / name)
+    created = not out.exists()
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".predict.partial-", dir=out))
+    try:
+        yield tmp
+        missing = [name for name in names if not (tmp / name).is_dir()]
+        if missing:
+            raise ValueError(f"nothing was written for {', '.join(missing)}")
+        for name in names:
+            _swap(tmp / name, out / name)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if created and not any(out.iterdir()):
+            out.rmdir()
+
+
+def write_timing(folder: str | Path, timing: dict) -> Path:
+    """timing.json: frames, seconds and where they went (pose3d.predict.runner.timing)."""
+    path = Path(folder) / "timing.json"
+    path.write_text(json.dumps(timing, indent=1))
+    return path
 
 
 def overlay(image: np.ndarray, joints2d: np.ndarray, box=None) -> np.ndarray:

@@ -22,10 +22,11 @@ def predict_rig_sources(predictor: Predictor, sources: list[Source], cameras: li
                         progress: bool = True, meta: dict | None = None) -> dict:
     """Predict every synchronised frame (up to the shortest input) and write out_dir/:
     predictions.json / .npz (world joints per frame, 2D per view), per camera
-    <name>/overlay.mp4 (videos) or <name>/overlay/<frame>.png, and pose3d.png."""
+    <name>/overlay.mp4 (videos) or <name>/overlay/<frame>.png, pose3d.png and timing.json."""
     with outputs.staged(out_dir) as dest:
         result = _predict_into(dest, predictor, sources, cameras, boxes, batch_size, progress,
                                meta)
+        outputs.write_timing(dest, result["timing"])  # inside: the folder is swapped in whole
     return {**result, "out": Path(out_dir)}
 
 

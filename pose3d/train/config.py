@@ -214,6 +214,20 @@ def _read_yaml(path: Path):
     return node
 
 
+def _parse_overrides(overrides: list[str] | tuple[str, ...]) -> DictConfig:
+    """`key=value` overrides as a config; a value that is not plain YAML (a `!!python/...`
+    tag, an unclosed `[`) is one line naming the override. OmegaConf's YAML loader never
+    constructs Python objects, so nothing has run."""
+    for item in overrides:  # one by one, to name the bad one
+        try:
+            OmegaConf.from_dotlist([item])
+        except yaml.YAMLError as exc:
+            problem = (getattr(exc, "problem", None) or str(exc).splitlines()[0]).strip()
+            raise ConfigError(f"bad config: override {item!r} is not a YAML value: "
+                              f"{problem}") from None
+    return OmegaConf.from_dotlist(list(overrides))
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()
                 ) -> DictConfig:
     """Defaults <- YAML file <- `key=value` overrides, validated; interpolations resolved."""
@@ -227,7 +241,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
         bad = [o for o in overrides if "=" not in o or o.startswith("=")]
         if bad:
             raise ConfigError(f"overrides must look like key=value, got {bad[0]!r}")
-        cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(list(overrides)))
+        cfg = OmegaConf.merge(cfg, _parse_overrides(overrides))
         OmegaConf.resolve(cfg)
     except OmegaConfBaseException as exc:
         raise ConfigError(f"bad config: {_one_line(exc)}") from None

@@ -54,6 +54,7 @@ from pose3d.data.shards import (
 )
 from pose3d.data.staging import DATASET_FILES, _swap, check_writable
 from pose3d.geometry.metrics import mpjpe
+from pose3d.json_input import load_json
 from pose3d.models.multi_view import reprojection_residual
 from pose3d.models.saved import load_model
 from pose3d.train import checkpoint, distributed
@@ -273,7 +274,7 @@ def _fresh_partial(partial: Path) -> None:
 
 def _has_pgt_record(folder: Path) -> bool:
     try:
-        return "pgt" in json.loads((folder / MANIFEST).read_text())
+        return "pgt" in load_json((folder / MANIFEST).read_bytes(), str(folder / MANIFEST))
     except (OSError, ValueError, TypeError):
         return False
 

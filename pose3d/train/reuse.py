@@ -20,7 +20,8 @@ from pathlib import Path
 import yaml
 from omegaconf import DictConfig
 
-from pose3d.data.shards import MANIFEST
+from pose3d.data.shards import MANIFEST, load_manifest
+from pose3d.json_input import load_json
 from pose3d.train import checkpoint
 from pose3d.train.config import initial_weights, to_dict
 
@@ -72,9 +73,8 @@ def check_run(cfg: DictConfig) -> None:
     latest = checkpoint.find_latest(out_dir / "checkpoints")
     if latest is None:
         return  # nothing to reuse: the run starts afresh
-    saved = checkpoint.load(latest).get("config")
-    there = yaml.safe_load(saved) if isinstance(saved, str) else saved
-    if not isinstance(there, dict):
+    there = _saved_config(checkpoint.load(latest))
+    if not there:
         raise SettingsMismatch(f"{latest} records no config, so the run in {out_dir} cannot "
                                f"be checked against the settings asked for; move it away")
     diffs = differences(there, to_dict(cfg), NOT_COMPARED)
@@ -92,7 +92,7 @@ def check_dataset(folder: str | Path, record: dict) -> None:
     `config` of its manifest (the studio's settings, pose3d.data.synth)."""
     folder = Path(folder)
     try:
-        manifest = json.loads((folder / MANIFEST).read_text())
+        manifest = load_json((folder / MANIFEST).read_bytes(), str(folder / MANIFEST))
     except FileNotFoundError:
         return
     except (OSError, ValueError) as exc:
@@ -103,3 +103,42 @@ def check_dataset(folder: str | Path, record: dict) -> None:
     diffs = differences(there, record) if isinstance(there, dict) else ["no recorded config"]
     if diffs:
         refuse(folder, "a dataset", diffs)
+
+
+def check_finished_demo(demo: str | Path) -> None:
+    """Before any work of `pose3d experiment --demo DEMO`: one line (FileNotFoundError,
+    ValueError) unless DEMO holds what a finished `pose3d demo` leaves: its dataset, its
+    P-GT (a manifest with the P-GT stage's record) and a Base that trained all its epochs
+    (a demo stopped during sv_pretrain leaves a checkpoint that is not Base yet)."""
+    demo = Path(demo)
+    again = f"(the demo did not finish: run `pose3d demo --out {demo}` again to finish it)"
+    for folder in (demo / "data", demo / "runs" / "pgt_shards"):
+        if not (folder / MANIFEST).is_file():
+            raise FileNotFoundError(f"--demo {demo}: no {folder / MANIFEST} {again}")
+    if "pgt" not in load_manifest(demo / "runs" / "pgt_shards"):
+        raise ValueError(f"--demo {demo}: runs/pgt_shards holds no P-GT (its manifest has no "
+                         f"pgt record) {again}")
+    base = demo / "runs" / "sv_pretrain"
+    latest = base / "checkpoints" / checkpoint.LATEST
+    if not (base / "config.yaml").is_file() or not latest.is_file():
+        raise FileNotFoundError(f"--demo {demo}: no Base (runs/sv_pretrain/config.yaml and "
+                                f"checkpoints/{checkpoint.LATEST}) {again}")
+    try:
+        ckpt = checkpoint.load(latest)
+    except checkpoint.CheckpointError as exc:
+        raise ValueError(f"--demo {demo}: {exc}") from None
+    epochs = _flat(_saved_config(ckpt)).get("optim.sv_pretrain.epochs")
+    if not isinstance(epochs, int) or not isinstance(ckpt.get("epoch"), int) \
+            or ckpt["epoch"] < epochs:
+        raise ValueError(f"--demo {demo}: Base ({latest}) stopped at step {ckpt.get('step')}, "
+                         f"epoch {ckpt.get('epoch')} of {epochs} {again}")
+
+
+def _saved_config(ckpt: dict) -> dict:
+    """The config a checkpoint records, as a nested dict ({} when none or unreadable)."""
+    saved = ckpt.get("config")
+    try:
+        there = yaml.safe_load(saved) if isinstance(saved, str) else saved
+    except yaml.YAMLError:
+        return {}
+    return there if isinstance(there, dict) else {}
