@@ -35,7 +35,7 @@ from pose3d.train import checkpoint
 from pose3d.train.cli import run
 from pose3d.train.config import load_config
 from pose3d.train.oracle import write_oracle_pgt
-from pose3d.train.reuse import SettingsMismatch, check_run, refuse
+from pose3d.train.reuse import SettingsMismatch, check_finished_demo, check_run, refuse
 
 BASELINE = "L1-only"
 CONTROL = "GT-only"  # the same fine-tuning on the labeled GT alone: P-GT's control
@@ -422,6 +422,7 @@ def main(args: argparse.Namespace) -> int:
         if args.seeds < 1:
             raise ValueError(f"--seeds must be at least 1, got {args.seeds}")
         check_demo(demo)
+        check_finished_demo(demo)  # before Base is evaluated
         chosen = select_arms(args)
         summary = run_experiment(demo / "runs", demo / "data", out, chosen, seeds,
                                  args.steps, [f"run.device={args.device}",
