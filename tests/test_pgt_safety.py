@@ -7,19 +7,15 @@ from __future__ import annotations
 import json
 
 import pytest
-import torch
-from train_data import forge_meta, write_tiny_dataset
+from train_data import forge_meta, save_untrained_model, write_tiny_dataset
 from train_helpers import TINY
 
 from pose3d import cli
 from pose3d.data import schema
 from pose3d.data.shards import ShardSetWriter, load_manifest, shards_for_role
-from pose3d.models import build_model
-from pose3d.models.saved import fingerprint
 from pose3d.train.pgt import PARTIAL_MARKER
 
 SIZE = 32
-MV = {"kind": "multi_view", "backbone": "resnet18", "deconv_channels": 8, "num_deconv": 1}
 
 
 @pytest.fixture(scope="module")
@@ -31,10 +27,7 @@ def inputs(tmp_path_factory):
     write_tiny_dataset(data, frames=4, image_size=SIZE, samples_per_shard=3)
     forged = forge_meta(shards_for_role(data, "unlabeled")[0],
                         [{"role": "../../../X"}, {"subject": "../../S7"}, {"role": "eval"}])
-    torch.manual_seed(0)
-    model = build_model(MV)
-    torch.save({"model": model.state_dict(), "fingerprint": fingerprint(model, MV)},
-               root / "mv.pt")
+    save_untrained_model(root / "mv.pt")
     return data, root / "mv.pt", forged
 
 

@@ -8,17 +8,13 @@ from __future__ import annotations
 import multiprocessing
 
 import pytest
-import torch
-from train_data import write_tiny_dataset
+from train_data import save_untrained_model, write_tiny_dataset
 from train_helpers import TINY
 
 from pose3d import cli
-from pose3d.models import build_model
-from pose3d.models.saved import fingerprint
 from pose3d.train.run_lock import RunFolderInUse, hold_run_folder
 
 SIZE = 32
-MV = {"kind": "multi_view", "backbone": "resnet18", "deconv_channels": 8, "num_deconv": 1}
 FORK = multiprocessing.get_context("fork")
 
 
@@ -28,7 +24,8 @@ def _hold(folder, ready, done) -> None:
         done.wait(60)
 
 
-def _wait(done) -> None:
+def _wait(started, done) -> None:
+    started.set()
     done.wait(60)
 
 
@@ -48,10 +45,7 @@ def holder(tmp_path):
 def inputs(tmp_path_factory):
     root = tmp_path_factory.mktemp("run_lock")
     write_tiny_dataset(root / "data", frames=2, image_size=SIZE)
-    torch.manual_seed(0)
-    model = build_model(MV)
-    torch.save({"model": model.state_dict(), "fingerprint": fingerprint(model, MV)},
-               root / "mv.pt")
+    save_untrained_model(root / "mv.pt")
     return root
 
 
@@ -89,10 +83,11 @@ def test_the_lock_goes_with_its_process(tmp_path):
 
 
 def test_a_child_forked_while_it_is_held_does_not_keep_it(tmp_path):
-    done = FORK.Event()
+    started, done = FORK.Event(), FORK.Event()
     with hold_run_folder(tmp_path):
-        child = FORK.Process(target=_wait, args=(done,), daemon=True)  # a DataLoader worker
+        child = FORK.Process(target=_wait, args=(started, done), daemon=True)  # a worker
         child.start()
+        assert started.wait(60)  # past the fork handlers, as a worker that reads data
     try:
         assert child.is_alive()
         with hold_run_folder(tmp_path):  # the next run, while the child lives on

@@ -5,18 +5,14 @@ configuration that would read the eval tuples is refused in one line before any 
 from __future__ import annotations
 
 import pytest
-import torch
-from train_data import write_pgt_folder, write_tiny_dataset
+from train_data import save_untrained_model, write_pgt_folder, write_tiny_dataset
 from train_helpers import TINY
 
 from pose3d import cli
-from pose3d.models import build_model
-from pose3d.models.saved import fingerprint
 from pose3d.train.config import load_config
 from pose3d.train.registry import make_stage
 
 SIZE = 32
-MV = {"kind": "multi_view", "backbone": "resnet18", "deconv_channels": 8, "num_deconv": 1}
 
 
 @pytest.fixture(scope="module")
@@ -24,10 +20,7 @@ def inputs(tmp_path_factory):
     root = tmp_path_factory.mktemp("sources")
     data = root / "data"
     write_tiny_dataset(data, frames=2, image_size=SIZE)
-    torch.manual_seed(0)
-    model = build_model(MV)
-    torch.save({"model": model.state_dict(), "fingerprint": fingerprint(model, MV)},
-               root / "mv.pt")
+    save_untrained_model(root / "mv.pt")
     return {"data": data, "mv": root / "mv.pt", "pgt": write_pgt_folder(data, root / "pgt"),
             "forged": write_pgt_folder(data, root / "forged", ("unlabeled", "eval"))}
 

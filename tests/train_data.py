@@ -76,3 +76,19 @@ def forge_meta(shard: str | Path, changes: list[dict]) -> list[str]:
             info.size = len(payload)
             tar.addfile(info, io.BytesIO(payload))
     return keys
+
+
+TINY_MV = {"kind": "multi_view", "backbone": "resnet18", "deconv_channels": 8, "num_deconv": 1}
+
+
+def save_untrained_model(path: Path, arch: dict = TINY_MV) -> Path:
+    """A pose3d checkpoint of the model `arch` with seeded random weights."""
+    import torch
+
+    from pose3d.models import build_model
+    from pose3d.models.saved import fingerprint
+
+    torch.manual_seed(0)
+    model = build_model(arch)
+    torch.save({"model": model.state_dict(), "fingerprint": fingerprint(model, arch)}, path)
+    return path
