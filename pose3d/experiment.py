@@ -143,6 +143,9 @@ def run_finetunings(root: Path, out: Path, arm_overrides: dict[str, list[str]],
     for seed in seeds:  # before any training: every finished run is a fine-tuning of this Base
         for arm in arm_overrides:
             _check_finished_from(out / "runs" / arm / f"seed{seed}", root, base)
+    if ORACLE in arm_overrides:  # its labels, from this P-GT and the data Base trained on
+        data = Path(load_config(root / "sv_pretrain" / "config.yaml", []).data.root)
+        prepare_oracle(root, data, arm_overrides)
     for seed in seeds:
         for arm, overrides in arm_overrides.items():
             out_dir = out / "runs" / arm / f"seed{seed}"
@@ -354,7 +357,6 @@ def run_experiment(root: Path, data: Path, out: Path, arm_overrides: dict[str, l
         raise ValueError("the experiment needs at least one seed")
     check_reuse(root, out, arm_overrides, seeds, steps, extra)
     out.mkdir(parents=True, exist_ok=True)
-    prepare_oracle(root, data, arm_overrides)
     t_base = time.perf_counter()
     evaluate_base(root, data, out, device)  # first: side-by-side experiments reuse it
     t0 = time.perf_counter()

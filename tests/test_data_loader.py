@@ -333,9 +333,13 @@ def damaged(dataset, tmp_path):
         dst = str(tmp_path / f"bad-{i}.tar")
         _rewrite(src[i], dst, edit or (lambda name, data: data))
         paths.append(dst)
-    size = os.path.getsize(paths[0])
+    with tarfile.open(paths[0]) as tar:  # where the second tuple's files lie
+        members = tar.getmembers()
+    second = [m for m in members if m.name.split(".")[0] != members[0].name.split(".")[0]]
+    second = [m for m in second if m.name.split(".")[0] == second[0].name.split(".")[0]]
+    cut = (second[0].offset_data + second[-1].offset_data) // 2
     with open(paths[0], "r+b") as f:  # cut the first shard inside its second tuple
-        f.truncate(size * 2 // 3)
+        f.truncate(cut)
     garbage = tmp_path / "garbage.tar"
     garbage.write_bytes(b"this is not a tar file" * 50)
     good = str(tmp_path / "good.tar")

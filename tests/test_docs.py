@@ -129,7 +129,7 @@ def test_the_readme_states_the_demos_steps():
         found = re.findall(r"([\d,]+)\s+`" + stage + r"`\s+steps", text)
         assert found, f"README.md no longer states the demo's {stage} steps"
         assert all(_number(f) == settings[f"`{stage}` steps"] for f in found), (stage, found)
-    found = re.findall(r"fine-tunes\s+it three ways for (\d+) steps", text)
+    found = re.findall(r"fine-tunes\s+it four ways for (\d+) steps", text)
     assert found and all(_number(f) == settings["steps per fine-tuning"] for f in found)
 
 

@@ -111,6 +111,7 @@ def test_a_wandb_folder_in_the_way_is_one_line_before_the_work(inputs, tmp_path,
                                                                monkeypatch):
     monkeypatch.delenv("WANDB_MODE", raising=False)
     (tmp_path / "out").mkdir()
+    (tmp_path / "out" / ".pose3d-eval").touch()  # an earlier evaluation's folder
     (tmp_path / "out" / "wandb").write_text("in the way")
     code, out = _eval(capsys, "--data", inputs["data"], "--out", str(tmp_path / "out"),
                       "--checkpoint", f"A={inputs['sv']}", "--device", "cpu",

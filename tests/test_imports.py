@@ -19,6 +19,7 @@ LAYERS = {
     "pose3d.models": 2, "pose3d.losses": 2, "pose3d.data": 2,
     "pose3d.train": 3, "pose3d.eval": 3,
     "pose3d.demo": 4, "pose3d.experiment": 4, "pose3d.curves": 4, "pose3d.bench": 4,
+    "pose3d.diagnostics": 4,
     "pose3d.cli": 4,
     "pose3d.__main__": 4,
     "pose3d.predict*": 4,  # pose3d/predict*.py and pose3d/predict/ (`pose3d predict`)

@@ -29,6 +29,7 @@ CHANGED = {
     "data.eval_role": "labeled", "data.use_pgt": False,
     "data.image_size": 96, "data.num_workers": 1, "data.batches_per_epoch": 3,
     "data.augment": True, "data.shuffle_buffer": 16, "data.decode_on_device": True,
+    "data.augment_colour": True,
     # the architecture, depth bins included, of both models
     "model.sv.backbone": "resnet34", "model.sv.deconv_channels": 32, "model.sv.num_deconv": 3,
     "model.sv.depth_bins": 24, "model.sv.backbone_weights": "imagenet.pt",
@@ -46,6 +47,7 @@ CHANGED = {
     "loss.lambda_bone": 1e-3, "loss.depth_range_mm": 2500.0, "loss.lambda_3d": 0.01,
     "loss.lambda_2d": 2.0, "loss.lambda_heatmap": 3.0, "loss.heatmap_sigma": 2.0,
     "pgt.samples_per_shard": 16, "pgt.flip_test": True, "pgt.reject_px": 2.0,
+    "pgt.max_residual_px": 2.0,
     "pgt.sharpen": 2.0,
     "run.seed": 1, "run.compile_mode": "max-autotune", "run.ddp": "off",
 }

@@ -46,6 +46,7 @@ def hold_run_folder(folder: str | os.PathLike, take: bool = True) -> Iterator[No
         yield
         return
     folder = Path(folder)
+    created = not folder.exists()
     folder.mkdir(parents=True, exist_ok=True)
     fd = os.open(folder / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
     try:
@@ -63,3 +64,15 @@ def hold_run_folder(folder: str | os.PathLike, take: bool = True) -> Iterator[No
     finally:
         _held.discard(fd)
         os.close(fd)  # releases the lock
+        if created:
+            _remove_if_only_the_lock(folder)
+
+
+def _remove_if_only_the_lock(folder: Path) -> None:
+    """A run refused before it wrote anything leaves no folder behind (the lock made it)."""
+    try:
+        if [p.name for p in folder.iterdir()] == [LOCK_FILE]:
+            (folder / LOCK_FILE).unlink()
+            folder.rmdir()
+    except OSError:
+        pass
