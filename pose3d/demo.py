@@ -356,11 +356,9 @@ def run_paired(args: argparse.Namespace, chosen: dict[str, list[str]], root: Pat
                              [f"run.wandb={args.wandb}", f"run.device={device}"], device)
     timings.update(summary["timings_s"]["runs"], eval=summary["timings_s"]["eval"])
     t0 = time.perf_counter()
-    runs = {"Base": root / "sv_pretrain",
-            **{arm: out / "experiment" / "runs" / arm / f"seed{seeds[0]}" for arm in chosen}}
     if not args.no_curves:
-        learning_curves(runs, data, out / "experiment", device=device,
-                        batch_size=preset_of(args)["eval_batch_size"])
+        experiment.first_seed_curves(root, data, out / "experiment", list(chosen), seeds[0],
+                                     device, preset_of(args)["eval_batch_size"])
     timings["curves"] = time.perf_counter() - t0
     base = summary["arms"]["Base"]["all"]["mpjpe"]["mean"]
     t0 = time.perf_counter()

@@ -19,6 +19,7 @@ from pose3d.data.studio import StudioConfig
 from pose3d.data.synth import config_record, synthesize
 from pose3d.eval.cli import evaluate_checkpoints
 from pose3d.eval.teacher import teacher_error
+from pose3d.models import load_model
 from pose3d.train.reuse import check_dataset
 
 HELDOUT = "data_heldout"  # held-out clips of the labeled people, as an eval role
@@ -56,7 +57,8 @@ def diagnose(out: Path, root: Path, data: Path, studio: StudioConfig, base_eval_
     heldout_mm = base["summaries"]["Base"]["camera"]["all"]["mpjpe"]
     options = {k: pgt_report.get(k, d) for k, d in
                (("sharpen", 1.0), ("flip_test", False), ("reject_px", 0.0))}
-    mv = root / "mv_pretrain" / "checkpoints" / "latest.pt"
+    mv = load_model(root / "mv_pretrain" / "checkpoints" / "latest.pt", device,
+                    kind="multi_view").model  # once for the four roles
     runs = {name: teacher_error(mv, folder, role, max_tuples=MAX_TEACHER_TUPLES,
                                 batch_size=batch_size, device=device, **options)
             for name, folder, role in (("labeled", data, "labeled"),

@@ -27,13 +27,13 @@ import torch
 import yaml
 
 from pose3d.cliargs import add_threads, add_wandb
-from pose3d.curves import curve_overrides
-from pose3d.data.shards import MANIFEST
+from pose3d.curves import curve_overrides, learning_curves
 from pose3d.eval.cli import evaluate_checkpoints
 from pose3d.eval.stats import excludes_zero, format_interval, paired_difference, t_interval
 from pose3d.train import checkpoint
 from pose3d.train.cli import run
 from pose3d.train.config import load_config
+from pose3d.train.oracle import is_current as oracle_is_current
 from pose3d.train.oracle import write_oracle_pgt
 from pose3d.train.reuse import SettingsMismatch, check_finished_demo, check_run, refuse
 
@@ -92,12 +92,12 @@ def _base_checkpoint(root: Path) -> Path:
 
 def prepare_oracle(root: Path, data: Path, arm_overrides: dict[str, list[str]]) -> None:
     """When the Oracle arm is asked for: its label folder (root/ORACLE_PGT) from the P-GT
-    folder, made again whenever the P-GT is newer (the P-GT stage labels on every run)."""
+    folder, made again whenever the P-GT's content changed (the P-GT stage labels on every
+    run; a copied folder keeps old mtimes, so its digest decides)."""
     if ORACLE not in arm_overrides:
         return
     pgt, oracle = root / "pgt_shards", root / ORACLE_PGT
-    if (oracle / MANIFEST).is_file() and \
-            (oracle / MANIFEST).stat().st_mtime_ns >= (pgt / MANIFEST).stat().st_mtime_ns:
+    if oracle_is_current(oracle, pgt):
         return
     record = write_oracle_pgt(pgt, oracle, data)
     print(f"[experiment] Oracle labels: {record['labeled']} tuples' withheld truth "
@@ -389,6 +389,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lambda-mv", type=float, default=1e-4, help="λ2 of the Ours arms")
     parser.add_argument("--lambda-bone", type=float, default=4e-3,
                         help="weight of the bone-length term (mm) in Ours+bone")
+    parser.add_argument("--curves", action="store_true",
+                        help="also evaluate the first seed's step checkpoints (every 1/4 of "
+                             "--steps) on the eval tuples: <out>/curves.json, curves.png")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     add_threads(parser)
     add_wandb(parser)
@@ -416,6 +419,18 @@ def check_demo(demo: Path) -> None:
                                     f"`pose3d demo --out DIR` run)")
 
 
+def first_seed_curves(root: Path, data: Path, out: Path, arm_names: list[str], seed: int,
+                      device: str = "cpu", batch_size: int | None = None
+                      ) -> dict[str, list[dict]]:
+    """The learning curves (pose3d.curves) of Base and of each arm's run of `seed`: the
+    MPJPE against fine-tuning length, written to out/curves.json and out/curves.png."""
+    runs = {"Base": root / "sv_pretrain",
+            **{arm: out / "runs" / arm / f"seed{seed}" for arm in arm_names}}
+    if batch_size is None:
+        batch_size = 64 if device.startswith("cuda") else 8
+    return learning_curves(runs, data, out, device=device, batch_size=batch_size)
+
+
 def main(args: argparse.Namespace) -> int:
     demo = Path(args.demo)
     out = Path(args.out) if args.out else demo / "experiment"
@@ -429,10 +444,13 @@ def main(args: argparse.Namespace) -> int:
         summary = run_experiment(demo / "runs", demo / "data", out, chosen, seeds,
                                  args.steps, [f"run.device={args.device}",
                                               f"run.wandb={args.wandb}"], args.device)
+        if args.curves:
+            first_seed_curves(demo / "runs", demo / "data", out, list(chosen), seeds[0],
+                              args.device)
     except (FileNotFoundError, ValueError, SettingsMismatch) as exc:
         print(f"pose3d experiment: error: {exc}", file=sys.stderr)
         return 2
     print(markdown(summary))
     print(f"experiment: {out / 'experiment.json'}, {out / 'experiment.md'}, "
-          f"{out / 'experiment.png'}")
+          f"{out / 'experiment.png'}" + (f", {out / 'curves.png'}" if args.curves else ""))
     return 0

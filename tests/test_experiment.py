@@ -70,6 +70,7 @@ def test_demo_with_seeds_runs_the_paired_experiment(tmp_path, monkeypatch, capsy
     assert "held-out clips of the labeled people" in printed
 
     # `pose3d experiment` over the same folder reuses every run and evaluation
+    evaluate = experiment.evaluate_checkpoints
     monkeypatch.setattr(experiment, "evaluate_checkpoints", None)
     monkeypatch.setattr(experiment, "arms", _arms_with_a_twin)
     assert cli.main(["experiment", "--demo", str(out), "--seeds", "2", "--steps", "2",
@@ -77,6 +78,19 @@ def test_demo_with_seeds_runs_the_paired_experiment(tmp_path, monkeypatch, capsy
     again = json.loads((exp / "experiment.json").read_text())
     assert again["differences"]["L1-again - L1-only"]["all"]["mpjpe"]["values"] == [0.0, 0.0]
     assert list(again["arms"]) == ["Base", "L1-only", "L1-again"]
+
+    # a length curve: one longer seed with --curves, its checkpoints every quarter
+    monkeypatch.setattr(experiment, "evaluate_checkpoints", evaluate)
+    length = out / "length"
+    assert cli.main(["experiment", "--demo", str(out), "--out", str(length), "--seeds", "1",
+                     "--steps", "8", "--arms", "GT-only", "--curves"]) == 0
+    curves = json.loads((length / "curves.json").read_text())
+    assert list(curves) == ["Base", "GT-only"]
+    steps = [p["step"] for p in curves["GT-only"]["points"]]
+    assert steps == sorted(steps) and {4, 6, 8} <= set(steps) and steps[-1] == 8
+    final = json.loads((length / "experiment.json").read_text())["results"]["GT-only"][0]
+    assert curves["GT-only"]["points"][-1]["mpjpe"] == pytest.approx(
+        final["camera"]["all"]["mpjpe"])
 
 
 def test_experiment_names_bad_input(tmp_path, capsys):

@@ -12,7 +12,8 @@ from train_data import save_untrained_model, write_tiny_dataset
 from train_helpers import TINY
 
 from pose3d import cli
-from pose3d.train.run_lock import RunFolderInUse, hold_run_folder
+from pose3d.train.cli import FATAL_FILE
+from pose3d.train.run_lock import RunFolderInUse, hold_run_folder, in_use
 
 SIZE = 32
 FORK = multiprocessing.get_context("fork")
@@ -52,6 +53,9 @@ def inputs(tmp_path_factory):
 @pytest.mark.parametrize("stage", ["sv_pretrain", "pgt"])
 def test_a_second_run_into_a_held_folder_is_refused_naming_the_holder(inputs, tmp_path, holder,
                                                                       capsys, stage):
+    # the holder's record of a failure its restarted workers must not retry stays its own
+    fatal = tmp_path / "run" / FATAL_FILE
+    fatal.write_text('{"run_id": "none", "attempt": 0, "exit": 3, "message": "NaN"}\n')
     code = cli.main(["train", "--config", TINY, f"stage={stage}",
                      f"data.root={inputs / 'data'}", f"data.image_size={SIZE}",
                      f"run.root={tmp_path}", f"run.out_dir={tmp_path / 'run'}",
@@ -62,7 +66,8 @@ def test_a_second_run_into_a_held_folder_is_refused_naming_the_holder(inputs, tm
     assert err.startswith("pose3d train: error: ") and "\n" not in err, err
     assert f"in use by another run (PID {holder.pid})" in err, err
     written = sorted(p.name for p in (tmp_path / "run").iterdir())
-    assert written == [".run.lock"], written  # no checkpoint, config or metrics.jsonl
+    assert written == [".run.lock", FATAL_FILE], written  # no checkpoint, config, metrics
+    assert "NaN" in fatal.read_text()
     assert not (tmp_path / "pgt").exists() and not (tmp_path / ".pgt.partial").exists()
 
 
@@ -76,8 +81,10 @@ def test_the_lock_goes_with_its_process(tmp_path):
     with pytest.raises(RunFolderInUse, match=f"PID {proc.pid}"):
         with hold_run_folder(tmp_path):
             pass
+    assert in_use(tmp_path)
     proc.kill()
     proc.join(60)
+    assert not in_use(tmp_path)
     with hold_run_folder(tmp_path):
         pass
 

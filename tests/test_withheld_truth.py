@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import shutil
 import tarfile
 from pathlib import Path
 
@@ -23,7 +25,8 @@ from pose3d.data.loader import iterate_samples
 from pose3d.data.shards import ShardSetWriter
 from pose3d.train.config import load_config
 from pose3d.train.distributed import DistInfo
-from pose3d.train.oracle import write_oracle_pgt
+from pose3d.train.oracle import is_current as oracle_is_current
+from pose3d.train.oracle import pgt_digest, write_oracle_pgt
 from pose3d.train.registry import make_stage
 from pose3d.train.stage_base import StepContext
 
@@ -145,6 +148,7 @@ def test_oracle_labels_are_the_withheld_truth_of_the_labeled_tuples(converted, t
         writer.close(pgt={"mpjpe_mm": 30.0})
     record = write_oracle_pgt(tmp_path / "pgt_one_bad", tmp_path / "runs" / "oracle", converted)
     assert record == {"source": "oracle", "from": str(tmp_path / "pgt_one_bad"),
+                      "from_sha256": pgt_digest(tmp_path / "pgt_one_bad"),
                       "tuples": len(truth), "labeled": len(truth) - 1, "dropped": 1}
     labels = {s.key: s.pgt for s in iterate_samples(str(tmp_path / "runs" / "oracle"))}
     assert set(labels) == set(truth) - {dropped}
@@ -152,6 +156,30 @@ def test_oracle_labels_are_the_withheld_truth_of_the_labeled_tuples(converted, t
         np.testing.assert_array_equal(label, truth[key].astype(np.float32))
     manifest = json.loads((tmp_path / "runs" / "oracle" / "manifest.json").read_text())
     assert list(manifest["roles"]) == ["unlabeled"] and manifest["pgt"] == record
+
+
+def test_oracle_labels_are_made_again_when_the_pgt_content_changes(converted, tmp_path,
+                                                                    capsys):
+    """prepare_oracle reuses its folder while the P-GT is the same and makes it again when the
+    P-GT's content changes, even when the new P-GT carries older mtimes (a copy)."""
+    root = tmp_path / "runs"
+    write_pgt_folder(converted, root / "pgt_shards", offset_mm=30.0)
+    oracle = root / experiment.ORACLE_PGT
+    experiment.prepare_oracle(root, converted, experiment.arms())
+    assert "Oracle labels" in capsys.readouterr().out and oracle_is_current(oracle,
+                                                                           root / "pgt_shards")
+    experiment.prepare_oracle(root, converted, experiment.arms())
+    assert capsys.readouterr().out == ""  # the same P-GT: reused
+    write_pgt_folder(converted, tmp_path / "other", offset_mm=50.0)  # other labels
+    shutil.rmtree(root / "pgt_shards")
+    shutil.copytree(tmp_path / "other", root / "pgt_shards")
+    old = (oracle / "manifest.json").stat().st_mtime_ns - 10**9
+    for path in (root / "pgt_shards").iterdir():
+        os.utime(path, ns=(old, old))
+    assert not oracle_is_current(oracle, root / "pgt_shards")
+    experiment.prepare_oracle(root, converted, experiment.arms())
+    assert "Oracle labels" in capsys.readouterr().out
+    assert oracle_is_current(oracle, root / "pgt_shards")
 
 
 @pytest.mark.slow

@@ -23,15 +23,17 @@ from pose3d.models.multi_view import reprojection_residual
 
 
 @torch.no_grad()
-def teacher_error(checkpoint: str | Path, data: str | Path, role: str, *,
+def teacher_error(teacher: str | Path | torch.nn.Module, data: str | Path, role: str, *,
                   max_tuples: int | None = None, batch_size: int = 8, device: str = "cpu",
                   sharpen: float = 1.0, flip_test: bool = False, reject_px: float = 0.0
                   ) -> dict:
     """{"role", "tuples", "scored", "mpjpe_mm"} of F_mv's triangulated joints (root-aligned
     MPJPE, mm) on the first `max_tuples` tuples of `role` in `data` that carry a truth
     (joints3d or withheld); tuples whose triangulation fails for a joint are not scored.
-    The labelling options are the P-GT stage's (pgt.sharpen, pgt.flip_test, pgt.reject_px)."""
-    model = load_model(checkpoint, device, kind="multi_view").model
+    The labelling options are the P-GT stage's (pgt.sharpen, pgt.flip_test, pgt.reject_px).
+    `teacher` is F_mv's checkpoint, or the model loaded once for several roles."""
+    model = (teacher if isinstance(teacher, torch.nn.Module)
+             else load_model(teacher, device, kind="multi_view").model)
     loader = make_eval_loader(resolve_shards(str(data), role), batch_size, rank=0,
                               world_size=1, keep_raw=True)
     errors, residuals, seen = [], [], 0

@@ -29,6 +29,7 @@ from pose3d.train.config import ConfigError, load_config
 from pose3d.train.loop import NonFiniteLossError, train
 from pose3d.train.pgt import NothingLabeledError
 from pose3d.train.registry import make_stage
+from pose3d.train.run_lock import in_use
 
 EXIT_BAD_INPUT = 2
 EXIT_NON_FINITE = 3
@@ -67,8 +68,10 @@ def _fatal_of_this_launch(out_dir: str) -> tuple[int, str] | None:
     recorded as certain to recur, as (exit status, message)."""
     path = Path(out_dir) / FATAL_FILE
     if _restart_count() == 0:
-        if os.environ.get("RANK", "0") == "0":
-            path.unlink(missing_ok=True)  # an earlier launch's: this one starts afresh
+        # an earlier launch's: this one starts afresh, unless a live run holds the folder
+        # (this launch will be refused; the record is that run's)
+        if os.environ.get("RANK", "0") == "0" and not in_use(out_dir):
+            path.unlink(missing_ok=True)
         return None
     try:
         record = json.loads(path.read_text())

@@ -68,6 +68,21 @@ def hold_run_folder(folder: str | os.PathLike, take: bool = True) -> Iterator[No
             _remove_if_only_the_lock(folder)
 
 
+def in_use(folder: str | os.PathLike) -> bool:
+    """Whether another live process holds `folder`'s lock now (nothing is created)."""
+    try:
+        fd = os.open(Path(folder) / LOCK_FILE, os.O_RDWR)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # releases it at once if it was taken
+    return False
+
+
 def _remove_if_only_the_lock(folder: Path) -> None:
     """A run refused before it wrote anything leaves no folder behind (the lock made it)."""
     try:
