@@ -1,7 +1,8 @@
 """`pose3d demo`: the paper's experiment end to end on the built-in synthetic studio.
 
-synthetic data (procedural motion of dressed people, each with a build, clothes and a way of
-moving of their own; the Human3.6M rig) -> multi-view pretraining of the teacher on the
+synthetic data (procedural motion of people, each with a build and a way of moving of their
+own, limbs coloured by side with `--look sides`, the default, or dressed with `--look
+clothing`; the Human3.6M rig) -> multi-view pretraining of the teacher on the
 labeled people -> P-GT on the unlabeled people -> single-view pretraining (Base) -> four
 fine-tunings of Base: GT-only (the labeled GT alone, the control), L1-only (GT + P-GT,
 λ2 = 0), Oracle (GT + the unlabeled people's withheld truth in place of P-GT, the upper
@@ -165,6 +166,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              f"{', '.join(arms())})")
     parser.add_argument("--steps-scale", type=float, default=1.0,
                         help="multiply every stage's number of steps (e.g. 0.02 for a smoke run)")
+    parser.add_argument("--finetune-steps", type=int, default=None, metavar="N",
+                        help="steps of each fine-tuning (default: the preset's, 200 on the "
+                             "CPU, times --steps-scale; one pass over labeled + P-GT is "
+                             "about 1,350: docs/demo.md)")
     parser.add_argument("--workers", type=int, default=None,
                         help="processes rendering the data (default: 2, with --full every core)")
     add_wandb(parser)
@@ -215,6 +220,7 @@ def stage_plan(args: argparse.Namespace, root: Path, data: Path) -> list[tuple[s
               f"run.root={root}", f"run.seed={args.first_seed}", f"run.wandb={args.wandb}",
               f"run.device={device}"]
     steps = {k: max(2, int(v * args.steps_scale)) for k, v in preset["batches"].items()}
+    steps["finetune"] = paired_steps(args)
     extra = preset.get("stage_overrides", {})
     sv = f"{root}/sv_pretrain/checkpoints/latest.pt"
     mv = f"{root}/mv_pretrain/checkpoints/latest.pt"
@@ -237,7 +243,10 @@ def stage_plan(args: argparse.Namespace, root: Path, data: Path) -> list[tuple[s
 
 
 def paired_steps(args: argparse.Namespace) -> int:
-    """Fine-tuning steps per run of the paired experiment (--seeds K > 1)."""
+    """Steps of every fine-tuning (one seed or the paired experiment's): --finetune-steps,
+    else the preset's times --steps-scale."""
+    if getattr(args, "finetune_steps", None) is not None:
+        return args.finetune_steps
     return max(2, int(preset_of(args)["batches"]["finetune"] * args.steps_scale))
 
 
@@ -298,6 +307,8 @@ def main(args: argparse.Namespace) -> int:
         if args.arms and args.seeds <= 1:
             raise ValueError("--arms chooses among the paired experiment's arms: give --seeds K "
                              "> 1 too (one seed trains L1-only and Ours)")
+        if args.finetune_steps is not None and args.finetune_steps < 1:
+            raise ValueError(f"--finetune-steps must be at least 1, got {args.finetune_steps}")
         chosen = pick_arms(demo_arms(args), args.arms)  # unknown: an error now, not at the end
         check_writable(out, "demo folder (--out)")
         check_folders(args, out, chosen)

@@ -118,6 +118,26 @@ def test_the_cpu_preset_gives_the_teacher_more_labeled_clips_and_jittered_views(
     assert cfgs["pgt"].pgt.sharpen == 2.0
 
 
+def test_finetune_steps_sets_every_fine_tuning_and_nothing_else(tmp_path):
+    from pose3d.train.config import load_config
+
+    def plan(**changes):
+        args = argparse.Namespace(**{
+            "full": False, "first_seed": 0, "wandb": "disabled", "steps_scale": 1.0,
+            "seeds": 1, "lambda_mv": None, "lambda_bone": None, "protocol": "s1",
+            "finetune_steps": None, **changes})
+        return {label: load_config(None, overrides).data.batches_per_epoch
+                for label, overrides in demo.stage_plan(args, tmp_path / "runs", tmp_path)
+                if label != "pgt"}, demo.paired_steps(args)
+
+    default, default_paired = plan()
+    longer, longer_paired = plan(finetune_steps=1350)
+    assert default_paired == default["L1-only"] == demo.SMALL["batches"]["finetune"]
+    assert longer_paired == 1350
+    assert longer == {k: 1350 if k in demo.FINETUNE_DIRS else v for k, v in default.items()}
+    assert set(demo.FINETUNE_DIRS) <= set(longer)
+
+
 def test_the_gpu_preset_keeps_its_own_teacher_settings(tmp_path):
     """--full takes none of the CPU preset's teacher settings (measured on the CPU only)."""
     from pose3d.train.config import load_config

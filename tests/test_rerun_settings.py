@@ -82,6 +82,7 @@ def _one_line(capsys, command: str, *expected: str) -> None:
     (["--lambda-mv", "3e-4"], ["finetune_ours", "loss.lambda_mv=0.0003 asked, 0.0001 there"]),
     (["--first-seed", "1"], ["seed=1 asked, 0 there"]),  # the studio was rendered with seed 0
     (["--steps-scale", "2"], ["mv_pretrain", "data.batches_per_epoch=4 asked, 2 there"]),
+    (["--finetune-steps", "5"], ["finetune_", "data.batches_per_epoch=5 asked, 2 there"]),
 ])
 def test_a_demo_rerun_with_other_settings_is_refused(tiny_demo, monkeypatch, capsys, change,
                                                      expected):
