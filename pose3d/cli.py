@@ -9,6 +9,7 @@ its --help) is imported: `pose3d --help` imports neither torch nor any feature.
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import sys
 
@@ -58,7 +59,29 @@ def main(argv: list[str] | None = None) -> int:
     if getattr(args, "threads", None):
         fix_threads(args.threads)
     apply_threads()
-    return int(args._main(args) or 0)
+    try:
+        return int(args._main(args) or 0)
+    except (OSError, RuntimeError) as exc:
+        message = storage_failure(exc)
+        if message is None:
+            raise
+        print(f"pose3d {command_of(argv)}: error: {message}", file=sys.stderr)
+        return 1
+
+
+def storage_failure(exc: BaseException) -> str | None:
+    """One line for a command that stopped because its disk is full (or its quota spent, or
+    a checkpoint could not be written): what stopped and what to do. None for anything else,
+    which keeps its traceback."""
+    from pose3d.models.saved import CheckpointError
+
+    again = "free space, then run the same command again: finished work is reused"
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        where = f" ({exc.filename})" if exc.filename else ""
+        return f"{exc.strerror or 'no space left on device'}{where}; {again}"
+    if isinstance(exc, CheckpointError) and str(exc).startswith("cannot save a checkpoint"):
+        return f"{exc}; {again}"
+    return None
 
 
 if __name__ == "__main__":

@@ -105,3 +105,34 @@ def test_checkpoint_takes_path_or_name_equals_path(tmp_path):
     args = cli.build_parser("predict").parse_args(
         ["predict", "x.png", "--checkpoint", "Base=runs/a.pt", "--out", "o"])
     assert args.checkpoint == "runs/a.pt"
+
+
+@pytest.mark.parametrize("failure", ["disk", "checkpoint", "other"])
+def test_a_full_disk_ends_a_command_in_one_line(monkeypatch, capsys, tmp_path, failure):
+    """A command stopped by a full disk says so in one line and exits 1 (the demo's renderer
+    and the experiment's checkpoints reach the top as OSError / CheckpointError); any other
+    error keeps its traceback."""
+    import errno
+
+    from pose3d import experiment
+    from pose3d.models.saved import CheckpointError
+
+    raised = {"disk": OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "x.tar")),
+              "checkpoint": CheckpointError(f"cannot save a checkpoint in {tmp_path}: the "
+                                            f"write failed (0 MiB free there; the previous "
+                                            f"checkpoints are kept)"),
+              "other": OSError(errno.EACCES, "Permission denied")}[failure]
+
+    def stopped(args):
+        raise raised
+
+    monkeypatch.setattr(experiment, "main", stopped)
+    if failure == "other":
+        with pytest.raises(OSError):
+            cli.main(["experiment", "--demo", str(tmp_path)])
+        return
+    assert cli.main(["experiment", "--demo", str(tmp_path)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("pose3d experiment: error: ") and "\n" not in err, err
+    assert "run the same command again: finished work is reused" in err
+    assert str(tmp_path) in err
