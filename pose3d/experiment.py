@@ -116,6 +116,11 @@ def _saved_stage(path: Path, stamp: tuple) -> str | None:
     return config.get("stage") if isinstance(config, dict) else None
 
 
+def eval_batch_size(device: str) -> int:
+    """Tuples per evaluation batch: a GPU idles on batches of 8."""
+    return 64 if device.startswith("cuda") else 8
+
+
 def _read_json(path: Path):
     """The JSON in `path`, None when it is absent or unreadable."""
     try:
@@ -190,9 +195,9 @@ def _evaluate(checkpoints: dict[str, Path], data: Path, out_dir: Path, device: s
         if set(checkpoints) <= set(summaries):
             return summaries
     record.unlink(missing_ok=True)  # until the new report is complete
-    batch_size = 64 if device.startswith("cuda") else 8  # a GPU idles on batches of 8
     result = evaluate_checkpoints({k: str(v) for k, v in checkpoints.items()}, str(data),
-                                  out_dir, figures=0, batch_size=batch_size, device=device,
+                                  out_dir, figures=0, batch_size=eval_batch_size(device),
+                                  device=device,
                                   progress=False)
     record.write_text(json.dumps(digests))
     return result["summaries"]
@@ -426,9 +431,8 @@ def first_seed_curves(root: Path, data: Path, out: Path, arm_names: list[str], s
     MPJPE against fine-tuning length, written to out/curves.json and out/curves.png."""
     runs = {"Base": root / "sv_pretrain",
             **{arm: out / "runs" / arm / f"seed{seed}" for arm in arm_names}}
-    if batch_size is None:
-        batch_size = 64 if device.startswith("cuda") else 8
-    return learning_curves(runs, data, out, device=device, batch_size=batch_size)
+    return learning_curves(runs, data, out, device=device,
+                           batch_size=batch_size or eval_batch_size(device))
 
 
 def main(args: argparse.Namespace) -> int:
