@@ -443,15 +443,28 @@ def test_ctrl_c_is_one_line_exit_130_and_keeps_the_dataset(release, tmp_path, mo
     assert not [p for p in tmp_path.iterdir() if ".partial" in p.name]
 
 
-def _interrupt_once_converting(code: str, *args: str) -> tuple[int, str]:
+# A terminal's Ctrl-C finds SIGINT handled. A test run started in the background by a
+# shell without job control (`pytest ... &` in a script, nohup) ignores SIGINT, and every
+# process it starts inherits that: the command would never see the test's SIGINT.
+_AS_FROM_A_TERMINAL = "import signal; signal.signal(signal.SIGINT, signal.default_int_handler)\n"
+
+
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _interrupt_once_converting(code: str, *args: str,
+                               launched_ignoring_sigint: bool = False) -> tuple[int, str]:
     """Run `python -c CODE ARGS` (convert_hooks: its workers block), wait until a worker
     says it is converting, then SIGINT the whole process group, as a terminal's Ctrl-C
-    does. Returns the exit status and stderr; a hang fails on the (generous) timeout."""
+    does. Returns the exit status and stderr; a hang fails on the (generous) timeout.
+    `launched_ignoring_sigint`: start it as a background job of a script would be."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "tests")]),
            "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen([sys.executable, "-c", code, *args], cwd=REPO, env=env,
-                            start_new_session=True, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([sys.executable, "-c", _AS_FROM_A_TERMINAL + code, *args],
+                            cwd=REPO, env=env, start_new_session=True,
+                            preexec_fn=_ignore_sigint if launched_ignoring_sigint else None,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     # a command stuck before converting is killed, which ends the wait below (EOF)
     watchdog = threading.Timer(120, os.killpg, (proc.pid, signal.SIGKILL))
     watchdog.start()
@@ -490,12 +503,15 @@ def test_ctrl_c_with_workers_prints_one_line(release, tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.skipif(os.name != "posix", reason="process groups and SIGINT")
-def test_ctrl_c_exits_while_tasks_are_still_queued(tmp_path):
+@pytest.mark.parametrize("launched_ignoring_sigint", [False, True])
+def test_ctrl_c_exits_while_tasks_are_still_queued(tmp_path, launched_ignoring_sigint):
     """More queued work than a pipe holds when Ctrl-C comes: the process exits instead of
-    waiting forever for the task queue's feeder thread to hand it to the dead workers."""
+    waiting forever for the task queue's feeder thread to hand it to the dead workers.
+    Also when the test run itself ignores SIGINT (started with `&` by a script): this
+    hung once, both Ctrl-C tests one after the other, before the helper reset SIGINT."""
     code, err = _interrupt_once_converting(
         "import sys, convert_hooks; sys.exit(convert_hooks.run_writer(sys.argv[1]))",
-        str(tmp_path / "out"))
+        str(tmp_path / "out"), launched_ignoring_sigint=launched_ignoring_sigint)
     assert code == 130, err
     assert err.strip() == "interrupted", err
 
