@@ -69,9 +69,9 @@ TINY_DEMO = {
     "studio": {"image_size": 64, "clips_per_action": 1, "frames_per_clip": 4,
                "frame_step": 2, "actions": ["walking", "waving"]},
     "overrides": [
-        "data.image_size=64", "data.num_workers=0", "model.sv.backbone=resnet18",
+        "data.image_size=64", "data.num_workers=0", "model.sv.backbone=resnet10",
         "model.sv.deconv_channels=16", "model.sv.num_deconv=2", "model.sv.depth_bins=8",
-        "model.mv.backbone=resnet18", "model.mv.deconv_channels=16", "model.mv.num_deconv=2",
+        "model.mv.backbone=resnet10", "model.mv.deconv_channels=16", "model.mv.num_deconv=2",
         "optim.mv_pretrain.batch_size=2", "optim.sv_pretrain.batch_size=2",
         "optim.finetune.batch_size=2", "optim.pgt.batch_size=4", "run.ckpt_every_steps=2",
         "run.progress=false",
@@ -473,29 +473,22 @@ ARMS_PROBE = "import json; from pose3d.experiment import arms; print(json.dumps(
 def phase_method(run: Run, phase: Phase) -> None:
     box, quick = run.boxes["method"], run.args.quick
     end = time.monotonic() + box
-    help_txt = run.work / "demo_help.txt"
-    s = run.step(phase, "help", run.pose3d("demo", "--help"), 60, stdout=help_txt)
-    if s.rc != 0:
-        return
-    usage = help_txt.read_text()
-    seeds = "--seeds" in usage
     # Kept between calls: a rerun (`--only method`) on the same warm machine resumes the demo
     # (data, finished stages and fine-tunings are reused) instead of starting over.
     out = run.work / "method"
     argv = ["--out", str(out), "--wandb", "disabled",
-            "--workers", str(2 if quick else os.cpu_count() or 1)]
-    figure = [] if seeds else ["demo has no --seeds: one pair"]
-    if seeds:
-        argv += ["--seeds", "2" if quick else str(run.args.seeds)]
-        if "--arms" in usage:  # every arm and its evaluation did not fit the box (H200)
-            known_txt = run.work / "arms.json"
-            s = run.step(phase, "arms", run.python("-c", ARMS_PROBE), 60, stdout=known_txt)
-            known = json.loads(known_txt.read_text()) if s.rc == 0 else run.args.arms
-            chosen = [a for a in run.args.arms if a in known]
-            if len(chosen) < len(run.args.arms):
-                figure.append("arms unknown to this pose3d, left out: " + ", ".join(
-                    a for a in run.args.arms if a not in known))
-            argv += ["--arms", *chosen]
+            "--workers", str(2 if quick else os.cpu_count() or 1),
+            "--seeds", "2" if quick else str(run.args.seeds)]
+    figure = []
+    # every arm and its evaluation did not fit the box (H200): only those asked for
+    known_txt = run.work / "arms.json"
+    s = run.step(phase, "arms", run.python("-c", ARMS_PROBE), 60, stdout=known_txt)
+    known = json.loads(known_txt.read_text()) if s.rc == 0 else run.args.arms
+    chosen = [a for a in run.args.arms if a in known]
+    if len(chosen) < len(run.args.arms):
+        figure.append("arms unknown to this pose3d, left out: " + ", ".join(
+            a for a in run.args.arms if a not in known))
+    argv += ["--arms", *chosen]
     if quick:
         cmd = run.python("-c", TINY_DEMO_RUNNER, json.dumps(TINY_DEMO), *argv)
     else:
@@ -517,7 +510,7 @@ def phase_method(run: Run, phase: Phase) -> None:
             text = md.read_text()
             print(f"\n{text[:3000]}", flush=True)
             figure.append(_paired_figure(text))
-    elif s.rc == 0 and seeds:
+    elif s.rc == 0:
         s.status = "fail (no experiment/experiment.json)"
     phase.figure = "; ".join(f for f in figure if f)
 

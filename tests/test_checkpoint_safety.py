@@ -22,7 +22,7 @@ from pose3d.train.cli import main as train_main
 from pose3d.train.distributed import rng_state
 
 SIZE = 32
-SV = {"kind": "single_view", "backbone": "resnet18", "deconv_channels": 8, "num_deconv": 1,
+SV = {"kind": "single_view", "backbone": "resnet10", "deconv_channels": 8, "num_deconv": 1,
       "depth_bins": 4, "depth_range_mm": 2000.0}
 
 

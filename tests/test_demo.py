@@ -12,8 +12,8 @@ TINY = {
                    actions=("walking", "waving")),
     "overrides": [
         "data.image_size=64", "data.num_workers=0", "data.augment=false",
-        "model.sv.backbone=resnet18", "model.sv.deconv_channels=16", "model.sv.num_deconv=2",
-        "model.sv.depth_bins=8", "model.mv.backbone=resnet18", "model.mv.deconv_channels=16",
+        "model.sv.backbone=resnet10", "model.sv.deconv_channels=16", "model.sv.num_deconv=2",
+        "model.sv.depth_bins=8", "model.mv.backbone=resnet10", "model.mv.deconv_channels=16",
         "model.mv.num_deconv=2", "optim.mv_pretrain.batch_size=2",
         "optim.sv_pretrain.batch_size=2", "optim.finetune.batch_size=2",
         "optim.pgt.batch_size=4", "run.ckpt_every_steps=2", "run.progress=false",

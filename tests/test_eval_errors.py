@@ -12,9 +12,9 @@ from pose3d import cli
 from pose3d.models import build_model
 from pose3d.models.saved import fingerprint
 
-SV = {"kind": "single_view", "backbone": "resnet18", "deconv_channels": 8, "num_deconv": 1,
+SV = {"kind": "single_view", "backbone": "resnet10", "deconv_channels": 8, "num_deconv": 1,
       "depth_bins": 4, "depth_range_mm": 2000.0}
-MV = {"kind": "multi_view", "backbone": "resnet18", "deconv_channels": 8, "num_deconv": 1}
+MV = {"kind": "multi_view", "backbone": "resnet10", "deconv_channels": 8, "num_deconv": 1}
 
 
 def _save(path, arch, image_size=32):

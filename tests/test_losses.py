@@ -247,7 +247,7 @@ def test_mv_pretrain_loss_is_zero_at_the_truth_and_nan_free():
 
 
 def test_mv_pretrain_loss_trains_the_multi_view_model(device):
-    model = MultiViewTriangulationModel("resnet18", deconv_channels=16, num_deconv=2,
+    model = MultiViewTriangulationModel("resnet10", deconv_channels=16, num_deconv=2,
                                         confidence_hidden=16).to(device)
     data = {k: v.to(device) for k, v in make_tuples(2, 3, 64).items()}
     cams = data["K"], data["R"], data["t"]

@@ -17,7 +17,7 @@ from pose3d.data.shards import MANIFEST, load_manifest, resolve_shards
 from pose3d.models import build_model
 from pose3d.models.saved import fingerprint
 
-SV = {"kind": "single_view", "backbone": "resnet18", "deconv_channels": 8, "num_deconv": 1,
+SV = {"kind": "single_view", "backbone": "resnet10", "deconv_channels": 8, "num_deconv": 1,
       "depth_bins": 4, "depth_range_mm": 2000.0}
 
 

@@ -1,3 +1,5 @@
+import re
+
 import pytest
 import torch
 from omegaconf import OmegaConf
@@ -285,6 +287,17 @@ def test_backbone_weights_of_another_architecture_are_a_one_line_error(
     with pytest.raises(ValueError, match=f"does not fit a {wanted} trunk") as info:
         build_backbone(wanted, path)
     assert match in str(info.value) and "\n" not in str(info.value)
+
+
+def test_resnet10_is_resnet18_with_one_block_per_stage():
+    small, full = build_backbone("resnet10"), build_backbone("resnet18")
+    images = torch.randn(1, 3, 64, 64)
+    assert small(images).shape == full(images).shape == (1, 512, 2, 2)
+    # torchvision's names and shapes, each stage's first block only
+    assert {k: v.shape for k, v in small.state_dict().items()} == {
+        k: v.shape for k, v in full.state_dict().items() if not re.match(r"layer\d\.1\.", k)}
+    with pytest.raises(ValueError, match="no published ImageNet weights for resnet10"):
+        build_backbone("resnet10", "imagenet")
 
 
 def test_backbone_missing_or_foreign_weights_file(tmp_path):

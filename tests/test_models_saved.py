@@ -8,9 +8,9 @@ import torch
 from pose3d.models import CheckpointError, build_model, load_model
 from pose3d.models.saved import fingerprint
 
-SV_ARCH = {"kind": "single_view", "backbone": "resnet18", "deconv_channels": 16,
+SV_ARCH = {"kind": "single_view", "backbone": "resnet10", "deconv_channels": 16,
            "num_deconv": 3, "depth_bins": 8, "depth_range_mm": 2000.0}
-MV_ARCH = {"kind": "multi_view", "backbone": "resnet18", "deconv_channels": 16, "num_deconv": 3}
+MV_ARCH = {"kind": "multi_view", "backbone": "resnet10", "deconv_channels": 16, "num_deconv": 3}
 
 
 def _save(tmp_path, arch: dict, name: str = "ckpt.pt") -> tuple[torch.nn.Module, str]:

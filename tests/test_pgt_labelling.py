@@ -60,7 +60,7 @@ def test_joint_values_follow_the_sides():
 def test_flip_test_averages_both_readings():
     """With a stand-in 2D head that reads the same heatmap coordinates from any image, the
     flip-test joints are the mean of those and their mirror, joints swapped."""
-    model = MultiViewTriangulationModel("resnet18", deconv_channels=8, num_deconv=2,
+    model = MultiViewTriangulationModel("resnet10", deconv_channels=8, num_deconv=2,
                                         confidence_hidden=8).eval()
     g = torch.Generator().manual_seed(1)
     coords = torch.rand(1, NUM_JOINTS, 2, generator=g) * 8
@@ -84,7 +84,7 @@ def test_sharpen_reads_the_joints_from_scaled_logits():
     """sharpen s: the 2D joints are the soft-argmax of s x the heatmaps the model returns
     (which stay its own logits); s = 1 is the plain reading. On a peak with a broad far
     tail, sharpening moves the reading towards the peak."""
-    model = MultiViewTriangulationModel("resnet18", deconv_channels=8, num_deconv=2,
+    model = MultiViewTriangulationModel("resnet10", deconv_channels=8, num_deconv=2,
                                         confidence_hidden=8).eval()
     images = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(2))
     with torch.no_grad():

@@ -30,9 +30,9 @@ from tests.studio_helpers import turning_clip
 FRAMES = 3
 FULL = 160  # full-frame side, pixels
 SIZE = 64  # the model's input size
-SV_ARCH = {"kind": "single_view", "backbone": "resnet18", "deconv_channels": 16,
+SV_ARCH = {"kind": "single_view", "backbone": "resnet10", "deconv_channels": 16,
            "num_deconv": 3, "depth_bins": 8}
-MV_ARCH = {"kind": "multi_view", "backbone": "resnet18", "deconv_channels": 16,
+MV_ARCH = {"kind": "multi_view", "backbone": "resnet10", "deconv_channels": 16,
            "num_deconv": 3, "confidence_hidden": 16}
 
 

@@ -26,9 +26,9 @@ from tests.studio_helpers import turning_clip
 
 W, H = 200, 120  # a landscape frame: W/2 != H/2
 SIZE = 64
-SV_ARCH = {"kind": "single_view", "backbone": "resnet18", "deconv_channels": 8,
+SV_ARCH = {"kind": "single_view", "backbone": "resnet10", "deconv_channels": 8,
            "num_deconv": 3, "depth_bins": 8}
-MV_ARCH = {"kind": "multi_view", "backbone": "resnet18", "deconv_channels": 8,
+MV_ARCH = {"kind": "multi_view", "backbone": "resnet10", "deconv_channels": 8,
            "num_deconv": 3, "confidence_hidden": 8}
 
 

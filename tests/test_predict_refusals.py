@@ -25,9 +25,9 @@ from pose3d.predict.rig_footage import predict_rig_sources
 from pose3d.predict.runner import Predictor
 
 SIZE = 64  # frames and model input alike
-ARCHS = {"sv": {"kind": "single_view", "backbone": "resnet18", "deconv_channels": 16,
+ARCHS = {"sv": {"kind": "single_view", "backbone": "resnet10", "deconv_channels": 16,
                 "num_deconv": 3, "depth_bins": 8},
-         "mv": {"kind": "multi_view", "backbone": "resnet18", "deconv_channels": 16,
+         "mv": {"kind": "multi_view", "backbone": "resnet10", "deconv_channels": 16,
                 "num_deconv": 3, "confidence_hidden": 16}}
 
 

@@ -36,7 +36,7 @@ SCALED = {"--image-size 256": "--image-size 32", "--workers 16": "--workers 0"}
 # schedule setting (λ2, the heatmap term, cosine) and batches_per_epoch stay h36m.yaml's.
 SMALL = {
     "data": {"image_size": 32, "num_workers": 0, "shuffle_buffer": 8},
-    "model": {k: {"backbone": "resnet18", "backbone_weights": "", "deconv_channels": 16,
+    "model": {k: {"backbone": "resnet10", "backbone_weights": "", "deconv_channels": 16,
                   "num_deconv": 2, "depth_bins": 16} for k in ("sv", "mv")},
     "optim": {"mv_pretrain": {"epochs": 1, "batch_size": 2},
               "sv_pretrain": {"epochs": 1, "batch_size": 2},

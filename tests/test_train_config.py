@@ -9,7 +9,7 @@ TINY = "launch/configs/tiny.yaml"
 
 def test_yaml_and_overrides_merge_over_defaults():
     cfg = load_config(TINY, ["stage=finetune", "optim.finetune.lr=3e-4", "run.root=/tmp/r"])
-    assert cfg.model.sv.backbone == "resnet18"  # from the YAML
+    assert cfg.model.sv.backbone == "resnet10"  # from the YAML
     assert stage_optim(cfg).lr == pytest.approx(3e-4)  # from the override
     assert cfg.run.out_dir == "/tmp/r/finetune"  # interpolated from run.root and stage
     assert cfg.data.pgt_root == "/tmp/r/pgt_shards"

@@ -43,7 +43,7 @@ def pgt_run(tmp_path_factory):
 
 def _multi_view_model(path) -> torch.nn.Module:
     """F_mv rebuilt by hand from tiny.yaml's model.mv and the checkpoint's weights."""
-    model = build_model({"kind": "multi_view", "backbone": "resnet18", "deconv_channels": 16,
+    model = build_model({"kind": "multi_view", "backbone": "resnet10", "deconv_channels": 16,
                          "num_deconv": 2})
     model.load_state_dict(checkpoint.load(path)["model"])
     return model.eval()

@@ -78,7 +78,7 @@ def forge_meta(shard: str | Path, changes: list[dict]) -> list[str]:
     return keys
 
 
-TINY_MV = {"kind": "multi_view", "backbone": "resnet18", "deconv_channels": 8, "num_deconv": 1}
+TINY_MV = {"kind": "multi_view", "backbone": "resnet10", "deconv_channels": 8, "num_deconv": 1}
 
 
 def save_untrained_model(path: Path, arch: dict = TINY_MV) -> Path:

@@ -1,4 +1,4 @@
-"""ResNet trunks (torchvision ResNet-18/34/50 without global pooling and fc), stride 32.
+"""ResNet trunks (torchvision ResNet-10/18/34/50 without global pooling and fc), stride 32.
 
 Initial weights: `weights_path="imagenet"` takes torchvision's published ImageNet weights
 (IMAGENET1K_V1, the classic ones the paper's ResNet-50 starts from) through torchvision's
@@ -19,7 +19,17 @@ import torch
 from torch import Tensor, nn
 from torchvision import models
 
+
+def resnet10(weights: None = None) -> models.ResNet:
+    """ResNet-10: ResNet-18's stem and widths with one basic block per stage (4.9 M
+    parameters against 11.2 M). No published ImageNet weights: for quick runs and tests."""
+    if weights is not None:
+        raise ValueError("resnet10 has no published weights")
+    return models.ResNet(models.resnet.BasicBlock, [1, 1, 1, 1])
+
+
 RESNETS = {
+    "resnet10": (resnet10, 512),
     "resnet18": (models.resnet18, 512),
     "resnet34": (models.resnet34, 512),
     "resnet50": (models.resnet50, 2048),
@@ -76,6 +86,9 @@ def load_imagenet_weights(trunk: ResNetTrunk) -> None:
     """Load torchvision's ImageNet weights into `trunk`: from the torch hub cache, downloaded
     there first if absent. Without network and without the file, FileNotFoundError in one
     line naming the file, where it comes from and where to put it."""
+    if trunk.name not in IMAGENET_WEIGHTS:
+        raise ValueError(f"no published ImageNet weights for {trunk.name}; choose one of "
+                         f"{', '.join(IMAGENET_WEIGHTS)} or leave the backbone's weights unset")
     weights = IMAGENET_WEIGHTS[trunk.name]
     path = imagenet_weights_file(trunk.name)
     try:
