@@ -101,7 +101,8 @@ def table_rows(spec: dict, cores: int) -> list[list[object]]:
         with busy_process() if load != "quiet" else contextlib.nullcontext():
             for name, extra in modes(cores):
                 results.append((load, name, extra, run_row(spec, row_env(extra))))
-    quiet = results[1][3].get("steps_per_s")  # quiet, all cores
+    quiet = next((r.get("steps_per_s") for load, name, _, r in results  # quiet, all cores
+                  if load == "quiet" and name == str(cores)), None)
     out = []
     for load, name, extra, r in results:
         environment = " ".join(f"{k}={v}" for k, v in extra.items()) or "(none)"
