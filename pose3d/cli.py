@@ -73,13 +73,13 @@ def storage_failure(exc: BaseException) -> str | None:
     """One line for a command that stopped because its disk is full (or its quota spent, or
     a checkpoint could not be written): what stopped and what to do. None for anything else,
     which keeps its traceback."""
-    from pose3d.models.saved import CheckpointError
+    from pose3d.models.saved import CheckpointWriteError
 
     again = "free space, then run the same command again: finished work is reused"
     if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
         where = f" ({exc.filename})" if exc.filename else ""
         return f"{exc.strerror or 'no space left on device'}{where}; {again}"
-    if isinstance(exc, CheckpointError) and str(exc).startswith("cannot save a checkpoint"):
+    if isinstance(exc, CheckpointWriteError):
         return f"{exc}; {again}"
     return None
 

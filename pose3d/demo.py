@@ -347,7 +347,8 @@ def main(args: argparse.Namespace) -> int:
     timings["eval"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     curves = {} if args.no_curves else learning_curves(
-        checkpoints, data, out / "eval", device=device, batch_size=preset["eval_batch_size"])
+        checkpoints, data, out / "eval", device=device, batch_size=preset["eval_batch_size"],
+        final={k: s["camera"]["all"]["mpjpe"] for k, s in result["summaries"].items()})
     timings["curves"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     diag = diagnose(out, root, data, studio_config(args),
@@ -368,7 +369,7 @@ def run_paired(args: argparse.Namespace, chosen: dict[str, list[str]], root: Pat
     timings.update(summary["timings_s"]["runs"], eval=summary["timings_s"]["eval"])
     t0 = time.perf_counter()
     if not args.no_curves:
-        experiment.first_seed_curves(root, data, out / "experiment", list(chosen), seeds[0],
+        experiment.first_seed_curves(root, data, out / "experiment", list(chosen), summary,
                                      device, preset_of(args)["eval_batch_size"])
     timings["curves"] = time.perf_counter() - t0
     base = summary["arms"]["Base"]["all"]["mpjpe"]["mean"]

@@ -30,7 +30,7 @@ from pose3d.cliargs import add_threads, add_wandb
 from pose3d.curves import curve_overrides, learning_curves
 from pose3d.eval.cli import evaluate_checkpoints
 from pose3d.eval.stats import excludes_zero, format_interval, paired_difference, t_interval
-from pose3d.train import checkpoint
+from pose3d.train import agreeing, checkpoint
 from pose3d.train.cli import run
 from pose3d.train.config import load_config
 from pose3d.train.oracle import is_current as oracle_is_current
@@ -42,6 +42,10 @@ CONTROL = "GT-only"  # the same fine-tuning on the labeled GT alone: P-GT's cont
 # L1-only on the unlabeled tuples' withheld truth in place of P-GT: what they could teach
 ORACLE = "Oracle"
 ORACLE_PGT = "oracle_pgt_shards"  # its labels, beside the P-GT folder (pose3d.train.oracle)
+# L1-only on the share of P-GT tuples whose views agree best (pose3d.train.agreeing)
+AGREE = "L1-agree"
+AGREE_PGT = "agree_pgt_shards"
+AGREE_KEEP = 0.7
 METRICS = ("mpjpe", "pa_mpjpe")
 CURVE_POINTS = 4  # step checkpoints kept over a fine-tuning of the first seed
 EVALUATED = "checkpoints.json"  # beside an evaluation's report.json: {name: sha256 evaluated}
@@ -54,6 +58,7 @@ def arms(lambda_mv: float = 1e-4, lambda_bone: float = 4e-3) -> dict[str, list[s
         CONTROL: ["loss.lambda_mv=0", "data.use_pgt=false"],
         BASELINE: ["loss.lambda_mv=0"],
         ORACLE: ["loss.lambda_mv=0", "data.pgt_root=${run.root}/" + ORACLE_PGT],
+        AGREE: ["loss.lambda_mv=0", "data.pgt_root=${run.root}/" + AGREE_PGT],
         "Ours": [ours],  # eq. 9, the paper's
         "Ours+bone": [ours, f"loss.lambda_bone={lambda_bone}"],
         "Ours-scale-norm": [ours, "loss.mv_mode=scale_normalised"],
@@ -104,6 +109,23 @@ def prepare_oracle(root: Path, data: Path, arm_overrides: dict[str, list[str]]) 
           f"({record['dropped']} without) -> {oracle}", flush=True)
 
 
+def prepare_agreeing(root: Path, data: Path, arm_overrides: dict[str, list[str]]) -> None:
+    """When the L1-agree arm is asked for: its P-GT folder (root/AGREE_PGT), the AGREE_KEEP
+    share of the P-GT whose views agree best, made again whenever the P-GT's content
+    changed."""
+    if AGREE not in arm_overrides:
+        return
+    pgt, folder = root / "pgt_shards", root / AGREE_PGT
+    if agreeing.is_current(folder, pgt, AGREE_KEEP):
+        return
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    record = agreeing.write_agreeing_pgt(pgt, folder, data, AGREE_KEEP, device=device,
+                                         batch_size=eval_batch_size(device))
+    print(f"[experiment] {AGREE} labels: the {AGREE_KEEP:.0%} of the P-GT whose views agree "
+          f"best ({record['labeled']} of {record['tuples']} tuples, reprojection residual <= "
+          f"{record['max_residual_px']:.2f} px) -> {folder}", flush=True)
+
+
 @functools.lru_cache(maxsize=4)
 def _saved_stage(path: Path, stamp: tuple) -> str | None:
     """The `stage` of the config saved in a checkpoint (cached per file version `stamp`: the
@@ -148,9 +170,10 @@ def run_finetunings(root: Path, out: Path, arm_overrides: dict[str, list[str]],
     for seed in seeds:  # before any training: every finished run is a fine-tuning of this Base
         for arm in arm_overrides:
             _check_finished_from(out / "runs" / arm / f"seed{seed}", root, base)
-    if ORACLE in arm_overrides:  # its labels, from this P-GT and the data Base trained on
+    if {ORACLE, AGREE} & set(arm_overrides):  # their labels, from this P-GT, beside the data
         data = Path(load_config(root / "sv_pretrain" / "config.yaml", []).data.root)
         prepare_oracle(root, data, arm_overrides)
+        prepare_agreeing(root, data, arm_overrides)
     for seed in seeds:
         for arm, overrides in arm_overrides.items():
             out_dir = out / "runs" / arm / f"seed{seed}"
@@ -424,14 +447,18 @@ def check_demo(demo: Path) -> None:
                                     f"`pose3d demo --out DIR` run)")
 
 
-def first_seed_curves(root: Path, data: Path, out: Path, arm_names: list[str], seed: int,
+def first_seed_curves(root: Path, data: Path, out: Path, arm_names: list[str], summary: dict,
                       device: str = "cpu", batch_size: int | None = None
                       ) -> dict[str, list[dict]]:
-    """The learning curves (pose3d.curves) of Base and of each arm's run of `seed`: the
-    MPJPE against fine-tuning length, written to out/curves.json and out/curves.png."""
+    """The learning curves (pose3d.curves) of Base and of each arm's run of the first seed
+    of `summary` (run_experiment's): the MPJPE against fine-tuning length, written to
+    out/curves.json and out/curves.png. Each run's last point is its evaluation there."""
+    seed, results = summary["seeds"][0], summary["results"]
     runs = {"Base": root / "sv_pretrain",
             **{arm: out / "runs" / arm / f"seed{seed}" for arm in arm_names}}
-    return learning_curves(runs, data, out, device=device,
+    final = {"Base": results["Base"]["camera"]["all"]["mpjpe"],
+             **{arm: results[arm][0]["camera"]["all"]["mpjpe"] for arm in arm_names}}
+    return learning_curves(runs, data, out, device=device, final=final,
                            batch_size=batch_size or eval_batch_size(device))
 
 
@@ -449,7 +476,7 @@ def main(args: argparse.Namespace) -> int:
                                  args.steps, [f"run.device={args.device}",
                                               f"run.wandb={args.wandb}"], args.device)
         if args.curves:
-            first_seed_curves(demo / "runs", demo / "data", out, list(chosen), seeds[0],
+            first_seed_curves(demo / "runs", demo / "data", out, list(chosen), summary,
                               args.device)
     except (FileNotFoundError, ValueError, SettingsMismatch) as exc:
         print(f"pose3d experiment: error: {exc}", file=sys.stderr)

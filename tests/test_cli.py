@@ -107,7 +107,7 @@ def test_checkpoint_takes_path_or_name_equals_path(tmp_path):
     assert args.checkpoint == "runs/a.pt"
 
 
-@pytest.mark.parametrize("failure", ["disk", "checkpoint", "other"])
+@pytest.mark.parametrize("failure", ["disk", "checkpoint", "other", "unreadable"])
 def test_a_full_disk_ends_a_command_in_one_line(monkeypatch, capsys, tmp_path, failure):
     """A command stopped by a full disk says so in one line and exits 1 (the demo's renderer
     and the experiment's checkpoints reach the top as OSError / CheckpointError); any other
@@ -115,20 +115,21 @@ def test_a_full_disk_ends_a_command_in_one_line(monkeypatch, capsys, tmp_path, f
     import errno
 
     from pose3d import experiment
-    from pose3d.models.saved import CheckpointError
+    from pose3d.models.saved import CheckpointError, CheckpointWriteError
 
     raised = {"disk": OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "x.tar")),
-              "checkpoint": CheckpointError(f"cannot save a checkpoint in {tmp_path}: the "
-                                            f"write failed (0 MiB free there; the previous "
-                                            f"checkpoints are kept)"),
-              "other": OSError(errno.EACCES, "Permission denied")}[failure]
+              "checkpoint": CheckpointWriteError(f"cannot save a checkpoint in {tmp_path}: "
+                                                 f"the write failed (0 MiB free there; the "
+                                                 f"previous checkpoints are kept)"),
+              "other": OSError(errno.EACCES, "Permission denied"),
+              "unreadable": CheckpointError(f"cannot read checkpoint {tmp_path}/a.pt")}[failure]
 
     def stopped(args):
         raise raised
 
     monkeypatch.setattr(experiment, "main", stopped)
-    if failure == "other":
-        with pytest.raises(OSError):
+    if failure in ("other", "unreadable"):  # not a storage failure: its traceback stays
+        with pytest.raises(type(raised)):
             cli.main(["experiment", "--demo", str(tmp_path)])
         return
     assert cli.main(["experiment", "--demo", str(tmp_path)]) == 1

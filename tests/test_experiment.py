@@ -115,6 +115,7 @@ def test_each_paired_difference_changes_one_thing():
     pairs = experiment.paired_arms(names)
     assert pairs[:2] == [("GT-only", "Base"), ("L1-only", "GT-only")]
     assert ("Ours", "L1-only") in pairs and ("Ours+bone", "L1-only") in pairs
+    assert ("L1-agree", "L1-only") in pairs  # which P-GT tuples it reads, nothing else
     assert pairs[2] == ("Oracle", "GT-only")  # what the unlabeled people could teach
     assert ("Oracle", "L1-only") not in pairs
     assert all(b != "GT-only" or a in ("L1-only", "Oracle") for a, b in pairs)

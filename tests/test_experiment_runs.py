@@ -15,7 +15,7 @@ import yaml
 from omegaconf import OmegaConf
 from test_demo import TINY
 
-from pose3d import cli, demo, experiment
+from pose3d import cli, curves, demo, experiment
 from pose3d.curves import learning_curves, run_curve
 from pose3d.train import checkpoint
 from pose3d.train.reuse import NOT_COMPARED
@@ -128,7 +128,7 @@ def _eval_mpjpe(summary: dict, arm: str) -> float:
 
 
 @pytest.mark.slow
-def test_a_retrained_run_is_evaluated_again_and_its_curve_recomputed(base_demo):
+def test_a_retrained_run_is_evaluated_again_and_its_curve_recomputed(base_demo, monkeypatch):
     """The run folder moved away (as a refusal says) and trained again with another lr:
     its evaluation and learning-curve points are those of the new checkpoints."""
     root, data, out = base_demo / "runs", base_demo / "data", base_demo / "retrain"
@@ -137,6 +137,14 @@ def test_a_retrained_run_is_evaluated_again_and_its_curve_recomputed(base_demo):
     first = experiment.run_experiment(root, data, out, _one_arm(), [0], 2, EXTRA)
     curve = learning_curves({arm: run_dir}, data, out)[arm]
     assert curve[-1]["mpjpe"] == pytest.approx(_eval_mpjpe(first, arm), rel=1e-6)
+    # the caller's evaluation of latest.pt (`final`) stands for that checkpoint
+    evaluated, real_predict = [], curves.predict
+    monkeypatch.setattr(curves, "predict",
+                        lambda *a, **k: evaluated.append(1) or real_predict(*a, **k))
+    given = learning_curves({arm: run_dir}, data, out / "given", final={arm: -1.0})[arm]
+    assert len(evaluated) == len(curve) - 1
+    assert given[:-1] == curve[:-1] and given[-1] == {"step": curve[-1]["step"], "mpjpe": -1.0}
+    monkeypatch.undo()
 
     shutil.move(run_dir, out / "moved-away")
     again = experiment.run_experiment(root, data, out, _one_arm(arm, "optim.finetune.lr=0.05"),

@@ -9,7 +9,7 @@ import tarfile
 import numpy as np
 import pytest
 import torch
-from train_data import write_tiny_dataset
+from train_data import raw_samples, write_tiny_dataset
 from train_helpers import TINY
 
 from pose3d import cli
@@ -18,6 +18,9 @@ from pose3d.data.loader import iterate_samples, make_eval_loader
 from pose3d.data.shards import shards_for_role
 from pose3d.models import build_model
 from pose3d.train import checkpoint
+from pose3d.train.agreeing import is_current as is_agreeing
+from pose3d.train.agreeing import write_agreeing_pgt
+from pose3d.train.oracle import pgt_digest
 
 SIZE = 32
 
@@ -225,16 +228,14 @@ def test_pgt_rerun_replaces_its_own_folder_as_a_whole(pgt_run, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["pgt", "run"]  # nothing left over
 
 
-@pytest.mark.slow
-def test_pgt_leaves_out_the_tuples_whose_views_disagree(pgt_run):
-    """pgt.max_residual_px: a tuple is written only if its reprojection residual, computed
-    here by hand from the model's 2D joints and the written P-GT, is within the limit; the
-    report scores what is kept and what is left out."""
-    data, mv, _, common = pgt_run
+def _residuals_by_hand(mv, shards) -> tuple[dict[str, float], dict[str, float]]:
+    """{key: reprojection residual (px)} of the tuples F_mv triangulates, from its 2D joints
+    and its 3D joints projected in float64; and {key: root-aligned error (mm)} of those with
+    a truth."""
     model = _multi_view_model(mv)
     residual, truth_err = {}, {}
     with torch.no_grad():
-        for batch in make_eval_loader(shards_for_role(data, "unlabeled"), 4, keep_raw=True):
+        for batch in make_eval_loader(shards, 4, keep_raw=True):
             out = model(batch["images"], batch["K"], batch["R"], batch["t"], batch["valid"])
             for i, key in enumerate(batch["key"]):
                 if not out["valid3d"][i].all():
@@ -248,9 +249,20 @@ def test_pgt_leaves_out_the_tuples_whose_views_disagree(pgt_run):
                                 .mean())
                 residual[key] = float(np.mean(errs))
                 truth = schema.raw_truth(batch["raw"][i])
-                pred = out["joints3d"][i].numpy()
-                truth_err[key] = float(np.linalg.norm((pred - pred[0]) - (truth - truth[0]),
-                                                      axis=-1).mean())
+                if truth is not None:
+                    pred = out["joints3d"][i].numpy()
+                    truth_err[key] = float(np.linalg.norm(
+                        (pred - pred[0]) - (truth - truth[0]), axis=-1).mean())
+    return residual, truth_err
+
+
+@pytest.mark.slow
+def test_pgt_leaves_out_the_tuples_whose_views_disagree(pgt_run):
+    """pgt.max_residual_px: a tuple is written only if its reprojection residual, computed
+    here by hand from the model's 2D joints and the written P-GT, is within the limit; the
+    report scores what is kept and what is left out."""
+    data, mv, _, common = pgt_run
+    residual, truth_err = _residuals_by_hand(mv, shards_for_role(data, "unlabeled"))
     limit = float(np.median(list(residual.values())))
     kept = {k for k, r in residual.items() if r <= limit}
     assert 0 < len(kept) < len(residual)
@@ -322,3 +334,26 @@ def test_the_pgt_report_scores_only_the_tuples_with_withheld_truth():
         (5, 4, 1, 2)
     assert report["mpjpe_mm"] == pytest.approx((0.0 + 2.0) / 2, abs=1e-3)
     assert report["abs_error_mm"] == pytest.approx((10.0 + 2.0) / 2, abs=1e-3)
+
+
+@pytest.mark.slow
+def test_the_agreeing_pgt_is_the_share_whose_views_agree_best(pgt_run, tmp_path):
+    """L1-agree's folder: the half of the P-GT tuples with the lowest residual (computed
+    here by hand), labels and files unchanged, the P-GT folder untouched."""
+    data, mv, pgt_root, _ = pgt_run
+    residual, _ = _residuals_by_hand(mv, str(pgt_root))
+    before = pgt_digest(pgt_root)
+    out = tmp_path / "agree"
+    record = write_agreeing_pgt(pgt_root, out, data, keep=0.5)
+    ranked = sorted(residual, key=residual.get)
+    kept = ranked[:int(np.ceil(len(ranked) / 2))]
+    assert {s.key for s in iterate_samples(str(out))} == set(kept)
+    assert (record["tuples"], record["labeled"]) == (len(ranked), len(kept))
+    assert record["max_residual_px"] == pytest.approx(residual[kept[-1]], rel=1e-4)
+    assert record["from_sha256"] == before == pgt_digest(pgt_root)
+    source = {r["__key__"]: r for r in raw_samples(pgt_root, "unlabeled")}
+    for raw in raw_samples(out, "unlabeled"):
+        assert raw == source[raw["__key__"]]  # every file as the P-GT stage wrote it
+    assert is_agreeing(out, pgt_root, 0.5) and not is_agreeing(out, pgt_root, 0.7)
+    with pytest.raises(ValueError, match="keep must be in"):
+        write_agreeing_pgt(pgt_root, tmp_path / "none", data, keep=0.0)

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 from h36m_release_data import SPLITS, build_release, pose_at
-from train_data import raw_samples, write_pgt_folder
+from train_data import raw_samples, save_untrained_model, write_pgt_folder
 from train_helpers import TINY
 
 from pose3d import cli, experiment
@@ -23,6 +23,7 @@ from pose3d.data import schema
 from pose3d.data.convert.h36m_official import H36MReleaseOptions, convert_h36m_release
 from pose3d.data.loader import iterate_samples
 from pose3d.data.shards import ShardSetWriter
+from pose3d.train.agreeing import write_agreeing_pgt
 from pose3d.train.config import load_config
 from pose3d.train.distributed import DistInfo
 from pose3d.train.oracle import is_current as oracle_is_current
@@ -113,8 +114,10 @@ def _assert_same(clean: list[dict], clean_loss: dict, poisoned: list[dict],
 @pytest.mark.slow
 def test_only_the_oracle_arm_reads_the_withheld_truth(converted, tmp_path):
     """Every fine-tuning arm but the Oracle trains on the same batches and losses when the
-    withheld truth is NaN; the Oracle's labels come from it (and so cannot be made)."""
-    write_pgt_folder(converted, tmp_path / "pgt", offset_mm=30.0)
+    withheld truth is NaN (L1-agree's share chosen from the poisoned P-GT too); the
+    Oracle's labels come from it (and so cannot be made)."""
+    teacher = str(save_untrained_model(tmp_path / "teacher.pt"))
+    write_pgt_folder(converted, tmp_path / "pgt", offset_mm=30.0, checkpoint=teacher)
     _poisoned_copy(converted, tmp_path / "data_poisoned")
     _poisoned_copy(tmp_path / "pgt", tmp_path / "pgt_poisoned")
     for arm, overrides in experiment.arms().items():
@@ -123,6 +126,9 @@ def test_only_the_oracle_arm_reads_the_withheld_truth(converted, tmp_path):
         runs = []
         for data, pgt, run in ((converted, "pgt", "run"),
                                (tmp_path / "data_poisoned", "pgt_poisoned", "run_poisoned")):
+            if arm == experiment.AGREE:
+                write_agreeing_pgt(tmp_path / pgt, tmp_path / run / experiment.AGREE_PGT, data,
+                                   experiment.AGREE_KEEP)
             runs += _epoch("finetune", data, tmp_path / pgt, tmp_path / run, overrides)
         _assert_same(*runs, arm)
     write_oracle_pgt(tmp_path / "pgt", tmp_path / "run" / experiment.ORACLE_PGT, converted)

@@ -48,15 +48,15 @@ def raw_samples(folder: Path, role: str) -> list[dict]:
 
 
 def write_pgt_folder(data: Path, out: Path, roles: tuple[str, ...] = ("unlabeled",),
-                     offset_mm: float = 0.0) -> Path:
+                     offset_mm: float = 0.0, checkpoint: str = "written by a test") -> Path:
     """A folder as the P-GT stage writes it (a manifest with its pgt record): the tuples of
     `roles` of `data`, every file kept, each labeled with its true 3D moved by offset_mm.
-    Roles other than 'unlabeled' make a forged one."""
+    Roles other than 'unlabeled' make a forged one. `checkpoint`: the teacher it names."""
     with ShardSetWriter(out, 4) as writer:
         for role in roles:
             for raw in raw_samples(data, role):
                 writer.write(schema.with_pgt(raw, withheld_gt(raw) + offset_mm))
-        writer.close(pgt={"checkpoint": "written by a test", "offset_mm": offset_mm})
+        writer.close(pgt={"checkpoint": checkpoint, "offset_mm": offset_mm})
     return out
 
 

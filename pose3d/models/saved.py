@@ -29,6 +29,11 @@ class CheckpointError(RuntimeError):
     """A checkpoint that is missing, unreadable or written for another model."""
 
 
+class CheckpointWriteError(CheckpointError):
+    """A checkpoint that could not be written: a full disk, a quota, a folder made read-only
+    (the commands end in one line for it: pose3d.cli.storage_failure)."""
+
+
 try:  # numpy >= 2
     from numpy._core.multiarray import _reconstruct
 except ImportError:  # numpy 1

@@ -20,6 +20,7 @@ from torch import nn
 
 from pose3d.models.saved import (  # noqa: F401 - re-exported: the trainer's checkpoint API
     CheckpointError,
+    CheckpointWriteError,
     check_fingerprint,
     fingerprint,
     unwrap,
@@ -54,7 +55,7 @@ def atomic_save(obj: object, path: str | Path) -> Path:
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except OSError as exc:  # a full disk, a quota, a folder made read-only mid-run
-        raise CheckpointError(f"cannot save a checkpoint in {path.parent}: "
+        raise CheckpointWriteError(f"cannot save a checkpoint in {path.parent}: "
                               f"{exc.strerror or exc} (the previous checkpoints are kept)"
                               ) from None
     except RuntimeError as exc:
@@ -63,7 +64,7 @@ def atomic_save(obj: object, path: str | Path) -> Path:
         if "inline_container" not in str(exc) and "write" not in str(exc).lower():
             raise
         free = shutil.disk_usage(path.parent).free / 2**20
-        raise CheckpointError(f"cannot save a checkpoint in {path.parent}: the write failed "
+        raise CheckpointWriteError(f"cannot save a checkpoint in {path.parent}: the write failed "
                               f"({free:.0f} MiB free there; the previous checkpoints are "
                               f"kept)") from None
     finally:

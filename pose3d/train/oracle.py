@@ -11,18 +11,15 @@ truth is left out (and counted).
 
 from __future__ import annotations
 
-import hashlib
 import os
-from pathlib import Path
 
 import numpy as np
 
 from pose3d.data import schema
-from pose3d.data.loader import iterate_raw_samples
-from pose3d.data.shards import ShardSetWriter, load_manifest, resolve_shards
-from pose3d.data.staging import staged_dataset
-from pose3d.train.checkpoint import digest
-from pose3d.train.pgt import check_pgt_root, withheld_gt
+from pose3d.train.pgt import withheld_gt
+from pose3d.train.pgt_copy import made_from, pgt_digest, rewrite_pgt
+
+__all__ = ["is_current", "pgt_digest", "write_oracle_pgt"]
 
 
 def write_oracle_pgt(pgt_root: str | os.PathLike, out: str | os.PathLike,
@@ -32,44 +29,17 @@ def write_oracle_pgt(pgt_root: str | os.PathLike, out: str | os.PathLike,
     from `data_root` (check_pgt_root); it is swapped in when complete. Returns the manifest's
     `pgt` record: {"source": "oracle", "from", "from_sha256" (pgt_digest of the source),
     "tuples", "labeled", "dropped"}."""
-    source = load_manifest(pgt_root)
-    if "pgt" not in source:
-        raise ValueError(f"{pgt_root} is not a P-GT folder (its manifest has no pgt record)")
-    check_pgt_root(out, data_root)
-    source_digest = pgt_digest(pgt_root)
-    counts = {"tuples": 0, "labeled": 0}
-    with staged_dataset(out, overwrite=True) as tmp:
-        with ShardSetWriter(tmp, samples_per_shard) as writer:
-            for raw in iterate_raw_samples(resolve_shards(str(pgt_root))):
-                counts["tuples"] += 1
-                truth = withheld_gt(raw)
-                if truth is None or not np.isfinite(truth).all():
-                    continue
-                writer.write(schema.with_pgt(raw, truth))
-                counts["labeled"] += 1
-            record = {"source": "oracle", "from": str(Path(pgt_root)),
-                      "from_sha256": source_digest, **counts,
-                      "dropped": counts["tuples"] - counts["labeled"]}
-            extra = {k: v for k, v in source.items()
-                     if k not in ("schema", "image_size", "joint_names", "roles", "pgt")}
-            writer.close(**extra, pgt=record)
-    return record
 
+    def truth_label(raw: dict) -> dict | None:
+        truth = withheld_gt(raw)
+        if truth is None or not np.isfinite(truth).all():
+            return None
+        return schema.with_pgt(raw, truth)
 
-def pgt_digest(pgt_root: str | os.PathLike) -> str:
-    """SHA-256 (hex) over the names and bytes of a P-GT folder's manifest and shards: which
-    labels it holds, whatever the files' mtimes (a copy keeps its old mtime)."""
-    root = Path(pgt_root)
-    sha = hashlib.sha256()
-    for path in sorted(p for p in root.iterdir() if p.is_file() and not p.name.startswith(".")):
-        sha.update(f"{path.name}\0{digest(path)}\n".encode())
-    return sha.hexdigest()
+    return rewrite_pgt(pgt_root, out, data_root, truth_label, {"source": "oracle"},
+                       samples_per_shard)
 
 
 def is_current(oracle_root: str | os.PathLike, pgt_root: str | os.PathLike) -> bool:
     """Whether `oracle_root` holds the Oracle labels of the P-GT folder as it is now."""
-    try:
-        record = load_manifest(oracle_root).get("pgt") or {}
-    except (OSError, ValueError):
-        return False
-    return record.get("source") == "oracle" and record.get("from_sha256") == pgt_digest(pgt_root)
+    return bool(made_from(oracle_root, pgt_root, "oracle"))

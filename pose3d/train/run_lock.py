@@ -50,13 +50,11 @@ def hold_run_folder(folder: str | os.PathLike, take: bool = True) -> Iterator[No
     folder.mkdir(parents=True, exist_ok=True)
     fd = os.open(folder / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        if not _try_lock(fd):
             holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
             raise RunFolderInUse(f"run folder {folder} is in use by another run (PID "
                                  f"{holder}): wait for it to end, or choose another "
-                                 f"run.out_dir") from None
+                                 f"run.out_dir")
         _held.add(fd)
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
@@ -75,12 +73,18 @@ def in_use(folder: str | os.PathLike) -> bool:
     except OSError:
         return False
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
+        return not _try_lock(fd)
     finally:
         os.close(fd)  # releases it at once if it was taken
-    return False
+
+
+def _try_lock(fd: int) -> bool:
+    """Take the exclusive lock on `fd` without waiting; False when another process holds it."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
 
 
 def _remove_if_only_the_lock(folder: Path) -> None:
