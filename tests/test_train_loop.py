@@ -215,7 +215,8 @@ def test_torchrun_worker_killed_mid_run_resumes_and_finishes_with_wandb_offline(
                     {"POSE3D_TEST_CRASH_AT_STEP": "3", "POSE3D_TEST_CRASH_MARKER": str(marker),
                      "POSE3D_TEST_SLOW_LOG_AT_STEP": "3", "WANDB_MODE": "offline"},
                     max_restarts=1)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    # the whole stderr: a failed restart shows rank 0's own error far above rank 1's
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-30000:]
     assert marker.exists()  # rank 1 did die after step 3
     out = tmp_path / "sv_pretrain"
     assert checkpoint.load(out / "checkpoints" / "latest.pt")["step"] == 6
