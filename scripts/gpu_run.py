@@ -466,7 +466,6 @@ def phase_ddp(run: Run, phase: Phase) -> None:
     phase.figure = "; ".join(figure)
 
 
-# The fine-tuning arms this pose3d knows (printed as JSON by a probe).
 def phase_method(run: Run, phase: Phase) -> None:
     box, quick = run.boxes["method"], run.args.quick
     end = time.monotonic() + box

@@ -19,7 +19,7 @@ from pose3d.data.loader import make_eval_loader
 from pose3d.data.shards import resolve_shards
 from pose3d.geometry.metrics import mpjpe
 from pose3d.models import load_model
-from pose3d.models.multi_view import reprojection_residual
+from pose3d.models.multi_view import read_batch
 
 
 @torch.no_grad()
@@ -41,11 +41,9 @@ def teacher_error(teacher: str | Path | torch.nn.Module, data: str | Path, role:
         if max_tuples is not None and seen >= max_tuples:
             break
         seen += len(batch["raw"])
-        out = model(*(batch[k].to(device) for k in ("images", "K", "R", "t", "valid")),
-                    flip_test=flip_test, reject_px=reject_px, sharpen=sharpen)
+        out, residual = read_batch(model, batch, device, flip_test=flip_test,
+                                   reject_px=reject_px, sharpen=sharpen)
         joints, ok = out["joints3d"].float().cpu().numpy(), out["valid3d"].all(dim=1).cpu()
-        residual = reprojection_residual(out, {k: batch[k].to(device) for k in
-                                               ("K", "R", "t", "valid")}).cpu().tolist()
         for raw, pred, good, res in zip(batch["raw"], joints, ok.tolist(), residual):
             truth = schema.raw_truth(raw)
             if good and truth is not None and np.isfinite(pred).all():

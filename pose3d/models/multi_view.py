@@ -142,3 +142,14 @@ def reprojection_residual(out: dict, batch: dict) -> Tensor:
     err = (uv - out["joints2d"].float()).norm(dim=-1).mean(dim=-1)  # [B, V]
     err = torch.where(valid, err, torch.zeros_like(err))
     return err.sum(dim=1) / valid.sum(dim=1).clamp(min=1)
+
+
+def read_batch(model: nn.Module, batch: dict, device: str | torch.device, *,
+               flip_test: bool = False, reject_px: float = 0.0, sharpen: float = 1.0
+               ) -> tuple[dict, list[float]]:
+    """F_mv on a loader batch (images [B, V, 3, H, W], K, R, t, valid) moved to `device`,
+    with the P-GT stage's labelling options: its output and each tuple's reprojection
+    residual (input px, reprojection_residual)."""
+    on = {k: batch[k].to(device) for k in ("images", "K", "R", "t", "valid")}
+    out = model(*on.values(), flip_test=flip_test, reject_px=reject_px, sharpen=sharpen)
+    return out, reprojection_residual(out, on).cpu().tolist()

@@ -19,10 +19,9 @@ import torch
 from pose3d.data.loader import make_eval_loader
 from pose3d.data.shards import load_manifest, resolve_shards
 from pose3d.models import load_model
-from pose3d.models.multi_view import reprojection_residual
+from pose3d.models.multi_view import read_batch
 from pose3d.train.pgt_copy import made_from, pgt_source, rewrite_pgt
 
-CAMERAS = ("K", "R", "t", "valid")
 LABELLING = ("checkpoint", "flip_test", "reject_px", "sharpen")  # the P-GT record's, kept
 
 
@@ -37,12 +36,10 @@ def residuals_by_key(pgt_root: str | os.PathLike, *, batch_size: int = 8,
                               keep_raw=True)
     found = {}
     for batch in loader:
-        cams = {k: batch[k].to(device) for k in CAMERAS}
-        out = model(batch["images"].to(device), *cams.values(),
-                    flip_test=record.get("flip_test", False),
-                    reject_px=record.get("reject_px", 0.0), sharpen=record.get("sharpen", 1.0))
-        for raw, res in zip(batch["raw"], reprojection_residual(out, cams).cpu().tolist()):
-            found[raw["__key__"]] = res
+        _, residual = read_batch(model, batch, device, flip_test=record.get("flip_test", False),
+                                 reject_px=record.get("reject_px", 0.0),
+                                 sharpen=record.get("sharpen", 1.0))
+        found.update((raw["__key__"], res) for raw, res in zip(batch["raw"], residual))
     return found
 
 

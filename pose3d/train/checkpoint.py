@@ -56,17 +56,17 @@ def atomic_save(obj: object, path: str | Path) -> Path:
         os.replace(tmp, path)
     except OSError as exc:  # a full disk, a quota, a folder made read-only mid-run
         raise CheckpointWriteError(f"cannot save a checkpoint in {path.parent}: "
-                              f"{exc.strerror or exc} (the previous checkpoints are kept)"
-                              ) from None
+                                   f"{exc.strerror or exc} (the previous checkpoints are "
+                                   f"kept)") from None
     except RuntimeError as exc:
         # torch's zip writer reports a failed write as "enforce fail at inline_container.cc
         # ... unexpected pos": name the folder and its free space instead
         if "inline_container" not in str(exc) and "write" not in str(exc).lower():
             raise
         free = shutil.disk_usage(path.parent).free / 2**20
-        raise CheckpointWriteError(f"cannot save a checkpoint in {path.parent}: the write failed "
-                              f"({free:.0f} MiB free there; the previous checkpoints are "
-                              f"kept)") from None
+        raise CheckpointWriteError(f"cannot save a checkpoint in {path.parent}: the write "
+                                   f"failed ({free:.0f} MiB free there; the previous "
+                                   f"checkpoints are kept)") from None
     finally:
         if tmp.exists():
             tmp.unlink()
