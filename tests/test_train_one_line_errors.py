@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import sys
 
 import pytest
 import torch
@@ -80,7 +81,6 @@ def test_backbone_weights_that_are_not_a_state_dict_are_one_line(tiny_data, tmp_
 
 def _fake_wandb(monkeypatch, failures: list[Exception]):
     """A stand-in `wandb` module whose init raises each of `failures` once, then succeeds."""
-    import sys
     import types
 
     calls = []
@@ -112,6 +112,30 @@ def test_a_restarted_worker_waits_for_its_wandb_run_id_to_be_released(tmp_path, 
     _fake_wandb(monkeypatch, [RuntimeError("something else")])
     with pytest.raises(RuntimeError, match="something else"):
         Logger(cfg, tmp_path, is_main=True)
+
+
+def test_a_worker_starts_its_own_wandb_service_and_keeps_it(tmp_path, monkeypatch):
+    """A WANDB_SERVICE inherited from the launcher names another process's service: the
+    worker does not join it (a killed worker's run would stay open there, tests/
+    test_train_loop.py shows why); the service it started for one run serves its next."""
+    from pose3d.train.config import load_config
+    from pose3d.train.logger import Logger
+
+    monkeypatch.setenv("WANDB_SERVICE", "3-1-unix-/tmp/the-launchers-socket")
+    monkeypatch.setattr("pose3d.train.logger._own_service", None)
+    _fake_wandb(monkeypatch, [])
+    seen, init = [], sys.modules["wandb"].init
+
+    def init_as_wandb_does(**kwargs):
+        seen.append(os.environ.get("WANDB_SERVICE"))
+        os.environ["WANDB_SERVICE"] = "3-2-unix-/tmp/this-workers-socket"  # wandb saves its own
+        return init(**kwargs)
+
+    monkeypatch.setattr(sys.modules["wandb"], "init", init_as_wandb_does)
+    cfg = load_config(TINY, ["run.wandb=offline"])
+    for run in ("first", "second"):
+        Logger(cfg, tmp_path / run, is_main=True).close()
+    assert seen == [None, "3-2-unix-/tmp/this-workers-socket"]
 
 
 @pytest.mark.parametrize("value", ["!!python/object/apply:os.system ['echo ran']", "[",

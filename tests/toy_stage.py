@@ -3,21 +3,16 @@ points from 16 x 16 images of an in-memory data set. It exercises the loop, DDP,
 and logging without the real models or shards.
 
 Faults on demand (environment, so that they reach torchrun's workers):
-POSE3D_TEST_CRASH_AT_STEP=N (+ POSE3D_TEST_CRASH_MARKER=file, POSE3D_TEST_CRASH_RANK=r):
-rank r exits abruptly after step N, once (the marker file records that it did), and only
-once rank 0 has logged step N: torchrun stops rank 0 as soon as rank r is gone, and rank 0
-logs a step after the collectives that let rank r go on, so without the wait a busy machine
-decides whether step N's line is written;
-POSE3D_TEST_NAN_AT_STEP=N: the loss of step N becomes NaN;
-POSE3D_TEST_SLOW_LOG_AT_STEP=N: rank 0 takes SLOW_LOG_S seconds longer to log step N (as on
-a loaded machine; `slow_logging_on_demand`, called by tests/train_toy.py).
+POSE3D_TEST_CRASH_AT_STEP=N (+ POSE3D_TEST_CRASH_MARKER=file): rank 0 exits abruptly after
+step N, once (the marker file records that it did). Rank 0 is the one to kill: it holds the
+run folder and the W&B run that the restarted group must take over, and it has logged step N
+before it asks for the next batch, so nothing about the crash depends on the machine's pace;
+POSE3D_TEST_NAN_AT_STEP=N: the loss of step N becomes NaN.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import time
 from pathlib import Path
 
 import numpy as np
@@ -68,7 +63,7 @@ class ToyStage(TrainStage):
         bs = cfg.optim[cfg.stage].batch_size
         for i in range(cfg.data.batches_per_epoch):
             step = epoch * cfg.data.batches_per_epoch + i + 1  # the loop's step number
-            _maybe_crash(step - 1, dist.rank, cfg.run.out_dir)  # asked for step N + 1: N done
+            _maybe_crash(step - 1, dist.rank)  # asked for step N + 1: N done
             self.loaded_batches.append((epoch, i))
             yield {**toy_batch(cfg.run.seed, epoch, dist.rank, i, bs), "step": step}
 
@@ -83,50 +78,10 @@ class ToyStage(TrainStage):
         return np.zeros((8, 8, 3), np.uint8)
 
 
-SLOW_LOG_S = 3.0
-LOGGED_WAIT_S = 60.0  # at most this long for rank 0's line; then crash anyway
-
-
-def _maybe_crash(step: int, rank: int, out_dir: str) -> None:
+def _maybe_crash(step: int, rank: int) -> None:
     at, marker = os.environ.get("POSE3D_TEST_CRASH_AT_STEP"), os.environ.get(
         "POSE3D_TEST_CRASH_MARKER")
-    if at != str(step) or not marker or rank != int(os.environ.get(
-            "POSE3D_TEST_CRASH_RANK", "1")) or Path(marker).exists():
+    if at != str(step) or not marker or rank != 0 or Path(marker).exists():
         return
-    deadline = time.monotonic() + LOGGED_WAIT_S
-    while step not in _logged_steps(Path(out_dir) / "metrics.jsonl") \
-            and time.monotonic() < deadline:
-        time.sleep(0.05)
     Path(marker).write_text(f"crashed after step {step}\n")
-    os._exit(17)  # like a killed worker: no cleanup, no exception handling
-
-
-def _logged_steps(path: Path) -> set[int]:
-    try:
-        lines = path.read_text().splitlines()
-    except OSError:
-        return set()
-    steps = set()
-    for line in lines:
-        try:
-            steps.add(json.loads(line)["step"])
-        except (ValueError, KeyError):
-            pass  # a line being written
-    return steps
-
-
-def slow_logging_on_demand() -> None:
-    """POSE3D_TEST_SLOW_LOG_AT_STEP=N: rank 0's Logger.log of step N sleeps SLOW_LOG_S first."""
-    at = os.environ.get("POSE3D_TEST_SLOW_LOG_AT_STEP")
-    if not at:
-        return
-    from pose3d.train.logger import Logger
-
-    log = Logger.log
-
-    def slow_log(self, scalars: dict, step: int) -> None:
-        if self.active and step == int(at):
-            time.sleep(SLOW_LOG_S)
-        log(self, scalars, step)
-
-    Logger.log = slow_log
+    os._exit(17)  # like a killed worker: no cleanup, no exception handling, no W&B finish

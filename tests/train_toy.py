@@ -4,11 +4,10 @@ stage in place of the registered ones (used by tests/test_train_loop.py)."""
 import argparse
 import sys
 
-from toy_stage import ToyStage, slow_logging_on_demand
+from toy_stage import ToyStage
 
 from pose3d.train.cli import add_arguments, main
 
-slow_logging_on_demand()
 parser = argparse.ArgumentParser()
 add_arguments(parser)
 sys.exit(main(parser.parse_args(), stage=ToyStage()))

@@ -22,6 +22,8 @@ from pose3d.data.staging import check_writable
 from pose3d.train.config import WANDB_MODES, to_dict
 
 WANDB_RESUME_TRIES = 20  # seconds a resumed run waits for its W&B run id to be released
+_WANDB_SERVICE = "WANDB_SERVICE"  # wandb's variable naming the service process to connect to
+_own_service: str | None = None  # the WANDB_SERVICE value that this process's wandb set
 
 
 class _NoBar:
@@ -42,6 +44,21 @@ def wandb_mode(cfg: DictConfig) -> str:
     if mode not in WANDB_MODES:
         raise ValueError(f"W&B mode must be one of {', '.join(WANDB_MODES)}, got {mode!r}")
     return mode
+
+
+def _use_own_wandb_service() -> None:
+    """Start this process's own W&B service rather than join one named by an inherited
+    WANDB_SERVICE (a parent that used W&B: `pose3d demo`'s evaluations, a notebook, a test
+    process). A worker that torchrun kills leaves its run open in a service that outlives
+    it, and the restarted worker could then never resume that run id ("in use"); a service
+    of its own ends with it. Keeps the service this process started for an earlier run."""
+    if os.environ.get(_WANDB_SERVICE, _own_service) != _own_service:
+        del os.environ[_WANDB_SERVICE]
+
+
+def _remember_own_wandb_service() -> None:
+    global _own_service
+    _own_service = os.environ.get(_WANDB_SERVICE)
 
 
 class Logger:
@@ -68,12 +85,15 @@ class Logger:
         run_id = id_file.read_text().strip() if id_file.exists() else secrets.token_hex(4)
         id_file.write_text(run_id)
         name = cfg.run.wandb_name or f"{Path(cfg.run.root).name}-{cfg.stage}"
+        _use_own_wandb_service()
         for attempt in range(WANDB_RESUME_TRIES):
             try:
-                return wandb.init(project=cfg.run.wandb_project, name=name, id=run_id,
-                                  resume="allow", dir=str(self.out_dir), mode=mode,
-                                  config=to_dict(cfg),
-                                  settings=wandb.Settings(console="off", silent=True))
+                run = wandb.init(project=cfg.run.wandb_project, name=name, id=run_id,
+                                 resume="allow", dir=str(self.out_dir), mode=mode,
+                                 config=to_dict(cfg),
+                                 settings=wandb.Settings(console="off", silent=True))
+                _remember_own_wandb_service()
+                return run
             except OSError as exc:
                 raise PermissionError(f"W&B cannot write its files under {self.out_dir}: "
                                       f"{exc} (or set run.wandb=disabled)") from None
