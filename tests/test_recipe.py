@@ -1,11 +1,14 @@
 """docs/human36m.md's recipe, run as printed on the release fixture scaled down
 (tests/h36m_release_data.py): convert, the four stages (two fine-tunings) under torchrun with
-two CPU processes, and the evaluation of Base, L1-only and Ours in one command. Also the
-presets' λ2 and h36m.yaml's settings that the recipe relies on."""
+two CPU processes, and the evaluation of Base, L1-only and Ours in one command. It is also
+the suite's run of every stage in two processes (gloo): one RNG state per rank in the
+checkpoints, pictures, one P-GT summary, P-GT shards that hold what the report counts. Also
+the presets' λ2 and h36m.yaml's settings that the recipe relies on."""
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import subprocess
@@ -17,6 +20,9 @@ import pytest
 import yaml
 from train_helpers import REPO
 
+from pose3d.data.loader import iterate_samples
+from pose3d.data.shards import load_manifest
+from pose3d.train import checkpoint
 from pose3d.train.config import load_config
 
 DOC = REPO / "docs" / "human36m.md"
@@ -41,7 +47,8 @@ SMALL = {
     "optim": {"mv_pretrain": {"epochs": 1, "batch_size": 2},
               "sv_pretrain": {"epochs": 1, "batch_size": 2},
               "finetune": {"epochs": 1, "batch_size": 2}, "pgt": {"batch_size": 4}},
-    "run": {"device": "cpu", "progress": False, "dist_timeout_s": 120, "keep_checkpoints": 1},
+    "run": {"device": "cpu", "progress": False, "dist_timeout_s": 120, "keep_checkpoints": 1,
+            "image_every_steps": 1},
 }
 
 
@@ -119,15 +126,29 @@ def test_the_recipe_runs_as_printed_on_a_scaled_down_release(tmp_path, monkeypat
     env = {**os.environ, "NPROC": "2", "MAX_RESTARTS": "0", "PYTHON": sys.executable,
            "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO),
            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    printed = []
     for command in recipe_commands(DOC.read_text()):
         for old, new in {RELEASE: str(release), CONFIG: "h36m_small.yaml", **SCALED}.items():
             command = command.replace(old, new)
         done = subprocess.run(["bash", "-euo", "pipefail", "-c", command], cwd=work, env=env,
                               capture_output=True, text=True, timeout=600)
         assert done.returncode == 0, f"{command}\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+        printed.append(done.stdout)
     runs = work / "runs" / "h36m"
     pgt = json.loads((runs / "pgt" / "pgt_report.json").read_text())
     assert pgt["scored"] == pgt["labeled"] > 0  # the teacher scored on the withheld truth
+    assert pgt["labeled"] + pgt["dropped"] == pgt["tuples"] == 4  # S7, S8: frames 0 and 5
+    assert "".join(printed).count("pgt:") == 1  # rank 0 alone prints the P-GT summary
+    samples = list(iterate_samples(str(runs / "pgt_shards")))
+    assert load_manifest(runs / "pgt_shards")["roles"]["unlabeled"]["samples"] == len(
+        {s.key for s in samples}) == pgt["labeled"]
+    assert all(s.pgt is not None and s.joints3d is None for s in samples)
+    for stage in ("mv_pretrain", "sv_pretrain", "finetune", "finetune_l1_only"):
+        last = checkpoint.load(runs / stage / "checkpoints" / "latest.pt")
+        assert last["world_size"] == 2 and len(last["rng"]) == 2, stage  # a state per rank
+        assert list((runs / stage / "images").glob("*.png")), stage
+    rows = [json.loads(r) for r in (runs / "finetune" / "metrics.jsonl").read_text().splitlines()]
+    assert all(math.isfinite(r["train/loss_mv"]) for r in rows if "train/loss_mv" in r)
     report = json.loads((runs / "eval" / "report.json").read_text())
     assert set(report) == {"Base", "L1-only", "Ours"}
     # one pass per epoch on each of the 2 ranks, batches of 2: --frame-step 5 keeps frames 0

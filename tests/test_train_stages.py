@@ -1,5 +1,6 @@
-"""The four stages on a tiny synthetic dataset: each as a two-process gloo run under
-torchrun, the P-GT shards and report, and bad input failing in one line before any work."""
+"""The four stages on a tiny synthetic dataset: each in one process on the test device, one
+through the multi-node launcher in two processes (tests/test_recipe.py runs all four in two),
+and bad input failing in one line before any work."""
 
 import argparse
 import json
@@ -11,10 +12,8 @@ import sys
 import pytest
 import torch
 from train_data import write_pgt_folder, write_tiny_dataset
-from train_helpers import REPO, TINY, free_port, torchrun
+from train_helpers import REPO, TINY, free_port
 
-from pose3d.data.loader import iterate_samples
-from pose3d.data.shards import load_manifest
 from pose3d.train import checkpoint
 from pose3d.train.cli import EXIT_BAD_INPUT, add_arguments, main
 from pose3d.train.config import initial_weights, load_config
@@ -44,52 +43,32 @@ def run_cli(*args: str) -> int:
     return main(parser.parse_args(["--config", TINY, *args]))
 
 
-def run_stage_torchrun(data, root, stage, *extra, launcher=None):
-    """Two gloo workers: through torchrun directly, or through a launch/ script."""
-    args = overrides(data, root, stage, *extra)
-    if launcher is None:
-        proc = torchrun(2, ["-m", "pose3d.train", "--config", TINY, *args], {})
-    else:
-        env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHON": sys.executable,
-               "OMP_NUM_THREADS": "1", "NPROC": "2", "NPROC_PER_NODE": "2", "NNODES": "1",
-               "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port()), "MAX_RESTARTS": "0"}
-        proc = subprocess.run(["bash", str(REPO / "launch" / launcher), TINY, *args], cwd=REPO,
-                              env=env, capture_output=True, text=True, timeout=240)
+def run_stage_with_launcher(data, root, stage, launcher: str):
+    """Two gloo workers on this machine through a launch/ script."""
+    env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHON": sys.executable,
+           "OMP_NUM_THREADS": "1", "NPROC": "2", "NPROC_PER_NODE": "2", "NNODES": "1",
+           "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port()), "MAX_RESTARTS": "0"}
+    proc = subprocess.run(["bash", str(REPO / "launch" / launcher), TINY,
+                           *overrides(data, root, stage)], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return proc
 
 
 @pytest.mark.slow
-def test_every_stage_runs_in_two_processes(dataset, tmp_path):
-    for stage, launcher in (("mv_pretrain", "multi_node.sh"), ("sv_pretrain", "single_node.sh")):
-        run_stage_torchrun(dataset, tmp_path, stage, launcher=launcher)
-        last = checkpoint.load(tmp_path / stage / "checkpoints" / "latest.pt")
-        assert (last["step"], last["epoch"], last["world_size"]) == (2, 1, 2)
-        assert len(last["rng"]) == 2  # one RNG state per rank
-        assert list((tmp_path / stage / "images").glob("*.png"))
+def test_a_stage_runs_in_two_processes_through_the_multi_node_launcher(dataset, tmp_path):
+    """launch/multi_node.sh on one node; the recipe (tests/test_recipe.py) runs every stage
+    in two processes through launch/single_node.sh."""
+    run_stage_with_launcher(dataset, tmp_path, "mv_pretrain", "multi_node.sh")
+    last = checkpoint.load(tmp_path / "mv_pretrain" / "checkpoints" / "latest.pt")
+    assert (last["step"], last["epoch"], last["world_size"]) == (2, 1, 2)
+    assert len(last["rng"]) == 2  # one RNG state per rank
+    assert list((tmp_path / "mv_pretrain" / "images").glob("*.png"))
 
-    proc = run_stage_torchrun(dataset, tmp_path, "pgt")
-    report = json.loads((tmp_path / "pgt" / "pgt_report.json").read_text())
-    assert report["tuples"] == 6 and report["labeled"] + report["dropped"] == 6
-    assert report["scored"] == report["labeled"] > 0 and math.isfinite(report["mpjpe_mm"])
-    assert proc.stdout.count("pgt:") == 1  # rank 0 alone prints the summary
-    pgt_root = tmp_path / "pgt_shards"
-    manifest = load_manifest(pgt_root)
-    assert manifest["roles"]["unlabeled"]["samples"] == report["labeled"]
-    samples = list(iterate_samples(str(pgt_root)))
-    assert len({s.key for s in samples}) == report["labeled"]
-    assert all(s.pgt is not None and s.joints3d is None for s in samples)
 
-    # finetune starts from sv_pretrain's latest checkpoint by default
+def test_finetune_starts_from_sv_pretrains_latest_checkpoint_by_default(dataset, tmp_path):
     cfg = load_config(TINY, overrides(dataset, tmp_path, "finetune"))
     assert initial_weights(cfg).path == str(
         tmp_path / "sv_pretrain" / "checkpoints" / "latest.pt")
-    run_stage_torchrun(dataset, tmp_path, "finetune")
-    last = checkpoint.load(tmp_path / "finetune" / "checkpoints" / "latest.pt")
-    assert last["step"] == 2
-    rows = [json.loads(r) for r in (tmp_path / "finetune" / "metrics.jsonl").read_text()
-            .splitlines()]
-    assert all(math.isfinite(r["train/loss_mv"]) for r in rows)
 
 
 @pytest.mark.slow
