@@ -40,6 +40,7 @@ QUICK_MODEL = ["model.sv.depth_bins=8", "model.sv.deconv_channels=16", "model.sv
 # environment keys a row sets itself (a user's value would change what the row measures)
 ROW_KEYS = ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT", LAUNCHER_ENV,
             "LOCAL_WORLD_SIZE", "PYTEST_XDIST_WORKER_COUNT")
+LOADS = ("quiet", "beside 1 busy process")  # quiet first: the ratios' reference
 HEADERS = ["load", "threads", "environment", "steps/s", "of quiet all-cores", "threads at end"]
 
 
@@ -97,7 +98,7 @@ def busy_process() -> Iterator[subprocess.Popen]:
 def table_rows(spec: dict, cores: int) -> list[list[object]]:
     """Every row, quiet first, then beside the busy process."""
     results = []
-    for load in ("quiet", "beside 1 busy process"):
+    for load in LOADS:
         with busy_process() if load != "quiet" else contextlib.nullcontext():
             for name, extra in modes(cores):
                 results.append((load, name, extra, run_row(spec, row_env(extra))))
