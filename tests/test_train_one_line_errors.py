@@ -98,8 +98,9 @@ def _fake_wandb(monkeypatch, failures: list[Exception]):
 
 
 def test_a_restarted_worker_waits_for_its_wandb_run_id_to_be_released(tmp_path, monkeypatch):
-    """torchrun restarts a worker before the killed one's W&B service lets go of the run id:
-    the resumed run waits and appends to the same run instead of failing."""
+    """A run id still open in the W&B service ("in use"; see the test below for why a
+    worker's own service makes that rare): the resumed run waits and appends to the same
+    run instead of failing; another error is raised at once."""
     from pose3d.train.config import load_config
     from pose3d.train.logger import Logger
 

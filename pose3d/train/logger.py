@@ -21,7 +21,7 @@ from tqdm import tqdm
 from pose3d.data.staging import check_writable
 from pose3d.train.config import WANDB_MODES, to_dict
 
-WANDB_RESUME_TRIES = 20  # seconds a resumed run waits for its W&B run id to be released
+WANDB_RESUME_TRIES = 20  # seconds a resumed run waits for a W&B run id still in use
 _WANDB_SERVICE = "WANDB_SERVICE"  # wandb's variable naming the service process to connect to
 _own_service: str | None = None  # the WANDB_SERVICE value that this process's wandb set
 
@@ -98,8 +98,9 @@ class Logger:
                 raise PermissionError(f"W&B cannot write its files under {self.out_dir}: "
                                       f"{exc} (or set run.wandb=disabled)") from None
             except Exception as exc:
-                # a worker restarted by torchrun can come back before the killed worker's
-                # W&B service has let go of the run: wait for it rather than lose the run
+                # a run id still open in the service ("in use"): since each worker starts
+                # its own service this needs a service that outlived a run's worker, which
+                # _use_own_wandb_service prevents; kept as a short wait, not a lost run
                 if "in use" not in str(exc) or attempt == WANDB_RESUME_TRIES - 1:
                     raise
                 time.sleep(1.0)
