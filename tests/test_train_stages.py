@@ -65,8 +65,8 @@ def test_a_stage_runs_in_two_processes_through_the_multi_node_launcher(dataset, 
     assert list((tmp_path / "mv_pretrain" / "images").glob("*.png"))
 
 
-def test_finetune_starts_from_sv_pretrains_latest_checkpoint_by_default(dataset, tmp_path):
-    cfg = load_config(TINY, overrides(dataset, tmp_path, "finetune"))
+def test_finetune_starts_from_sv_pretrains_latest_checkpoint_by_default(tmp_path):
+    cfg = load_config(TINY, overrides(tmp_path / "data", tmp_path, "finetune"))  # paths only
     assert initial_weights(cfg).path == str(
         tmp_path / "sv_pretrain" / "checkpoints" / "latest.pt")
 
